@@ -1,0 +1,24 @@
+"""initdiag: see, before a single training step, whether an initialization lets signal flow.
+
+The public API is re-exported here; every name is documented in its module.
+"""
+
+__version__ = "0.1.0"
+
+from initdiag.activations import Activation as Activation
+from initdiag.activations import activation as activation
+from initdiag.initializers import STANDARD_INITIALIZERS as STANDARD_INITIALIZERS
+from initdiag.initializers import initializer as initializer
+from initdiag.probe import DEFAULT_SWEEP as DEFAULT_SWEEP
+from initdiag.probe import probe as probe
+from initdiag.probe import probe_params as probe_params
+from initdiag.probe import sweep as sweep
+from initdiag.results import METRICS as METRICS
+from initdiag.results import ProbeResult as ProbeResult
+from initdiag.results import ResultsFileError as ResultsFileError
+from initdiag.results import SweepResult as SweepResult
+from initdiag.results import load as load
+from initdiag.stacks import StackSpec as StackSpec
+from initdiag.stacks import apply_stack as apply_stack
+from initdiag.stacks import init_stack as init_stack
+from initdiag.stacks import make_spec as make_spec

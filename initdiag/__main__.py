@@ -1,0 +1,5 @@
+"""``python -m initdiag`` is the ``initdiag`` command."""
+
+from initdiag.cli import main
+
+raise SystemExit(main())

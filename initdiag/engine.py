@@ -1,0 +1,200 @@
+"""The compiled probe: one forward scan and one reverse scan per weight-shape segment.
+
+The backward pass is written out (it is short for a fully connected stack) rather than taken from
+``jax.grad`` of the whole stack, for two reasons:
+
+* the cotangent is carried as ``g = gs * 2**E`` with ``gs`` renormalized to ``max|gs|`` in
+  [0.5, 1) after every layer (an exact power-of-two rescaling; backprop is linear in the
+  cotangent, so nothing else changes). A gradient of 1e-60 is therefore measured as 1e-60,
+  where float32 backprop would have flushed it to 0 forty layers earlier;
+* only per-layer statistics leave the computation: ``dL/dW`` is reduced to its norm inside the
+  scan (without forming it when the batch is small), so memory stays O(L B n), not O(L n^2).
+
+Each layer's local derivative is still jax's: ``jax.vjp`` of ``a = phi(norm(h))``. Tests compare
+every gradient statistic with ``jax.grad`` of a plain Python loop.
+
+With ``remat=k`` the forward pass keeps only every k-th layer input and the backward pass
+recomputes each chunk of k layers before walking back through it, bounding activation memory by
+O((L/k + k) B n) at the price of one more forward pass.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from initdiag import stats
+from initdiag.activations import Activation
+from initdiag.stacks import Norm, branch, layer_output
+
+Loss = Literal["projection", "half_mse"]
+LOSSES = ("projection", "half_mse")
+
+#: Forward statistics, each a pair (value, exponent) or a plain fraction; see results.METRICS.
+SCALED_FORWARD = ("preact_mean", "preact_var", "act_mean", "act_var", "weight_norm")
+SCALED_BACKWARD = ("grad_preact_rms", "grad_act_rms", "grad_weight_norm")
+FRACTIONS = ("saturation", "zero_frac", "dead_frac")
+#: Power of two applied to the exponent when combining (variances scale as 2**(2e)).
+POWERS = {"preact_var": 2, "act_var": 2}
+
+
+class Static(NamedTuple):
+    """Hashable options the compiled computation depends on (besides array shapes)."""
+
+    activation: Activation
+    norm: Norm
+    residual: float | None
+    loss: Loss
+    saturation_threshold: float
+    histograms: bool
+    remat: int  # chunk length for rematerialisation; 0 = store every layer
+
+
+def _forward_layer(static: Static, x_prev, w, b, act_edges):
+    h = x_prev @ w + b[None, :]
+    a = branch(h, static.activation, static.norm)
+    x = layer_output(x_prev, a, static.residual)
+    hmv, xmv = stats.mean_var(h), stats.mean_var(x)
+    out = {
+        "preact_mean": hmv["mean"], "preact_var": hmv["var"],
+        "act_mean": xmv["mean"], "act_var": xmv["var"],
+        "weight_norm": stats.frobenius(w),
+        **stats.fractions(a, static.activation, static.saturation_threshold),
+    }
+    if static.histograms:
+        out["act_hist"] = stats.histogram(a, act_edges)
+    return x, h, out
+
+
+def _backward_layer(static: Static, carry, x_prev, h, w, grad_edges):
+    """One layer back: from dL/dx^l = gs * 2**E to dL/dx^{l-1}, with the layer's statistics."""
+    gs, e_x = carry
+    _, vjp = jax.vjp(lambda hh: branch(hh, static.activation, static.norm), h)
+    g_a = gs if static.residual is None else gs * jnp.asarray(static.residual, gs.dtype)
+    (gh,) = vjp(g_a)
+    gh, e1 = stats.normalized(gh)
+    e_h = e_x + e1  # dL/dh = gh * 2**e_h
+    xs, e_xp = stats.normalized(x_prev)
+    gw_v, gw_e = stats.outer_frobenius(xs, gh)
+    out = {
+        "grad_act_rms": stats.rms(gs, e_x),
+        "grad_preact_rms": stats.rms(gh, e_h),
+        "grad_weight_norm": (gw_v, gw_e + e_xp + e_h),
+    }
+    if static.histograms:
+        log2 = jnp.log2(jnp.abs(gh)) + e_h.astype(gh.dtype)
+        out["grad_hist"] = stats.histogram(log2 * jnp.log10(2.0).astype(gh.dtype), grad_edges)
+    g_prev = gh @ w.T
+    if static.residual is None:
+        g_prev, e2 = stats.normalized(g_prev)
+        return (g_prev, e_h + e2), out
+    # dL/dx^{l-1} = dL/dx^l + (gh @ W^T) * 2**e_h: align the branch term to the skip's exponent.
+    g_prev = gs + jnp.ldexp(g_prev, e_h - e_x)
+    g_prev, e2 = stats.normalized(g_prev)
+    return (g_prev, e_x + e2), out
+
+
+def _seg_forward(static: Static, x, w, b, act_edges):
+    """Forward through one segment; returns x^out, per-layer (x_prev, h) and statistics."""
+    def step(x_prev, wb):
+        x_new, h, out = _forward_layer(static, x_prev, wb[0], wb[1], act_edges)
+        return x_new, ((x_prev, h), out)
+    if w.shape[1] != w.shape[2]:  # a width change: a one-layer segment, the carry changes shape
+        x_new, ys = step(x, (w[0], b[0]))
+        return x_new, *jax.tree.map(lambda a: a[None], ys)
+    x, (saved, out) = jax.lax.scan(step, x, (w, b))
+    return x, saved, out
+
+
+def _seg_backward(static: Static, carry, saved, w, grad_edges):
+    def step(c, inp):
+        (x_prev, h), wl = inp
+        return _backward_layer(static, c, x_prev, h, wl, grad_edges)
+    if w.shape[1] != w.shape[2]:
+        carry, out = step(carry, jax.tree.map(lambda a: a[0], (saved, w)))
+        return carry, jax.tree.map(lambda a: a[None], out)
+    return jax.lax.scan(step, carry, (saved, w), reverse=True)
+
+
+def _chunked(tree, k: int):
+    return jax.tree.map(lambda a: a.reshape((a.shape[0] // k, k) + a.shape[1:]), tree)
+
+
+def _unchunked(tree):
+    return jax.tree.map(lambda a: a.reshape((a.shape[0] * a.shape[1],) + a.shape[2:]), tree)
+
+
+def _run_segment_remat(static: Static, x, w, b, act_edges):
+    """Forward keeping only each chunk's input; returns what the backward needs to recompute."""
+    k = static.remat
+    def chunk(x_in, wb):
+        x_out, _, out = _seg_forward(static, x_in, wb[0], wb[1], act_edges)
+        return x_out, (x_in, out)
+    x, (chunk_inputs, out) = jax.lax.scan(chunk, x, _chunked((w, b), k))
+    return x, chunk_inputs, _unchunked(out)
+
+
+def _backward_segment_remat(static: Static, carry, chunk_inputs, w, b, act_edges, grad_edges):
+    k = static.remat
+    def chunk(c, inp):
+        x_in, (wc, bc) = inp
+        _, saved, _ = _seg_forward(static, x_in, wc, bc, act_edges)
+        return _seg_backward(static, c, saved, wc, grad_edges)
+    carry, out = jax.lax.scan(chunk, carry, (chunk_inputs, _chunked((w, b), k)), reverse=True)
+    return carry, _unchunked(out)
+
+
+def _split_for_remat(params, k: int):
+    """Split each segment so every piece's length is a multiple of ``k`` or shorter than k."""
+    pieces = []
+    for w, b in params:
+        n = w.shape[0]
+        square = w.shape[1] == w.shape[2]
+        main = (n // k) * k if k and square else 0
+        if main:
+            pieces.append((w[:main], b[:main], True))
+        if main < n:
+            pieces.append((w[main:], b[main:], False))
+    return pieces
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def run(static: Static, params, x0, readout, act_edges, grad_edges) -> dict[str, Any]:
+    """Probe a stack: ``params`` is a tuple of ``(W [n, fi, fo], b [n, fo])`` segments.
+
+    Returns per-layer statistics (scaled pairs and fractions, see :mod:`initdiag.stats`)
+    concatenated over segments, each with leading dimension L.
+    """
+    pieces = _split_for_remat(params, static.remat)
+    x = x0
+    fwd_outs, saved = [], []
+    for w, b, chunked in pieces:
+        if chunked:
+            x, keep, out = _run_segment_remat(static, x, w, b, act_edges)
+        else:
+            x, keep, out = _seg_forward(static, x, w, b, act_edges)
+        fwd_outs.append(out)
+        saved.append(keep)
+    batch = x.shape[0]
+    g_top = readout if static.loss == "projection" else x
+    g_top = g_top / jnp.asarray(batch, x.dtype)
+    carry = stats.normalized(g_top)
+    bwd_outs = [None] * len(pieces)
+    for i in reversed(range(len(pieces))):
+        w, b, chunked = pieces[i]
+        if chunked:
+            carry, bwd_outs[i] = _backward_segment_remat(static, carry, saved[i], w, b, act_edges,
+                                                         grad_edges)
+        else:
+            carry, bwd_outs[i] = _seg_backward(static, carry, saved[i], w, grad_edges)
+    cat = lambda *xs: jnp.concatenate(xs, axis=0)
+    out = jax.tree.map(cat, *fwd_outs)
+    out.update(jax.tree.map(cat, *bwd_outs))
+    if static.loss == "projection":
+        out["loss"] = jnp.sum(readout * x) / batch
+    else:
+        out["loss"] = 0.5 * jnp.sum(jnp.square(x)) / batch
+    return out

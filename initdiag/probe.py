@@ -1,0 +1,299 @@
+"""Public probe API: :func:`probe`, :func:`probe_params`, :func:`sweep`.
+
+A probe draws a stack (:mod:`initdiag.stacks`) from a seed, pushes one input batch through it,
+backpropagates a fixed loss and returns per-layer statistics (:data:`initdiag.results.METRICS`)
+as a :class:`~initdiag.results.ProbeResult`.
+
+Losses (``loss=``), with x^L the output of the last layer ([B, n_L]):
+
+* ``"projection"`` (default): L = mean_i <g_i, x^L_i>, g ~ N(0, I) of shape [B, n_L] drawn from
+  the seed. dL/dx^L = g / B does not depend on the forward pass, so the backward signal
+  measures the stack alone.
+* ``"half_mse"``: L = 0.5 mean_i ||x^L_i||^2 (= 0.5 sum of squares of the output / B).
+
+Seeds: an integer seed gives keys for the input, the weights, the biases and the readout
+(:func:`initdiag.stacks.split_seed`). The same seed gives the same numbers, bit for bit.
+
+Compilation: the engine is compiled once per (activation, norm, residual, loss, options) and
+array shapes; every initializer of a sweep reuses it (initializers only change the weights fed
+in). Weights are drawn by a small per-initializer function compiled once per shape.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from initdiag import engine, stats
+from initdiag._types import check_one_of
+from initdiag.activations import activation as resolve_activation
+from initdiag.initializers import STANDARD_INITIALIZERS
+from initdiag.results import ProbeResult, SweepResult
+from initdiag.stacks import StackSpec, init_stack, make_input, make_spec, split_seed
+
+DEFAULT_HIST_BINS = 50
+#: Fixed bins of log10 |dL/dh| for grad_hist: 1e-45 .. 1e5.
+GRAD_HIST_RANGE = (-45.0, 5.0)
+#: Fixed bins of the activation output for act_hist when phi is unbounded.
+ACT_HIST_RANGE = (-4.0, 4.0)
+
+#: The built-in default sweep (what ``scripts/demo`` and ``initdiag report`` run).
+DEFAULT_SWEEP: dict[str, Any] = {
+    "activations": ("tanh", "sigmoid", "relu"),
+    "inits": STANDARD_INITIALIZERS,
+    "depths": (50,),
+    "widths": (256,),
+    "seeds": (0,),
+    "batch": 256,
+}
+
+
+def environment() -> dict[str, str]:
+    """Versions and device, recorded with every result."""
+    import jaxlib
+
+    from initdiag import __version__
+    dev = jax.devices()[0]
+    return {"initdiag": __version__, "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+            "numpy": np.__version__, "python": platform.python_version(),
+            "platform": platform.platform(), "device": f"{dev.platform}:{dev.device_kind}",
+            "device_count": str(jax.device_count())}
+
+
+def _edges(lo: float, hi: float, bins: int) -> jax.Array:
+    return jnp.linspace(lo, hi, bins + 1, dtype=jnp.float32)
+
+
+def _act_range(spec: StackSpec) -> tuple[float, float]:
+    act = spec.activation
+    if act.lower is not None and act.upper is not None:
+        return act.lower, act.upper
+    return ACT_HIST_RANGE
+
+
+def _check_threshold(t: float) -> float:
+    t = float(t)
+    if not 0.0 < t < 1.0:
+        raise ValueError(f"saturation_threshold must be in (0, 1); got {t}")
+    return t
+
+
+def _auto_remat(remat: int | bool | None, depth: int) -> int:
+    if remat is None or remat is False:
+        return 0
+    if remat is True:
+        return max(1, int(round(np.sqrt(depth))))
+    if int(remat) < 1:
+        raise ValueError(f"remat must be True, False or a chunk length >= 1; got {remat!r}")
+    return int(remat)
+
+
+def _config(spec: StackSpec, batch: int, loss: str, input_kind: str, threshold: float,
+            remat: int) -> dict[str, Any]:
+    widths = list(spec.widths)
+    return {
+        "activation": spec.activation.label, "init": spec.init.label,
+        "bias_init": spec.bias_init.label, "depth": spec.depth,
+        "width": widths[0] if len(set(widths)) == 1 else widths,
+        "input_width": spec.input_width, "batch": int(batch), "use_bias": spec.use_bias,
+        "norm": spec.norm, "residual": spec.residual, "input": input_kind, "loss": loss,
+        "saturation_threshold": threshold, "remat": remat, "dtype": "float32",
+    }
+
+
+def _to_result(raw: dict[str, Any], config: dict[str, Any], seed: int, histograms: bool,
+               act_edges, grad_edges, timing: dict[str, float]) -> ProbeResult:
+    raw = jax.device_get(raw)
+    values: dict[str, np.ndarray] = {}
+    for name in ("preact_mean", "preact_var", "act_mean", "act_var", "saturation", "zero_frac",
+                 "dead_frac", "grad_preact_rms", "grad_act_rms", "grad_weight_norm", "weight_norm"):
+        item = raw[name]
+        if name in engine.FRACTIONS:
+            values[name] = np.asarray(item, np.float64)
+        else:
+            values[name] = stats.combine(*item, power=engine.POWERS.get(name, 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = values["grad_weight_norm"] / values["weight_norm"]
+    values["grad_weight_ratio"] = np.where(values["weight_norm"] > 0, ratio, np.nan)
+    hists = {}
+    if histograms:
+        hists = {"act_hist": np.asarray(raw["act_hist"], np.int64),
+                 "act_edges": np.asarray(act_edges, np.float64),
+                 "grad_hist": np.asarray(raw["grad_hist"], np.int64),
+                 "grad_edges": np.asarray(grad_edges, np.float64)}
+    return ProbeResult(config=config, seed=int(seed), values=values, histograms=hists,
+                       scalars={"loss": float(raw["loss"])},
+                       meta={"environment": environment(), "timing": timing})
+
+
+def _run(spec: StackSpec, params, x0, readout, *, loss: str, threshold: float, histograms: bool,
+         hist_bins: int, remat: int, config: dict[str, Any], seed: int) -> ProbeResult:
+    static = engine.Static(activation=spec.activation, norm=spec.norm, residual=spec.residual,
+                           loss=loss, saturation_threshold=threshold, histograms=bool(histograms),
+                           remat=remat)
+    act_edges = _edges(*_act_range(spec), hist_bins)
+    grad_edges = _edges(*GRAD_HIST_RANGE, hist_bins)
+    t0 = time.perf_counter()
+    raw = engine.run(static, params, x0, readout, act_edges, grad_edges)
+    jax.block_until_ready(raw)
+    timing = {"run_s": time.perf_counter() - t0}
+    return _to_result(raw, config, seed, histograms, act_edges, grad_edges, timing)
+
+
+def probe(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
+          width: int | Sequence[int] = 256, batch: int | None = None, seed: int = 0,
+          bias_init: Any = "zeros", *, input_width: int | None = None, use_bias: bool = True,
+          norm: str | None = None, residual: float | None = None, input: Any = "normal",
+          loss: str = "projection", saturation_threshold: float = 0.99,
+          histograms: bool = False, hist_bins: int = DEFAULT_HIST_BINS,
+          remat: int | bool | None = None) -> ProbeResult:
+    """Probe one stack at initialization and return its per-layer statistics.
+
+    Args:
+      activation: a name (``"tanh"``, ``"leaky_relu(slope=0.2)"``), an Activation or a callable.
+      init: weight initializer: a name, ``initdiag.initializer(...)`` or a jax-style callable.
+      depth: number of layers L.
+      width: width of every layer, or a list of L widths.
+      batch: batch size B (default 256; inferred from ``input`` when that is an array).
+      seed: integer seed (or a jax PRNG key).
+      bias_init: bias initializer, same forms as ``init`` (default zeros).
+      input_width: width of the input (default: the first layer's width).
+      use_bias: whether layers have a bias.
+      norm: None, ``"batchnorm"`` or ``"layernorm"`` before the activation.
+      residual: None, or alpha for x <- x + alpha * phi(norm(W x + b)).
+      input: ``"normal"`` (N(0,1) entries), ``"uniform"`` (U(-sqrt 3, sqrt 3)) or a [B, n_0] array.
+      loss: ``"projection"`` or ``"half_mse"`` (module docstring).
+      saturation_threshold: t in (0, 1) of the saturation rule (:mod:`initdiag.activations`).
+      histograms: also record per-layer histograms ``act_hist`` and ``grad_hist``.
+      hist_bins: number of histogram bins.
+      remat: None/False stores every layer's activations; True or a chunk length k recomputes
+        them chunk by chunk in the backward pass (memory O((L/k + k) B n)).
+
+    Returns:
+      A ProbeResult; ``result["preact_var"]`` has shape [depth].
+    """
+    check_one_of("loss", loss, engine.LOSSES)
+    threshold = _check_threshold(saturation_threshold)
+    spec = make_spec(activation=activation, init=init, depth=depth, width=width,
+                     input_width=input_width, bias_init=bias_init, use_bias=use_bias, norm=norm,
+                     residual=residual)
+    keys = split_seed(seed)
+    if isinstance(input, str):
+        batch = 256 if batch is None else batch
+        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+            raise ValueError(f"batch must be an integer >= 1; got {batch!r}")
+        x0 = make_input(keys["input"], int(batch), spec.input_width, input)
+        input_kind = input
+    else:
+        x0 = jnp.asarray(input, jnp.float32)
+        if x0.ndim != 2 or x0.shape[1] != spec.input_width:
+            raise ValueError(f"input must have shape [batch, {spec.input_width}]; got {x0.shape}")
+        if batch is not None and batch != x0.shape[0]:
+            raise ValueError(f"batch={batch} disagrees with the input's {x0.shape[0]} rows")
+        input_kind = "array"
+    batch = int(x0.shape[0])
+    readout = jax.random.normal(keys["readout"], (batch, spec.widths[-1]), jnp.float32)
+    rm = _auto_remat(remat, depth)
+    t0 = time.perf_counter()
+    params = init_stack(seed, spec)
+    jax.block_until_ready(params)
+    init_s = time.perf_counter() - t0
+    config = _config(spec, batch, loss, input_kind, threshold, rm)
+    result = _run(spec, params, x0, readout, loss=loss, threshold=threshold, histograms=histograms,
+                  hist_bins=hist_bins, remat=rm, config=config,
+                  seed=seed if isinstance(seed, (int, np.integer)) else -1)
+    result.meta["timing"]["init_s"] = init_s
+    return result
+
+
+def probe_params(weights: Sequence[Any], biases: Sequence[Any] | None, x: Any, activation: Any,
+                 loss: str = "projection", *, readout: Any = None, seed: int = 0,
+                 norm: str | None = None, residual: float | None = None,
+                 saturation_threshold: float = 0.99, histograms: bool = False,
+                 hist_bins: int = DEFAULT_HIST_BINS) -> ProbeResult:
+    """The same statistics for explicitly given weights, biases and input.
+
+    Args:
+      weights: list of L arrays ``[fan_in, fan_out]`` (``h = x @ W + b``; a torch ``Linear``
+        weight is ``[fan_out, fan_in]``, so pass ``weight.T``).
+      biases: list of L arrays ``[fan_out]``, or None for no bias.
+      x: input ``[B, n_0]``.
+      activation: as in :func:`probe`.
+      loss: ``"projection"`` or ``"half_mse"``.
+      readout: the projection g (``[B, n_L]``); drawn from ``seed`` when None.
+      seed: seeds the readout only.
+
+    Returns:
+      A ProbeResult whose config records ``init="given"``.
+    """
+    check_one_of("loss", loss, engine.LOSSES)
+    threshold = _check_threshold(saturation_threshold)
+    ws = [jnp.asarray(w, jnp.float32) for w in weights]
+    if not ws:
+        raise ValueError("weights is empty")
+    bs = ([jnp.zeros((w.shape[1],), jnp.float32) for w in ws] if biases is None
+          else [jnp.asarray(b, jnp.float32) for b in biases])
+    if len(bs) != len(ws):
+        raise ValueError(f"{len(ws)} weights but {len(bs)} biases")
+    x0 = jnp.asarray(x, jnp.float32)
+    for i, (w, b) in enumerate(zip(ws, bs), start=1):
+        fan_in = x0.shape[1] if i == 1 else ws[i - 2].shape[1]
+        if w.ndim != 2 or w.shape[0] != fan_in or b.shape != (w.shape[1],):
+            raise ValueError(f"layer {i}: weight {w.shape} / bias {b.shape} do not fit fan_in "
+                             f"{fan_in} (weights are [fan_in, fan_out])")
+    spec = make_spec(activation=activation, init="zeros", depth=len(ws),
+                     width=[int(w.shape[1]) for w in ws], input_width=int(x0.shape[1]), norm=norm,
+                     residual=residual, use_bias=biases is not None)
+    params = tuple((jnp.stack(ws[s.start:s.start + s.count]), jnp.stack(bs[s.start:s.start + s.count]))
+                   for s in spec.segments())
+    batch = int(x0.shape[0])
+    if readout is None:
+        readout = jax.random.normal(split_seed(seed)["readout"], (batch, spec.widths[-1]), jnp.float32)
+    readout = jnp.asarray(readout, jnp.float32)
+    config = _config(spec, batch, loss, "array", threshold, 0)
+    config.update(init="given", bias_init="given" if biases is not None else "none")
+    return _run(spec, params, x0, readout, loss=loss, threshold=threshold, histograms=histograms,
+                hist_bins=hist_bins, remat=0, config=config, seed=seed)
+
+
+def sweep(activations: Sequence[Any] = DEFAULT_SWEEP["activations"],
+          inits: Sequence[Any] = DEFAULT_SWEEP["inits"], depths: Sequence[int] = (50,),
+          widths: Sequence[Any] = (256,), seeds: Sequence[int] = (0,), batch: int = 256,
+          progress: Callable[[int, int, ProbeResult], None] | None = None,
+          **stack_options: Any) -> SweepResult:
+    """Probe every combination of activations x depths x widths x inits x seeds.
+
+    ``stack_options`` are :func:`probe`'s keyword options (bias_init, norm, residual, loss,
+    histograms, ...). Results come in that nesting order. ``progress(done, total, result)`` is
+    called after each probe. On KeyboardInterrupt the results so far are kept: the exception is
+    re-raised with them attached as ``partial`` (a SweepResult).
+    """
+    for name, seq in (("activations", activations), ("inits", inits), ("depths", depths),
+                      ("widths", widths), ("seeds", seeds)):
+        if isinstance(seq, (str, bytes)) or not hasattr(seq, "__iter__"):
+            raise TypeError(f"{name} must be a list; got {seq!r} (wrap one value in a list)")
+        if len(list(seq)) == 0:
+            raise ValueError(f"{name} is empty")
+    for a in activations:  # fail fast on bad names, before any work
+        resolve_activation(a)
+    combos = [(a, d, w, i, s) for a in activations for d in depths for w in widths
+              for i in inits for s in seeds]
+    # Validate every init name up front.
+    for _, d, w, i, _ in combos[: len(inits)]:
+        make_spec(init=i, depth=int(d), width=w)
+    results: list[ProbeResult] = []
+    try:
+        for n, (a, d, w, i, s) in enumerate(combos, start=1):
+            r = probe(activation=a, init=i, depth=d, width=w, batch=batch, seed=s, **stack_options)
+            results.append(r)
+            if progress is not None:
+                progress(n, len(combos), r)
+    except KeyboardInterrupt as e:
+        e.partial = SweepResult(results)  # type: ignore[attr-defined]
+        raise
+    return SweepResult(results)

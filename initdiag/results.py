@@ -1,0 +1,276 @@
+"""Probe results: numpy arrays per metric, lossless JSON, tidy DataFrames.
+
+This module is a leaf: it imports numpy (and pandas lazily), never jax or the probe engine.
+
+JSON layout (``schema_version`` 1)::
+
+    {"schema": "initdiag.results", "schema_version": 1, "kind": "sweep" | "probe",
+     "results": [{"config": {...}, "seed": 0,
+                  "metrics": {"preact_var": [...], ...},      # one value per layer
+                  "histograms": {"act_hist": [[...], ...], "act_edges": [...], ...},
+                  "scalars": {"loss": ...}, "meta": {"environment": {...}, "timing": {...}}}]}
+
+Floats are written with Python's shortest round-trip repr, so float64 values load back bit for
+bit; NaN, Infinity and -Infinity are written as the strings "NaN", "Infinity", "-Infinity" so
+the file stays strict JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import numpy as np
+
+from initdiag._io import atomic_write_text
+
+SCHEMA = "initdiag.results"
+SCHEMA_VERSION = 1
+
+#: Every per-layer metric with its exact definition. Layer l = 1..L; h^l = x^{l-1} W^l + b^l is
+#: the pre-activation, a^l = phi(norm(h^l)) the activation output, x^l the layer output (= a^l,
+#: or x^{l-1} + alpha a^l for a residual stack). "Over batch and units" means over all B * n_l
+#: entries of the [B, n_l] array; variances are population variances (ddof = 0).
+METRICS: dict[str, str] = {
+    "preact_mean": "mean of h^l over batch and units",
+    "preact_var": "variance of h^l over batch and units",
+    "act_mean": "mean of the layer output x^l over batch and units",
+    "act_var": "variance of the layer output x^l over batch and units",
+    "saturation": ("fraction of entries of a^l in phi's saturated range (tanh: |a| > t; sigmoid: "
+                   "a < 1-t or a > t; t = saturation_threshold, default 0.99); NaN when phi does "
+                   "not saturate"),
+    "zero_frac": "fraction of entries of a^l exactly 0; NaN unless phi can die (ReLU)",
+    "dead_frac": ("fraction of units j with a^l_ij = 0 for every sample i of the batch; NaN "
+                  "unless phi can die (ReLU)"),
+    "grad_preact_rms": "root mean square of dL/dh^l over batch and units",
+    "grad_act_rms": "root mean square of dL/dx^l over batch and units",
+    "grad_weight_norm": "Frobenius norm of dL/dW^l",
+    "weight_norm": "Frobenius norm of W^l",
+    "grad_weight_ratio": "grad_weight_norm / weight_norm (NaN where weight_norm is 0)",
+}
+
+#: Histograms (optional): per-layer counts in fixed bins. Values outside the edges are counted
+#: in the first or last bin; exact zeros of the gradient (log10 = -inf) in the first.
+HISTOGRAMS: dict[str, str] = {
+    "act_hist": "counts of the entries of a^l in the bins act_edges",
+    "grad_hist": "counts of log10|dL/dh^l| (entries) in the bins grad_edges",
+}
+
+#: Columns of :meth:`SweepResult.to_frame` (tidy: one row per config, seed, layer and metric).
+FRAME_COLUMNS = ("activation", "init", "bias_init", "depth", "width", "batch", "norm", "residual",
+                 "loss", "seed", "layer", "metric", "value")
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if math.isnan(v):
+            return "NaN"
+        if math.isinf(v):
+            return "Infinity" if v > 0 else "-Infinity"
+        return v
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, np.ndarray):
+        return [_encode(v) for v in value.tolist()]
+    if isinstance(value, Mapping):
+        return {str(k): _encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    return value
+
+
+_SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _float_array(values: Iterable[Any]) -> np.ndarray:
+    return np.array([_SPECIAL[v] if isinstance(v, str) else v for v in values], dtype=np.float64)
+
+
+def _decode_scalar(v: Any) -> Any:
+    return _SPECIAL.get(v, v) if isinstance(v, str) else v
+
+
+def _arrays_equal(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> bool:
+    if a.keys() != b.keys():
+        return False
+    return all(np.array_equal(np.asarray(a[k]), np.asarray(b[k]), equal_nan=True) for k in a)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ProbeResult:
+    """The statistics of one configuration and one seed.
+
+    ``result["preact_var"]`` is a float64 array of shape [depth]; ``result.metrics`` lists the
+    metric names (definitions in :data:`METRICS`); ``result.config`` is the full configuration.
+    """
+
+    config: dict[str, Any]
+    seed: int
+    values: dict[str, np.ndarray]
+    histograms: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    scalars: dict[str, float] = dataclasses.field(default_factory=dict)
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return tuple(self.values)
+
+    @property
+    def depth(self) -> int:
+        return int(self.config["depth"])
+
+    @property
+    def label(self) -> str:
+        """``activation / init`` plus whatever else distinguishes the config, for legends."""
+        c = self.config
+        return f"{c['activation']} / {c['init']}"
+
+    def __getitem__(self, metric: str) -> np.ndarray:
+        try:
+            return self.values[metric]
+        except KeyError:
+            raise KeyError(f"no metric {metric!r}; available: {', '.join(self.values)}") from None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ProbeResult):
+            return NotImplemented
+        return (self.config == other.config and self.seed == other.seed
+                and _arrays_equal(self.values, other.values)
+                and _arrays_equal(self.histograms, other.histograms)
+                and _encode(self.scalars) == _encode(other.scalars) and self.meta == other.meta)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config": _encode(self.config), "seed": int(self.seed),
+                "metrics": _encode(self.values), "histograms": _encode(self.histograms),
+                "scalars": _encode(self.scalars), "meta": _encode(self.meta)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ProbeResult":
+        hists = {}
+        for k, v in d.get("histograms", {}).items():
+            arr = np.array(v)
+            hists[k] = arr.astype(np.float64) if k.endswith("_edges") else arr.astype(np.int64)
+        return cls(config=dict(d["config"]), seed=int(d["seed"]),
+                   values={k: _float_array(v) for k, v in d["metrics"].items()},
+                   histograms=hists,
+                   scalars={k: _decode_scalar(v) for k, v in d.get("scalars", {}).items()},
+                   meta=dict(d.get("meta", {})))
+
+    def to_json(self, path: str | os.PathLike) -> Path:
+        return _write({"kind": "probe", "results": [self.to_dict()]}, path)
+
+    def to_frame(self):
+        return SweepResult([self]).to_frame()
+
+
+class SweepResult:
+    """An ordered collection of :class:`ProbeResult` (configs x seeds)."""
+
+    def __init__(self, results: Iterable[ProbeResult] = (), meta: Mapping[str, Any] | None = None):
+        self.results: list[ProbeResult] = list(results)
+        self.meta: dict[str, Any] = dict(meta or {})
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __iter__(self) -> Iterator[ProbeResult]:
+        return iter(self.results)
+
+    def __getitem__(self, i: int) -> ProbeResult:
+        return self.results[i]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SweepResult):
+            return NotImplemented
+        return self.results == other.results and self.meta == other.meta
+
+    def __repr__(self) -> str:
+        return f"SweepResult({len(self)} results)"
+
+    def select(self, **where: Any) -> "SweepResult":
+        """The results whose config (or ``seed``) equals every given value, e.g.
+        ``sweep.select(activation="tanh", init="he_normal")``."""
+        def ok(r: ProbeResult) -> bool:
+            return all((r.seed if k == "seed" else r.config.get(k)) == v for k, v in where.items())
+        return SweepResult([r for r in self.results if ok(r)], self.meta)
+
+    def to_frame(self):
+        """Tidy DataFrame, one row per (config, seed, layer, metric); columns FRAME_COLUMNS.
+
+        ``width`` is the layer's output width n_l; ``layer`` runs 1..L; ``residual`` is NaN for
+        a plain stack and ``norm`` is "none" without normalization.
+        """
+        import pandas as pd
+
+        frames = []
+        for r in self.results:
+            c = r.config
+            widths = c["width"] if isinstance(c["width"], list) else [c["width"]] * r.depth
+            layers = np.arange(1, r.depth + 1)
+            for metric, values in r.values.items():
+                frames.append(pd.DataFrame({
+                    "activation": c["activation"], "init": c["init"], "bias_init": c["bias_init"],
+                    "depth": r.depth, "width": widths, "batch": c["batch"],
+                    "norm": c.get("norm") or "none",
+                    "residual": np.nan if c.get("residual") is None else c["residual"],
+                    "loss": c["loss"], "seed": r.seed, "layer": layers, "metric": metric,
+                    "value": values}))
+        if not frames:
+            return pd.DataFrame(columns=list(FRAME_COLUMNS))
+        return pd.concat(frames, ignore_index=True)[list(FRAME_COLUMNS)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "sweep", "meta": _encode(self.meta),
+                "results": [r.to_dict() for r in self.results]}
+
+    def to_json(self, path: str | os.PathLike) -> Path:
+        return _write(self.to_dict(), path)
+
+
+def _write(body: dict[str, Any], path: str | os.PathLike) -> Path:
+    doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, **body}
+    return atomic_write_text(path, json.dumps(doc, indent=1, allow_nan=False) + "\n")
+
+
+class ResultsFileError(ValueError):
+    """A results file that cannot be read: names the file and the problem."""
+
+
+def load(path: str | os.PathLike) -> ProbeResult | SweepResult:
+    """Load a file written by ``to_json``: a :class:`ProbeResult` or a :class:`SweepResult`.
+
+    Raises:
+      ResultsFileError: missing file, invalid JSON, another schema or schema version.
+    """
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultsFileError(f"{path}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ResultsFileError(f"{path}: not valid JSON (truncated or corrupted?): {e}") from None
+    return from_document(doc, source=str(path))
+
+
+def from_document(doc: Any, source: str = "<document>") -> ProbeResult | SweepResult:
+    """Rebuild results from a parsed JSON document (see :func:`load`)."""
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise ResultsFileError(f"{source}: not an initdiag results file (schema {SCHEMA!r} expected)")
+    version = doc.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ResultsFileError(f"{source}: schema_version {version!r} is not supported; this "
+                               f"initdiag reads version {SCHEMA_VERSION}")
+    try:
+        results = [ProbeResult.from_dict(r) for r in doc["results"]]
+        if doc.get("kind") == "probe":
+            if len(results) != 1:
+                raise ValueError(f"a probe file holds one result, found {len(results)}")
+            return results[0]
+        return SweepResult(results, doc.get("meta", {}))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ResultsFileError(f"{source}: malformed results ({type(e).__name__}: {e})") from None

@@ -1,0 +1,211 @@
+"""Fully connected stacks: their specification, their parameters, one layer's forward map.
+
+Layer ``l = 1..L`` of a stack maps ``x^{l-1}`` (``[batch, n_{l-1}]``) to ``x^l``::
+
+    h^l = x^{l-1} @ W^l + b^l                  # W^l: [n_{l-1}, n_l] (jax's [fan_in, fan_out])
+    a^l = phi(norm(h^l))                        # norm: none, batchnorm or layernorm
+    x^l = a^l                                   # plain stack
+    x^l = x^{l-1} + alpha * a^l                 # residual stack (needs n_{l-1} == n_l)
+
+The activation is applied on every layer, the last included. ``batchnorm`` standardises each
+unit over the batch (training-mode statistics, no learned scale or shift, eps 1e-5);
+``layernorm`` standardises each sample over its units (same eps, no affine).
+
+Weights of layer ``l`` are drawn from ``fold_in(key_w, l)``, biases from ``fold_in(key_b, l)``,
+so layer ``l`` gets the same weights whatever the depth of the stack, and every initializer sees
+the same keys for the same seed (common random numbers make initializers comparable).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from initdiag._types import PRNGKey, check_one_of
+from initdiag.activations import Activation, activation as resolve_activation
+from initdiag.initializers import AnyInitializer, initializer as resolve_initializer
+
+NORMS = (None, "batchnorm", "layernorm")
+INPUTS = ("normal", "uniform")
+NORM_EPS = 1e-5
+
+Norm = Literal[None, "batchnorm", "layernorm"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    """A run of consecutive layers with one weight shape: layers ``start+1 .. start+count``."""
+
+    start: int
+    count: int
+    fan_in: int
+    fan_out: int
+
+
+@dataclasses.dataclass(frozen=True)
+class StackSpec:
+    """Everything that defines a stack except its random draw.
+
+    Attributes:
+      depth: number of layers L >= 1.
+      widths: output width of each layer, length L.
+      input_width: width of the input x^0.
+      activation: phi.
+      init: weight initializer.
+      bias_init: bias initializer (ignored when ``use_bias`` is False).
+      use_bias: whether layers have a bias.
+      norm: None, "batchnorm" or "layernorm", applied to h before phi.
+      residual: None for a plain stack, else alpha in x <- x + alpha * phi(norm(h)).
+    """
+
+    depth: int
+    widths: tuple[int, ...]
+    input_width: int
+    activation: Activation
+    init: AnyInitializer
+    bias_init: AnyInitializer
+    use_bias: bool = True
+    norm: Norm = None
+    residual: float | None = None
+
+    @property
+    def uniform_width(self) -> int | None:
+        """The common width when every layer and the input have it, else None."""
+        w = set(self.widths) | {self.input_width}
+        return self.input_width if len(w) == 1 else None
+
+    def layer_shapes(self) -> list[tuple[int, int]]:
+        fans_in = (self.input_width,) + self.widths[:-1]
+        return list(zip(fans_in, self.widths))
+
+    def segments(self) -> list[Segment]:
+        """Consecutive layers grouped by weight shape; each group is one ``lax.scan``."""
+        out: list[Segment] = []
+        for l, shape in enumerate(self.layer_shapes()):
+            if out and (out[-1].fan_in, out[-1].fan_out) == shape:
+                last = out[-1]
+                out[-1] = dataclasses.replace(last, count=last.count + 1)
+            else:
+                out.append(Segment(l, 1, *shape))
+        return out
+
+    def static_config(self) -> tuple:
+        """What the compiled forward/backward depends on besides array shapes."""
+        return (self.activation, self.norm, self.residual, self.use_bias)
+
+
+def make_spec(*, activation: Any = "relu", init: Any = "he_normal", depth: int = 10,
+              width: int | Sequence[int] = 256, input_width: int | None = None,
+              bias_init: Any = "zeros", use_bias: bool = True, norm: Norm = None,
+              residual: float | None = None) -> StackSpec:
+    """Validate user options and build a :class:`StackSpec`.
+
+    ``width`` is one width for every layer or a list of L widths; ``input_width`` defaults to the
+    first layer's width.
+
+    Raises:
+      ValueError: naming the bad option and the valid choices.
+    """
+    if not isinstance(depth, (int, np.integer)) or isinstance(depth, bool) or depth < 1:
+        raise ValueError(f"depth must be an integer >= 1; got {depth!r}")
+    depth = int(depth)
+    if isinstance(width, (int, np.integer)) and not isinstance(width, bool):
+        widths = (int(width),) * depth
+    else:
+        widths = tuple(int(w) for w in width)
+        if len(widths) != depth:
+            raise ValueError(f"width lists {len(widths)} layer widths but depth is {depth}")
+    if any(w < 1 for w in widths):
+        raise ValueError(f"every width must be >= 1; got {list(widths)}")
+    input_width = widths[0] if input_width is None else int(input_width)
+    if input_width < 1:
+        raise ValueError(f"input_width must be >= 1; got {input_width}")
+    check_one_of("norm", norm, NORMS)
+    if residual is not None:
+        residual = float(residual)
+        shapes = [(i, o) for i, o in zip((input_width,) + widths[:-1], widths) if i != o]
+        if shapes:
+            raise ValueError(f"a residual stack needs equal input and output width on every layer; "
+                             f"got layer shapes {shapes[:3]}")
+    return StackSpec(depth=depth, widths=widths, input_width=input_width,
+                     activation=resolve_activation(activation), init=resolve_initializer(init),
+                     bias_init=resolve_initializer(bias_init), use_bias=bool(use_bias), norm=norm,
+                     residual=residual)
+
+
+def split_seed(seed: int | PRNGKey) -> dict[str, PRNGKey]:
+    """The named keys a probe uses, from an integer seed or a jax key."""
+    key = jax.random.key(int(seed)) if isinstance(seed, (int, np.integer)) else seed
+    k_in, k_w, k_b, k_out = jax.random.split(key, 4)
+    return {"input": k_in, "weights": k_w, "biases": k_b, "readout": k_out}
+
+
+def init_segment(key_w: PRNGKey, key_b: PRNGKey, seg: Segment, init: AnyInitializer,
+                 bias_init: AnyInitializer, use_bias: bool, dtype: Any = jnp.float32):
+    """Stacked weights ``[count, fan_in, fan_out]`` and biases ``[count, fan_out]`` of a segment."""
+    layers = jnp.arange(seg.start, seg.start + seg.count)
+
+    def one(l):
+        w = init(jax.random.fold_in(key_w, l), (seg.fan_in, seg.fan_out), dtype)
+        if use_bias:
+            b = bias_init.bias(jax.random.fold_in(key_b, l), seg.fan_in, seg.fan_out, dtype)
+        else:
+            b = jnp.zeros((seg.fan_out,), dtype)
+        return w.astype(dtype), b.astype(dtype)
+
+    return jax.vmap(one)(layers)
+
+
+def init_stack(key: int | PRNGKey, spec: StackSpec, dtype: Any = jnp.float32):
+    """Weights and biases of every layer, as one ``(W [n, fi, fo], b [n, fo])`` pair per segment."""
+    keys = split_seed(key)
+    return tuple(
+        _init_segment_jit(keys["weights"], keys["biases"], seg, spec.init, spec.bias_init,
+                          spec.use_bias, dtype)
+        for seg in spec.segments())
+
+
+_init_segment_jit = jax.jit(init_segment, static_argnums=(2, 3, 4, 5, 6))
+
+
+def make_input(key: PRNGKey, batch: int, width: int, kind: str = "normal", dtype: Any = jnp.float32):
+    """The input batch x^0, ``[batch, width]``: ``normal`` is N(0, 1) entries; ``uniform`` is
+    U(-sqrt(3), sqrt(3)) entries (also unit variance)."""
+    check_one_of("input", kind, INPUTS)
+    if kind == "normal":
+        return jax.random.normal(key, (batch, width), dtype)
+    s = float(np.sqrt(3.0))
+    return jax.random.uniform(key, (batch, width), dtype, minval=-s, maxval=s)
+
+
+def normalize(h: jax.Array, norm: Norm) -> jax.Array:
+    """batchnorm: per unit over the batch axis; layernorm: per sample over units; no affine."""
+    if norm is None:
+        return h
+    axis = 0 if norm == "batchnorm" else -1
+    mean = jnp.mean(h, axis=axis, keepdims=True)
+    var = jnp.var(h, axis=axis, keepdims=True)
+    return (h - mean) * jax.lax.rsqrt(var + NORM_EPS)
+
+
+def branch(h: jax.Array, act: Activation, norm: Norm) -> jax.Array:
+    """``a = phi(norm(h))``: the part of a layer after the affine map."""
+    return act(normalize(h, norm))
+
+
+def layer_output(x_prev: jax.Array, a: jax.Array, residual: float | None) -> jax.Array:
+    return a if residual is None else x_prev + residual * a
+
+
+def apply_stack(params, x: jax.Array, spec: StackSpec) -> jax.Array:
+    """The stack's output x^L for input ``x`` (a ``lax.scan`` per segment)."""
+    for w, b in params:
+        def step(x, wb):
+            h = x @ wb[0] + wb[1][None, :]
+            return layer_output(x, branch(h, spec.activation, spec.norm), spec.residual), None
+        x, _ = jax.lax.scan(step, x, (w, b))
+    return x

@@ -1,0 +1,96 @@
+"""Per-layer reductions, computed so that neither tiny nor huge values are rounded away.
+
+float32 squares underflow below ~1e-19 and overflow above ~1e19, and XLA flushes denormals, so a
+naive ``sqrt(mean(g**2))`` of a vanishing gradient reads 0. Every reduction here first rescales
+its input by an exact power of two, ``x = xs * 2**e`` with ``max|xs|`` in [0.5, 1), reduces
+``xs`` and returns ``(value_of_xs, e)``; :func:`combine` forms ``value * 2**(k*e)`` in float64 on
+the host. Rescaling by a power of two is exact, so where nothing under- or overflows the result is
+bit-for-bit the plain float32 reduction.
+
+A scaled statistic is a pair ``(v, e)`` of arrays; ``k`` (1 for means, RMS and norms, 2 for
+variances) is applied by :func:`combine`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from initdiag.activations import Activation
+
+
+def exponent(m: jax.Array) -> jax.Array:
+    """int32 ``e`` with ``m * 2**-e`` in [0.5, 1); 0 when ``m`` is 0, Inf or NaN."""
+    _, e = jnp.frexp(m)
+    return jnp.where(jnp.isfinite(m) & (m > 0), e, 0).astype(jnp.int32)
+
+
+def normalized(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(xs, e)`` with ``x == xs * 2**e`` exactly and ``max|xs|`` in [0.5, 1) (or x all zero)."""
+    e = exponent(jnp.max(jnp.abs(x)))
+    return jnp.ldexp(x, -e), e
+
+
+def mean_var(x: jax.Array) -> dict[str, tuple[jax.Array, jax.Array]]:
+    """Mean and (population, ddof=0) variance over every entry of ``x``, scaled."""
+    xs, e = normalized(x)
+    return {"mean": (jnp.mean(xs), e), "var": (jnp.var(xs), e)}
+
+
+def rms(xs: jax.Array, e: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """RMS over every entry of ``xs * 2**e`` (``xs`` already normalized), scaled."""
+    return jnp.sqrt(jnp.mean(jnp.square(xs))), e
+
+
+def frobenius(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Frobenius norm ``sqrt(sum x**2)``, scaled."""
+    xs, e = normalized(x)
+    return jnp.sqrt(jnp.sum(jnp.square(xs))), e
+
+
+def outer_frobenius(xs: jax.Array, gs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``||xs^T gs||_F`` for ``xs: [B, n_in]``, ``gs: [B, n_out]``, both normalized, scaled.
+
+    When the batch is small (``B (n_in + n_out) < n_in n_out``) it uses
+    ``||x^T g||_F^2 = <x x^T, g g^T>`` and never forms the ``[n_in, n_out]`` matrix.
+    """
+    batch, n_in = xs.shape
+    n_out = gs.shape[1]
+    if batch * (n_in + n_out) < n_in * n_out:
+        sq = jnp.sum((xs @ xs.T) * (gs @ gs.T))
+        return jnp.sqrt(jnp.maximum(sq, 0.0)), jnp.int32(0)
+    return frobenius(xs.T @ gs)
+
+
+def fractions(a: jax.Array, act: Activation, threshold: float) -> dict[str, jax.Array]:
+    """Saturation, zero and dead fractions of a layer's activation output ``a`` ([B, n]).
+
+    saturation: fraction of entries in phi's saturated range (NaN if phi does not saturate).
+    zero_frac: fraction of entries exactly 0; dead_frac: fraction of units (columns) that are 0
+    for every sample of the batch. Both NaN unless ``act.can_die``.
+    """
+    nan = jnp.float32(jnp.nan)
+    sat = jnp.mean(act.saturated(a, threshold).astype(jnp.float32)) if act.saturates else nan
+    if act.can_die:
+        zero = a == 0
+        zero_frac = jnp.mean(zero.astype(jnp.float32))
+        dead_frac = jnp.mean(jnp.all(zero, axis=0).astype(jnp.float32))
+    else:
+        zero_frac = dead_frac = nan
+    return {"saturation": sat, "zero_frac": zero_frac, "dead_frac": dead_frac}
+
+
+def histogram(values: jax.Array, edges: jax.Array) -> jax.Array:
+    """Counts of ``values`` in the bins ``edges`` (len n+1); outside values go to the end bins."""
+    n = edges.shape[0] - 1
+    idx = jnp.clip(jnp.searchsorted(edges, values.ravel(), side="right") - 1, 0, n - 1)
+    return jnp.zeros((n,), jnp.int32).at[idx].add(1)
+
+
+def combine(value, exp, power: int = 1) -> np.ndarray:
+    """float64 ``value * 2**(power * exp)``: the host side of a scaled statistic."""
+    value = np.asarray(value, np.float64)
+    exp = np.asarray(exp, np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return value * np.exp2(power * exp)

@@ -1,0 +1,78 @@
+"""Independent references: a plain Python loop differentiated by jax.grad, and float64 numpy."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from initdiag.stacks import NORM_EPS
+
+
+def layers_of(params):
+    """Flatten segment-stacked params into per-layer (W, b) lists."""
+    ws, bs = [], []
+    for w, b in params:
+        ws += list(w)
+        bs += list(b)
+    return ws, bs
+
+
+def _norm(h, norm):
+    if norm is None:
+        return h
+    axis = 0 if norm == "batchnorm" else 1
+    m = jnp.mean(h, axis=axis, keepdims=True)
+    v = jnp.mean((h - m) ** 2, axis=axis, keepdims=True)
+    return (h - m) / jnp.sqrt(v + NORM_EPS)
+
+
+def loop_stats(ws, bs, x, phi, readout, loss="projection", norm=None, residual=None):
+    """Per-layer statistics from jax.grad of a Python loop over layers (float32)."""
+    def forward(ws, deltas):
+        xs, hs, acts = [x], [], []
+        h_in = x
+        for w, b, d in zip(ws, bs, deltas):
+            h = h_in @ w + b[None, :] + d
+            a = phi(_norm(h, norm))
+            h_in = a if residual is None else h_in + residual * a
+            hs.append(h); acts.append(a); xs.append(h_in)
+        return xs, hs, acts
+
+    def loss_fn(ws, deltas):
+        out = forward(ws, deltas)[0][-1]
+        if loss == "projection":
+            return jnp.sum(readout * out) / x.shape[0]
+        return 0.5 * jnp.sum(out**2) / x.shape[0]
+
+    deltas = [jnp.zeros((x.shape[0], w.shape[1]), jnp.float32) for w in ws]
+    gw, gd = jax.grad(loss_fn, argnums=(0, 1))(ws, deltas)
+    xs, hs, acts = forward(ws, deltas)
+    f64 = lambda a: np.asarray(a, np.float64)
+    return {
+        "preact_mean": np.array([f64(h).mean() for h in hs]),
+        "preact_var": np.array([f64(h).var() for h in hs]),
+        "act_mean": np.array([f64(v).mean() for v in xs[1:]]),
+        "act_var": np.array([f64(v).var() for v in xs[1:]]),
+        "grad_preact_rms": np.array([np.sqrt(np.mean(f64(g) ** 2)) for g in gd]),
+        "grad_weight_norm": np.array([np.linalg.norm(f64(g)) for g in gw]),
+        "weight_norm": np.array([np.linalg.norm(f64(w)) for w in ws]),
+        "acts": [f64(a) for a in acts],
+    }
+
+
+def numpy64_sigmoid_grad_rms(ws, x, readout):
+    """float64 forward/backward of a sigmoid stack without bias: RMS of dL/dh per layer."""
+    ws = [np.asarray(w, np.float64) for w in ws]
+    h_in = np.asarray(x, np.float64)
+    hs = []
+    for w in ws:
+        h = h_in @ w
+        hs.append(h)
+        h_in = 1 / (1 + np.exp(-h))
+    g = np.asarray(readout, np.float64) / x.shape[0]
+    out = []
+    for w, h in zip(reversed(ws), reversed(hs)):
+        s = 1 / (1 + np.exp(-h))
+        gh = g * s * (1 - s)
+        out.append(np.sqrt(np.mean(gh**2)))
+        g = gh @ w.T
+    return np.array(out[::-1])

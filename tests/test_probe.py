@@ -1,0 +1,210 @@
+"""The probe engine against truths it did not produce."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import initdiag
+from initdiag.stacks import init_stack, make_input, make_spec, split_seed
+from reference import layers_of, loop_stats, numpy64_sigmoid_grad_rms
+
+
+def log2_slope(values):
+    layers = np.arange(1, len(values) + 1)
+    return np.polyfit(layers, np.log2(values), 1)[0]
+
+
+def seed_mean(metric, seeds, **kw):
+    return np.mean([initdiag.probe(seed=s, **kw)[metric] for s in seeds], axis=0)
+
+
+def test_relu_he_keeps_preact_variance_level():
+    var = seed_mean("preact_var", range(4), activation="relu", init="he_normal", depth=50,
+                    width=1024, batch=256)
+    assert abs(log2_slope(var)) < 0.03
+
+
+def test_relu_xavier_halves_preact_variance_per_layer():
+    var = seed_mean("preact_var", range(4), activation="relu", init="xavier_normal", depth=50,
+                    width=1024, batch=256)
+    assert log2_slope(var) == pytest.approx(-1.0, abs=0.05)
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu", "sigmoid"])
+def test_zero_init_is_symmetric_and_frozen(act):
+    r = initdiag.probe(act, "zeros", depth=6, width=32, batch=16)
+    assert np.all(r["act_var"] == 0)  # every unit of every layer computes phi(0)
+    assert np.all(r["grad_weight_norm"][:-1] == 0)
+    phi0 = {"tanh": 0.0, "relu": 0.0, "sigmoid": 0.5}[act]
+    np.testing.assert_allclose(r["act_mean"], phi0)
+    if phi0 == 0:
+        assert r["grad_weight_norm"][-1] == 0
+    else:  # last layer sees x^{L-1} = 0.5: dL/dW^L = 0.5 * 1 (x) sum_i g_i / B != 0
+        assert r["grad_weight_norm"][-1] > 0
+
+
+def test_tanh_small_std_collapses():
+    r = initdiag.probe("tanh", "normal(std=0.01)", depth=30, width=512, batch=128)
+    # each layer multiplies the variance by about n std^2 = 0.0512
+    assert r["act_var"][-1] < 1e-30
+    assert log2_slope(r["act_var"]) == pytest.approx(np.log2(512 * 0.01**2), abs=0.1)
+    assert r["act_var"][-1] > 0  # measured, not rounded to zero
+
+
+def test_tanh_large_std_saturates():
+    r = initdiag.probe("tanh", initdiag.initializer("normal", std=1.0), depth=10, width=512,
+                       batch=128)
+    assert r["saturation"][9] > 0.5
+    assert np.all(np.isnan(initdiag.probe("relu", depth=3, width=8, batch=4)["saturation"]))
+
+
+CASES = {
+    "tanh": dict(activation="tanh", init="glorot_normal", bias_init="normal(std=0.1)"),
+    "relu_bias": dict(activation="relu", init="he_uniform", bias_init="torch_default"),
+    "sigmoid_half_mse": dict(activation="sigmoid", init="orthogonal", loss="half_mse"),
+    "batchnorm": dict(activation="relu", init="normal(std=0.2)", norm="batchnorm"),
+    "layernorm": dict(activation="gelu", init="lecun_normal", norm="layernorm"),
+    "residual": dict(activation="tanh", init="he_normal", residual=0.5),
+    "widths": dict(activation="elu", init="torch_default", width=[24, 16, 16, 8, 8, 12],
+                   input_width=20),
+    "remat": dict(activation="selu", init="lecun_normal", remat=2),
+    "remat_widths": dict(activation="softplus", init="he_normal", remat=1, width=[8, 16, 16, 16, 16, 4]),
+    "gram_path": dict(activation="silu", init="he_normal", batch=4),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_statistics_equal_jax_grad_of_a_python_loop(case):
+    kw = dict(depth=6, width=16, batch=32, seed=3)
+    kw.update(CASES[case])
+    r = initdiag.probe(**kw)
+    spec = make_spec(**{k: kw[k] for k in ("activation", "init", "depth", "width", "bias_init",
+                                           "norm", "residual", "input_width") if k in kw})
+    ws, bs = layers_of(init_stack(kw["seed"], spec))
+    keys = split_seed(kw["seed"])
+    x = make_input(keys["input"], kw["batch"], spec.input_width)
+    g = jax.random.normal(keys["readout"], (kw["batch"], spec.widths[-1]))
+    ref = loop_stats(ws, bs, x, spec.activation, g, loss=kw.get("loss", "projection"),
+                     norm=kw.get("norm"), residual=kw.get("residual"))
+    for m in ("preact_var", "act_mean", "act_var", "grad_preact_rms", "grad_weight_norm",
+              "weight_norm"):
+        np.testing.assert_allclose(r[m], ref[m], rtol=2e-4, atol=0, err_msg=m)
+    np.testing.assert_allclose(r["preact_mean"], ref["preact_mean"], rtol=2e-4, atol=1e-6)
+    np.testing.assert_allclose(r["grad_weight_ratio"], ref["grad_weight_norm"] / ref["weight_norm"],
+                               rtol=2e-4)
+    if spec.activation.can_die:
+        acts = ref["acts"]
+        np.testing.assert_array_equal(r["zero_frac"], [np.mean(a == 0) for a in acts])
+        np.testing.assert_array_equal(r["dead_frac"], [np.mean(np.all(a == 0, axis=0)) for a in acts])
+    if spec.activation.saturates:
+        sat = [np.mean(spec.activation.saturated(jnp.asarray(a, jnp.float32))) for a in ref["acts"]]
+        np.testing.assert_allclose(r["saturation"], sat, atol=1.5 / (kw["batch"] * 16))
+
+
+def test_saturation_and_dead_fractions_by_hand():
+    # Two layers, identity-like weights: the fractions can be counted by hand.
+    x = np.array([[3.0, -3.0, 0.1], [3.0, 0.5, -0.2]], np.float32)
+    w = np.eye(3, dtype=np.float32)
+    r = initdiag.probe_params([w], None, x, "tanh")
+    assert r["saturation"][0] == pytest.approx(3 / 6)  # |tanh(3)| = 0.995 > 0.99
+    r = initdiag.probe_params([w], None, x, "relu")
+    assert r["zero_frac"][0] == pytest.approx(2 / 6)
+    assert r["dead_frac"][0] == pytest.approx(0.0)
+    r = initdiag.probe_params([w], [np.array([0, 0, -1], np.float32)], x, "relu")
+    assert r["dead_frac"][0] == pytest.approx(1 / 3)  # unit 3 is 0 for both samples
+
+
+def test_vanishing_gradients_are_measured_not_rounded_to_zero():
+    # Sigmoid + Glorot at depth 120: dL/dh falls by ~4x per layer, far below float32's range.
+    depth, width, batch = 120, 32, 16
+    r = initdiag.probe("sigmoid", "glorot_normal", depth=depth, width=width, batch=batch, seed=1)
+    spec = make_spec(activation="sigmoid", init="glorot_normal", depth=depth, width=width)
+    ws, _ = layers_of(init_stack(1, spec))
+    keys = split_seed(1)
+    x = make_input(keys["input"], batch, width)
+    g = jax.random.normal(keys["readout"], (batch, width))
+    expected = numpy64_sigmoid_grad_rms(ws, x, g)
+    assert expected[0] < 1e-50  # a float32 backward pass would have flushed this to 0
+    np.testing.assert_allclose(r["grad_preact_rms"], expected, rtol=2e-3)
+
+
+def test_same_seed_same_numbers_other_seed_different():
+    kw = dict(activation="tanh", init="orthogonal", depth=8, width=32, batch=16)
+    a, b, c = initdiag.probe(seed=5, **kw), initdiag.probe(seed=5, **kw), initdiag.probe(seed=6, **kw)
+    for m in a.metrics:
+        np.testing.assert_array_equal(a[m], b[m])
+    assert not np.allclose(a["preact_var"], c["preact_var"])
+
+
+def test_layer_weights_do_not_depend_on_depth():
+    short = initdiag.probe("relu", depth=5, width=16, batch=8, seed=2)
+    long = initdiag.probe("relu", depth=12, width=16, batch=8, seed=2)
+    np.testing.assert_array_equal(short["preact_var"], long["preact_var"][:5])
+    np.testing.assert_array_equal(short["weight_norm"], long["weight_norm"][:5])
+
+
+def test_remat_gives_the_same_numbers():
+    kw = dict(activation="tanh", init="he_normal", depth=23, width=32, batch=16, seed=4)
+    a, b = initdiag.probe(**kw), initdiag.probe(remat=5, **kw)
+    for m in a.metrics:
+        np.testing.assert_allclose(a[m], b[m], rtol=1e-6, err_msg=m)
+
+
+def test_result_api():
+    r = initdiag.probe("tanh", "he_normal", depth=7, width=16, batch=8)
+    assert r["preact_var"].shape == (7,)
+    assert set(initdiag.METRICS) <= set(r.metrics)
+    assert r.config["depth"] == 7 and r.config["init"] == "he_normal"
+    with pytest.raises(KeyError, match="available"):
+        r["nope"]
+
+
+def test_histograms_count_every_entry():
+    r = initdiag.probe("tanh", "he_normal", depth=4, width=16, batch=8, histograms=True, hist_bins=20)
+    assert r.histograms["act_hist"].shape == (4, 20)
+    assert np.all(r.histograms["act_hist"].sum(axis=1) == 16 * 8)
+    assert np.all(r.histograms["grad_hist"].sum(axis=1) == 16 * 8)
+    np.testing.assert_allclose(r.histograms["act_edges"][[0, -1]], [-1, 1])
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="'tanhh'.*tanh"):
+        initdiag.probe("tanhh")
+    with pytest.raises(ValueError, match="norm.*batchnorm"):
+        initdiag.probe(norm="batch")
+    with pytest.raises(ValueError, match="loss.*projection"):
+        initdiag.probe(loss="mse")
+    with pytest.raises(ValueError, match="depth"):
+        initdiag.probe(depth=0)
+    with pytest.raises(ValueError, match="residual"):
+        initdiag.probe(width=[8, 4], depth=2, residual=1.0)
+    with pytest.raises(ValueError, match="batch"):
+        initdiag.probe(batch=0)
+
+
+def test_probe_params_matches_probe_on_the_same_weights():
+    kw = dict(activation="relu", init="he_normal", depth=5, width=24, batch=16, seed=9,
+              bias_init="normal(std=0.1)")
+    r = initdiag.probe(**kw)
+    spec = make_spec(activation="relu", init="he_normal", depth=5, width=24, bias_init="normal(std=0.1)")
+    ws, bs = layers_of(init_stack(9, spec))
+    keys = split_seed(9)
+    x = make_input(keys["input"], 16, 24)
+    p = initdiag.probe_params(ws, bs, x, "relu", seed=9)
+    for m in r.metrics:
+        np.testing.assert_array_equal(r[m], p[m], err_msg=m)
+
+
+def test_deep_stack_runs_with_memory_bound():
+    r = initdiag.probe("relu", "he_normal", depth=1000, width=64, batch=32, remat=True)
+    assert r["preact_var"].shape == (1000,)
+    assert np.all(np.isfinite(r["grad_preact_rms"]))
+
+
+def test_core_does_not_import_plotting():
+    import subprocess
+    import sys
+    code = ("import sys, initdiag; initdiag.probe(depth=2, width=4, batch=2); "
+            "assert 'matplotlib' not in sys.modules and 'seaborn' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

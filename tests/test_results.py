@@ -1,0 +1,72 @@
+"""Results: lossless JSON round trip (NaN/Inf too), tidy frames, clear load errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+import initdiag
+from initdiag.results import FRAME_COLUMNS, ProbeResult, ResultsFileError, SweepResult
+
+
+@pytest.fixture(scope="module")
+def small_sweep():
+    return initdiag.sweep(activations=["tanh", "relu"], inits=["he_normal", "zeros"], depths=[4],
+                          widths=[8], seeds=[0, 1], batch=4, histograms=True, hist_bins=5)
+
+
+def test_sweep_order_and_size(small_sweep):
+    assert len(small_sweep) == 2 * 2 * 2
+    assert [(r.config["activation"], r.config["init"], r.seed) for r in small_sweep][:3] == [
+        ("tanh", "he_normal", 0), ("tanh", "he_normal", 1), ("tanh", "zeros", 0)]
+
+
+def test_json_round_trip_is_lossless(small_sweep, tmp_path):
+    path = small_sweep.to_json(tmp_path / "r.json")
+    back = initdiag.load(path)
+    assert isinstance(back, SweepResult) and back == small_sweep
+    for a, b in zip(small_sweep, back):
+        for m in a.metrics:
+            np.testing.assert_array_equal(a[m], b[m])  # bitwise, NaN where NaN
+    json.loads(path.read_text())  # strict JSON: no bare NaN tokens
+    assert "NaN" in path.read_text()
+
+
+def test_non_finite_values_survive(tmp_path):
+    vals = {"preact_var": np.array([1e-300, np.inf, -np.inf, np.nan, 0.1 + 0.2])}
+    r = ProbeResult(config={"depth": 5, "activation": "x", "init": "y"}, seed=0, values=vals)
+    back = initdiag.load(r.to_json(tmp_path / "p.json"))
+    assert isinstance(back, ProbeResult)
+    np.testing.assert_array_equal(back["preact_var"], vals["preact_var"])
+
+
+def test_tidy_frame(small_sweep):
+    df = small_sweep.to_frame()
+    assert tuple(df.columns) == FRAME_COLUMNS
+    n_metrics = len(small_sweep[0].metrics)
+    assert len(df) == len(small_sweep) * 4 * n_metrics
+    r = small_sweep.select(activation="relu", init="he_normal", seed=1)[0]
+    sub = df[(df.activation == "relu") & (df.init == "he_normal") & (df.seed == 1)
+             & (df.metric == "grad_preact_rms")].sort_values("layer")
+    np.testing.assert_array_equal(sub.value.to_numpy(), r["grad_preact_rms"])
+    assert list(sub.layer) == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("text,problem", [
+    ('{"schema": "initdiag.results", "schema_version": 1, "results": [', "not valid JSON"),
+    ('{"schema": "other"}', "not an initdiag results file"),
+    ('{"schema": "initdiag.results", "schema_version": 99, "results": []}', "schema_version 99"),
+    ('{"schema": "initdiag.results", "schema_version": 1, "results": [{"seed": 0}]}', "malformed"),
+])
+def test_bad_files_give_clear_errors(tmp_path, text, problem):
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(ResultsFileError, match=problem) as e:
+        initdiag.load(path)
+    assert str(path) in str(e.value)
+
+
+def test_write_is_atomic_and_leaves_no_temp_files(small_sweep, tmp_path):
+    small_sweep.to_json(tmp_path / "a.json")
+    small_sweep.to_json(tmp_path / "a.json")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
