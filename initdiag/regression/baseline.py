@@ -1,0 +1,193 @@
+"""Baselines: per-layer statistics frozen in a human-diffable JSON file.
+
+A baseline is what :func:`initdiag.compare`, ``initdiag check`` and the pytest fixture
+``initdiag_regression`` check new results against. Layout (``schema_version`` 1)::
+
+    {"schema": "initdiag.baseline", "schema_version": 1, "kind": "sweep" | "probe",
+     "initdiag": "0.1.0",
+     "environment": {"jax": ..., "numpy": ..., "device": ..., ...},   # where it was made
+     "results": [{"config": {...}, "seed": 0,
+                  "metrics": {"preact_var": [
+                     1.1427196264266968,         # layer 1: one value per line, so a
+                     0.39710906147956848,        # git diff shows exactly which layer moved
+                     ...]}, "scalars": {"loss": ...}}, ...]}
+
+Per result it keeps the full config, the seed, every per-layer metric and the scalars; it drops
+histograms (not compared) and timings (they change on every run and would make every update a
+diff). Floats are shortest round-trip reprs, NaN/Infinity are the strings "NaN", "Infinity",
+"-Infinity" (as in :mod:`initdiag.results`), so values load back bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from initdiag._io import atomic_write_text
+from initdiag.results import ProbeResult, SweepResult
+
+SCHEMA = "initdiag.baseline"
+SCHEMA_VERSION = 1
+
+Results = ProbeResult | SweepResult
+
+
+class BaselineError(ValueError):
+    """A baseline file that cannot be used: the message names the file and the problem."""
+
+
+def _results_list(result: Any) -> tuple[str, list[ProbeResult]]:
+    if isinstance(result, ProbeResult):
+        return "probe", [result]
+    if isinstance(result, SweepResult):
+        return "sweep", list(result)
+    raise TypeError(f"expected a ProbeResult or a SweepResult; got {type(result).__name__}")
+
+
+def _environment(results: list[ProbeResult], meta: dict[str, Any]) -> dict[str, Any]:
+    if "environment" in meta:
+        return dict(meta["environment"])
+    for r in results:
+        if "environment" in r.meta:
+            return dict(r.meta["environment"])
+    return {}
+
+
+def baseline_document(result: Results) -> dict[str, Any]:
+    """The JSON document :func:`save_baseline` writes, as a dict."""
+    from initdiag import __version__
+
+    kind, results = _results_list(result)
+    if not results:
+        raise ValueError("cannot save an empty SweepResult as a baseline")
+    entries = []
+    for r in results:
+        d = r.to_dict()
+        entries.append({"config": d["config"], "seed": d["seed"], "metrics": d["metrics"],
+                        "scalars": d["scalars"]})
+    return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "kind": kind,
+            "initdiag": __version__, "environment": _environment(results, result.meta),
+            "results": entries}
+
+
+def save_baseline(result: Results, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write ``result`` (a ProbeResult or SweepResult) as a baseline file, atomically.
+
+    Args:
+      result: the results to freeze.
+      path: the file to write (parent folders are created).
+      overwrite: replace an existing file. Without it an existing baseline is never touched.
+
+    Returns:
+      The path written.
+
+    Raises:
+      FileExistsError: ``path`` exists and ``overwrite`` is False (the message says how to
+        update it).
+      TypeError: ``result`` is not a ProbeResult or SweepResult.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"{path}: baseline exists and is never overwritten silently. To update it: "
+            f"save_baseline(..., overwrite=True), `initdiag check {path} --update`, or "
+            f"`pytest --initdiag-update` for a baseline of the pytest fixture.")
+    doc = baseline_document(result)
+    # indent=1 puts every value on its own line: a diff of two baselines is per layer.
+    return atomic_write_text(path, json.dumps(doc, indent=1, allow_nan=False) + "\n")
+
+
+def _check_entry(i: int, e: Any) -> None:
+    if not isinstance(e, dict):
+        raise ValueError(f"results[{i}] is not an object")
+    for key in ("config", "seed", "metrics"):
+        if key not in e:
+            raise ValueError(f"results[{i}] has no {key!r}")
+    if not isinstance(e["config"], dict) or "depth" not in e["config"]:
+        raise ValueError(f"results[{i}].config is not a config with a 'depth'")
+    depth = e["config"]["depth"]
+    if not isinstance(e["metrics"], dict):
+        raise ValueError(f"results[{i}].metrics is not an object")
+    for name, values in e["metrics"].items():
+        if not isinstance(values, list) or len(values) != depth:
+            n = len(values) if isinstance(values, list) else type(values).__name__
+            raise ValueError(f"results[{i}].metrics[{name!r}] has {n} values; the config's depth "
+                             f"is {depth}")
+        if not all(isinstance(v, (int, float)) or v in ("NaN", "Infinity", "-Infinity")
+                   for v in values):
+            raise ValueError(f"results[{i}].metrics[{name!r}] holds a value that is not a number")
+
+
+def load_baseline(path: str | os.PathLike) -> Results:
+    """Read a baseline written by :func:`save_baseline`.
+
+    Returns:
+      A ProbeResult (baseline of one probe) or a SweepResult; the environment the baseline was
+      made in is in ``.meta["environment"]``.
+
+    Raises:
+      BaselineError: the file is missing, not valid JSON (truncated, corrupted), not a baseline
+        (e.g. a results file), of another schema version, or malformed; the message names the
+        file and the problem.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BaselineError(f"{path}: no such baseline file. Create it with "
+                            f"initdiag.save_baseline(result, {str(path)!r}) or "
+                            f"`initdiag check {path} --update [probe options]`.") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise BaselineError(f"{path}: cannot be read as a baseline ({e})") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise BaselineError(f"{path}: not valid JSON, the file is truncated or corrupted "
+                            f"({e.msg} at line {e.lineno} column {e.colno}); restore it from "
+                            f"version control or regenerate it") from None
+    if not isinstance(doc, dict) or "schema" not in doc:
+        raise BaselineError(f"{path}: not an initdiag baseline (no 'schema' field; expected "
+                            f"schema {SCHEMA!r})")
+    if doc["schema"] != SCHEMA:
+        hint = (" It is a results file: make a baseline of it with "
+                "initdiag.save_baseline(initdiag.load(path), new_path).") \
+            if doc["schema"] == "initdiag.results" else ""
+        raise BaselineError(f"{path}: schema {doc['schema']!r} is not a baseline (expected "
+                            f"{SCHEMA!r}).{hint}")
+    version = doc.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BaselineError(f"{path}: baseline schema_version {version!r} is not supported; "
+                            f"this initdiag (made by {doc.get('initdiag', '?')!s}) reads version "
+                            f"{SCHEMA_VERSION}. Regenerate the baseline with this initdiag "
+                            f"(`initdiag check {path} --update`).")
+    try:
+        entries = doc["results"]
+        if not isinstance(entries, list) or not entries:
+            raise ValueError("'results' is not a non-empty list")
+        for i, e in enumerate(entries):
+            _check_entry(i, e)
+        results = [ProbeResult.from_dict(e) for e in entries]
+    except (KeyError, TypeError, ValueError) as e:
+        raise BaselineError(f"{path}: malformed baseline: {e}") from None
+    env = dict(doc.get("environment") or {})
+    for r in results:
+        r.meta["environment"] = env
+    if doc.get("kind") == "probe":
+        if len(results) != 1:
+            raise BaselineError(f"{path}: malformed baseline: kind 'probe' holds "
+                                f"{len(results)} results")
+        return results[0]
+    return SweepResult(results, {"environment": env})
+
+
+def as_results(obj: Any, role: str) -> Results:
+    """A ProbeResult/SweepResult as given, or the baseline loaded from a path."""
+    if isinstance(obj, (ProbeResult, SweepResult)):
+        return obj
+    if isinstance(obj, (str, os.PathLike)):
+        return load_baseline(obj)
+    raise TypeError(f"{role} must be a ProbeResult, a SweepResult or a baseline path; "
+                    f"got {type(obj).__name__}")
+
