@@ -2,6 +2,7 @@
 
 Subcommands:
   table   probe a sweep and print per-layer statistics as a text table (and optionally save JSON).
+  check   re-probe and compare against a baseline (initdiag.cli_check).
 """
 
 from __future__ import annotations
@@ -125,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--every", type=int, default=10, help="print every N-th layer (plus first/last)")
     t.add_argument("--json", default=None, metavar="PATH", help="also save the results as JSON")
     t.set_defaults(func=cmd_table)
+    from initdiag import cli_check
+    cli_check.register(sub)
     return parser
 
 

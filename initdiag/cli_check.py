@@ -1,0 +1,108 @@
+"""``initdiag check BASELINE``: re-probe and compare against a baseline, for CI.
+
+Without probe options it re-runs exactly the (config, seed) pairs stored in the baseline; probe
+options (``--inits``, ``--depth``, ...) override the baseline's grid. Exit status: 0 within
+tolerance, 1 on drift (deviations, or configs/metrics on one side only), 2 on bad input (missing,
+corrupted or other-version baseline, bad option, mismatched seeds). ``--update`` writes the new
+results as the baseline (creating it when absent) and says so; ``--json`` prints the comparison
+as JSON on stdout instead of the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from initdiag.cli import _list, add_probe_options, sweep_kwargs
+
+#: Destinations of add_probe_options: any of them set means "probe options given".
+_PROBE_DESTS = ("activations", "inits", "depth", "width", "batch", "seeds", "bias_init",
+                "no_bias", "norm", "residual", "loss", "input", "saturation_threshold", "remat")
+
+
+def _probe_options_given(args: argparse.Namespace) -> bool:
+    return any(getattr(args, d, None) not in (None, False) for d in _PROBE_DESTS)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from initdiag.probe import sweep
+    from initdiag.regression import compare, load_baseline, save_baseline
+    from initdiag.regression.rerun import rerun, sweep_grid
+
+    path = Path(args.baseline)
+    say = sys.stderr if args.json else sys.stdout
+    baseline = load_baseline(path) if (path.exists() or not args.update) else None
+    if _probe_options_given(args):
+        current = sweep(**sweep_kwargs(args, base=sweep_grid(baseline) if baseline else None))
+    elif baseline is not None:
+        n = 1 if not hasattr(baseline, "results") else len(baseline.results)
+        print(f"initdiag check: re-running the {n} probe(s) stored in {path}", file=sys.stderr)
+        current = rerun(baseline)
+    else:
+        raise ValueError(f"{path} does not exist: give probe options (e.g. --activations tanh "
+                         f"--inits he_normal --depth 20 --width 64) to create it with --update")
+    if baseline is None:
+        save_baseline(current, path)
+        _emit(args, {"baseline": str(path), "updated": True, "created": True},
+              f"initdiag check: created baseline {path} ({len(_flat(current))} probe(s))", say)
+        return 0
+    try:
+        cmp = compare(current, baseline, rtol=args.rtol, atol=args.atol, metrics=args.metrics)
+    except ValueError:
+        if not args.update:
+            raise
+        cmp = None
+    if args.update:
+        save_baseline(current, path, overwrite=True)
+        was = "" if cmp is None else (" (it was within tolerance)" if cmp.passed else
+                                      f" (replacing {len(cmp.deviations)} deviation(s), "
+                                      f"{len(cmp.missing) + len(cmp.extra)} one-sided config(s))")
+        body = {"baseline": str(path), "updated": True, "created": False}
+        if cmp is not None:
+            body.update(cmp.to_dict())
+        _emit(args, body, f"initdiag check: updated baseline {path}{was}", say)
+        return 0
+    if args.json:
+        print(json.dumps({"baseline": str(path), "updated": False, **cmp.to_dict()}, indent=1))
+    else:
+        print(cmp.render(max_rows=args.max_rows))
+        if not cmp.passed:
+            print(f"initdiag check: drift from {path}. If the change is intended, accept it "
+                  f"with `initdiag check {path} --update`.")
+    return 0 if cmp.passed else 1
+
+
+def _flat(r):
+    return [r] if not hasattr(r, "results") else r.results
+
+
+def _emit(args: argparse.Namespace, body: dict, text: str, stream) -> None:
+    if args.json:
+        print(json.dumps(body, indent=1))
+    print(text, file=stream)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``check`` subcommand to the ``initdiag`` parser's subparsers."""
+    c = sub.add_parser(
+        "check", help="compare fresh probes against a baseline (exit 0 ok, 1 drift, 2 bad input)",
+        description="Re-probe the configurations stored in BASELINE (or those given by probe "
+                    "options) and compare per-layer statistics with tolerances. Exit status 0 "
+                    "within tolerance, 1 on drift, 2 on bad input.")
+    c.add_argument("baseline", metavar="BASELINE", help="baseline JSON file (initdiag.save_baseline)")
+    add_probe_options(c)
+    c.add_argument("--update", action="store_true",
+                   help="write the new results as the baseline (create or replace) and say so")
+    c.add_argument("--json", action="store_true", help="print the comparison as JSON on stdout")
+    c.add_argument("--rtol", type=float, default=None,
+                   help="relative tolerance for every ratio- and scale-compared metric "
+                        "(default 1e-3)")
+    c.add_argument("--atol", type=float, default=None,
+                   help="absolute tolerance for fractions and means (default: fractions 1e-3, "
+                        "means 0)")
+    c.add_argument("--metrics", type=_list, default=None, metavar="LIST",
+                   help="compare only these metrics (default: all)")
+    c.add_argument("--max-rows", type=int, default=100, help="most table rows shown (default 100)")
+    c.set_defaults(func=cmd_check)
