@@ -13,6 +13,11 @@ from initdiag.probe import DEFAULT_SWEEP as DEFAULT_SWEEP
 from initdiag.probe import probe as probe
 from initdiag.probe import probe_params as probe_params
 from initdiag.probe import sweep as sweep
+from initdiag.regression import BaselineError as BaselineError
+from initdiag.regression import Comparison as Comparison
+from initdiag.regression import compare as compare
+from initdiag.regression import load_baseline as load_baseline
+from initdiag.regression import save_baseline as save_baseline
 from initdiag.results import METRICS as METRICS
 from initdiag.results import ProbeResult as ProbeResult
 from initdiag.results import ResultsFileError as ResultsFileError
