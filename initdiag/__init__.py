@@ -7,6 +7,9 @@ __version__ = "0.1.0"
 
 from initdiag.activations import Activation as Activation
 from initdiag.activations import activation as activation
+from initdiag.diagnosis import Thresholds as Thresholds
+from initdiag.diagnosis import Verdict as Verdict
+from initdiag.diagnosis import diagnose as diagnose
 from initdiag.initializers import STANDARD_INITIALIZERS as STANDARD_INITIALIZERS
 from initdiag.initializers import initializer as initializer
 from initdiag.probe import DEFAULT_SWEEP as DEFAULT_SWEEP

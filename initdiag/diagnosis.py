@@ -1,0 +1,316 @@
+"""Diagnosis: one verdict per configuration from the per-layer statistics of a probe.
+
+Layer l = 1..L (index l-1). g_l = ``grad_preact_rms`` (RMS of dL/dh^l), v_l = ``act_var``.
+A ratio 0/0 counts as 0 (an exactly-zero gradient is infinitely vanished, not missing) and
+x/0 with x > 0 as infinity. Findings, each tested independently (:class:`Thresholds`):
+
+* **symmetric** -- the init is ``zeros`` or ``constant`` (or has gain 0), or some layer's weight
+  matrix is exactly 0 (``weight_norm == 0``). Every unit of a layer then computes the same
+  function (or differs only by its bias) and, for zero weights, every layer below gets an
+  exactly-zero gradient. ``act_var`` cannot show this (it is over batch *and* units, so identical
+  units that vary over the batch have act_var > 0), hence the rule on config and weights.
+* **dead** -- some layer has ``dead_frac >= dead`` (units that are 0 for every sample) while its
+  pre-activation is not collapsed: (mean^2 + var of h^l) / (same at layer 1) >= ``act_collapse``.
+  Units that read 0 only because the whole forward signal underflowed to 0 are *collapse*.
+* **saturation** -- some layer has ``saturation >= saturation`` (tanh, sigmoid, ...).
+* **exploding** -- g_l / g_L > ``grad_explode`` for some l < L, or any inf/NaN in the forward
+  statistics or g (an overflowing pass). When the forward pass overflows, the gradient numbers
+  are not trusted and no vanishing finding is made from them.
+* **vanishing** -- g_l / g_L < ``grad_vanish`` for some l < L.
+* **collapse** -- v_l / v_1 < ``act_collapse`` for some layer l.
+
+The primary verdict is the first finding in the order symmetric > dead > saturation > exploding >
+vanishing > collapse; "healthy" when there is none. Example: tanh with normal(std=0.01) shrinks
+forward signal and backward gradient by the same ~0.16 per layer; both *vanishing* and *collapse*
+are found and vanishing is primary (the gradient is what stops training), collapse second.
+``layer`` is where the threshold is first crossed: going forward for activation findings, going
+backward from L (the largest such l) for gradient findings.
+
+Evidence slopes are least-squares fits (``np.polyfit``, degree 1) of log10 of the per-layer
+values against l, over the layers where the value is finite and > 0 (NaN when fewer than 2).
+Seeds of one configuration are pooled before diagnosis: positive metrics by the mean of their
+log10 (a geometric mean; a 0 in any seed gives 0), signed means and fractions by the mean.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any, Iterable
+
+import numpy as np
+
+from initdiag._spec import parse_spec
+from initdiag._types import unknown_choice_message
+from initdiag.results import ProbeResult, SweepResult, _encode
+
+#: Primary-verdict priority, highest first.
+PRIORITY = ("symmetric", "dead", "saturation", "exploding", "vanishing", "collapse")
+TITLES = {"healthy": "healthy", "vanishing": "vanishing gradients",
+          "exploding": "exploding gradients", "collapse": "activation collapse",
+          "saturation": "saturation", "dead": "dead units", "symmetric": "symmetric"}
+_SIGNED = ("preact_mean", "act_mean")
+_FRACTIONS = ("saturation", "zero_frac", "dead_frac")
+_RELU_LIKE = ("relu", "leaky_relu", "elu", "gelu", "silu", "softplus")
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    """Every threshold of :func:`diagnose` (see the module docstring for the rules).
+
+    Attributes:
+      grad_vanish: vanishing when g_l / g_L < this for some layer l (default 1e-2: the gradient
+        RMS lost two decades between the output and layer l).
+      grad_explode: exploding when g_l / g_L > this for some layer l (default 1e2).
+      act_collapse: collapse when act_var_l / act_var_1 < this (default 1e-4: four decades of
+        variance, two of RMS, matching the gradient thresholds); also the pre-activation level
+        below which dead units count as collapse rather than death.
+      saturation: saturation when the saturated fraction of some layer >= this (default 0.3).
+      dead: dead units when the fraction of dead units of some layer >= this (default 0.9; a
+        healthy deep He/ReLU stack drifts towards ~0.5 as its inputs become correlated).
+    """
+
+    grad_vanish: float = 1e-2
+    grad_explode: float = 1e2
+    act_collapse: float = 1e-4
+    saturation: float = 0.3
+    dead: float = 0.9
+
+    def __post_init__(self) -> None:
+        checks = {"grad_vanish": 0 < self.grad_vanish < 1, "grad_explode": self.grad_explode > 1,
+                  "act_collapse": 0 < self.act_collapse < 1, "saturation": 0 < self.saturation <= 1,
+                  "dead": 0 < self.dead <= 1}
+        rules = {"grad_vanish": "in (0, 1)", "grad_explode": "> 1", "act_collapse": "in (0, 1)",
+                 "saturation": "in (0, 1]", "dead": "in (0, 1]"}
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"threshold {name} must be {rules[name]}; got {getattr(self, name)!r}")
+
+    def replace(self, **overrides: float) -> "Thresholds":
+        """A copy with some fields changed; an unknown name raises ValueError listing the fields."""
+        valid = [f.name for f in dataclasses.fields(self)]
+        for name in overrides:
+            if name not in valid:
+                raise ValueError(unknown_choice_message("threshold", name, valid))
+        return dataclasses.replace(self, **{k: float(v) for k, v in overrides.items()})
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """The diagnosis of one configuration (or one finding of it, in ``findings``).
+
+    Attributes:
+      kind: one of "healthy" and :data:`PRIORITY`. title: its readable name (:data:`TITLES`).
+      config: the configuration (without seed). seeds: the seeds pooled.
+      key_value, key_label: the number behind the verdict and what it is.
+      layer: 1-based layer where the threshold is first crossed, or None.
+      evidence: fitted slopes, ratios and maxima (see :func:`diagnose`).
+      suggestion: one concrete line. findings: every problem found, primary first.
+    """
+
+    kind: str
+    title: str
+    config: dict
+    seeds: tuple[int, ...]
+    key_value: float
+    key_label: str
+    layer: int | None
+    evidence: dict
+    suggestion: str
+    detail: str = ""
+    findings: tuple = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.kind == "healthy"
+
+    def __str__(self) -> str:
+        return f"{self.title}: {self.detail}; suggestion: {self.suggestion}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (non-finite floats as "NaN"/"Infinity", as in results files)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "findings"}
+        d["seeds"] = list(self.seeds)
+        d["findings"] = [f.to_dict() for f in self.findings]
+        d["text"] = str(self)
+        return _encode(d)
+
+
+def _pow10(x: float) -> float:
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(np.power(10.0, x))
+
+
+def _ratio(a: np.ndarray, b: float) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.asarray(a, np.float64) / b
+    return np.where((np.asarray(a) == 0) & (b == 0), 0.0, r)
+
+
+def _log10_slope(values: np.ndarray) -> float:
+    v = np.asarray(values, np.float64)
+    keep = np.isfinite(v) & (v > 0)
+    if keep.sum() < 2:
+        return math.nan
+    return float(np.polyfit(np.arange(1, len(v) + 1)[keep], np.log10(v[keep]), 1)[0])
+
+
+def _first(mask: np.ndarray, last: bool = False) -> int | None:
+    idx = np.flatnonzero(mask)
+    return None if idx.size == 0 else int(idx[-1 if last else 0]) + 1
+
+
+def _nanmax(v: np.ndarray) -> float:
+    v = np.asarray(v, np.float64)
+    return float(np.max(v[~np.isnan(v)])) if np.any(~np.isnan(v)) else math.nan
+
+
+def _name(label: Any) -> tuple[str, dict]:
+    try:
+        return parse_spec(str(label))
+    except ValueError:
+        return str(label), {}
+
+
+def _suggestion(kind: str, config: dict) -> str:
+    act, _ = _name(config.get("activation", ""))
+    if act in _RELU_LIKE:
+        base = "He init (he_normal: variance 2/fan_in, gain sqrt 2) for ReLU"
+    elif act == "tanh":
+        base = "xavier_normal or lecun_normal for tanh (variance ~1/fan_in; gain at most 5/3)"
+    elif act == "selu":
+        base = "lecun_normal for SELU"
+    elif act == "linear":
+        base = "orthogonal (gain 1) or lecun_normal for a linear stack"
+    else:
+        base = f"xavier_normal for {act or 'this activation'}"
+    if kind == "healthy":
+        return "no change needed"
+    if kind == "symmetric":
+        return f"a random init breaks the symmetry: {base}"
+    if kind in ("vanishing", "collapse") and act not in _RELU_LIKE + ("tanh", "selu", "linear"):
+        slope = "is at most 1/4" if act == "sigmoid" else "is small"
+        return (f"{act or 'this activation'}'s slope {slope}, no init fixes a deep stack of it: "
+                f"use tanh or ReLU, normalization or residual connections")
+    if kind == "dead":
+        bias, _ = _name(config.get("bias_init", "zeros"))
+        fix = "zero biases (bias_init=zeros)" if bias not in ("zeros", "zero", "none") else "leaky_relu"
+        return f"{fix} with He init (he_normal), so pre-activations are not pushed below 0"
+    if kind in ("exploding", "saturation"):
+        return f"smaller weights: {base}"
+    return base
+
+
+def _pool(results: list[ProbeResult]) -> dict[str, np.ndarray]:
+    pooled = {}
+    for m in results[0].metrics:
+        stack = np.array([r[m] for r in results], np.float64)
+        if m in _SIGNED or m in _FRACTIONS:
+            pooled[m] = stack.mean(axis=0)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                pooled[m] = 10.0 ** np.log10(stack).mean(axis=0)
+    return pooled
+
+
+def _diagnose(v: dict[str, np.ndarray], config: dict, seeds: tuple[int, ...], t: Thresholds) -> Verdict:
+    g, av, L = v["grad_preact_rms"], v["act_var"], len(v["grad_preact_rms"])
+    pre2 = v["preact_mean"] ** 2 + v["preact_var"]
+    forward = np.vstack([v["preact_var"], av, v["act_mean"]])
+    bad_fwd = ~np.all(np.isfinite(forward), axis=0)
+    overflow = bool(bad_fwd.any() or not np.all(np.isfinite(g)))
+    g_rel, av_rel, pre_rel = _ratio(g, g[-1]), _ratio(av, av[0]), _ratio(pre2, pre2[0])
+    g_slope, a_slope = _log10_slope(g), _log10_slope(av)
+    ev = {"grad_log10_slope": g_slope, "grad_factor_per_layer": _pow10(-g_slope),
+          "act_var_log10_slope": a_slope, "act_var_factor_per_layer": _pow10(a_slope),
+          "grad_ratio": float(g_rel[0]), "act_var_ratio": float(av_rel[-1]),
+          "max_saturation": _nanmax(v["saturation"]), "max_dead_frac": _nanmax(v["dead_frac"]),
+          "grad_zero_layers": int(np.sum(g == 0)), "overflow": overflow,
+          "first_nonfinite_layer": _first(bad_fwd) if bad_fwd.any() else _first(~np.isfinite(g), True),
+          "depth": L}
+    init, params = _name(config.get("init", ""))
+    lr = f"from layer {L} to layer 1 (x{ev['grad_factor_per_layer']:.3g} per layer going back, fitted)"
+    if ev["grad_zero_layers"]:
+        lr = f"(exactly 0 at {ev['grad_zero_layers']} of {L} layers)"
+    found: dict[str, tuple[float, str, int | None, str]] = {}  # kind -> (key, label, layer, detail)
+    zero_w = _first(v["weight_norm"] == 0)
+    if init in ("zeros", "zero", "constant") or params.get("gain", 1) == 0 or zero_w is not None:
+        hidden = float(np.max(v["grad_weight_norm"][:-1])) if L > 1 else math.nan
+        why = f"{init} init" if zero_w is None or init in ("zeros", "zero", "constant") else \
+            f"zero weights at layer {zero_w}"
+        found["symmetric"] = (hidden, "max ||dL/dW|| of layers 1..L-1", zero_w,
+                              f"{why}: the units of each layer are identical (max ||dL/dW|| "
+                              f"below layer {L} = {hidden:.3g})")
+    dead_l = (v["dead_frac"] >= t.dead) & (pre_rel >= t.act_collapse)
+    if dead_l.any():
+        worst = float(np.max(v["dead_frac"][dead_l]))
+        found["dead"] = (worst, "max fraction of dead units", _first(dead_l),
+                         f"{worst:.0%} of units are 0 for the whole batch (>= {t.dead:.0%} from "
+                         f"layer {_first(dead_l)})")
+    sat_l = v["saturation"] >= t.saturation
+    if sat_l.any():
+        found["saturation"] = (ev["max_saturation"], "max saturated fraction", _first(sat_l),
+                               f"up to {ev['max_saturation']:.0%} of activations saturated "
+                               f"(>= {t.saturation:.0%} from layer {_first(sat_l)})")
+    if overflow:
+        found["exploding"] = (math.inf, "grad RMS layer 1 / layer L (overflow)",
+                              ev["first_nonfinite_layer"], "the pass overflows to inf/NaN at "
+                              f"layer {ev['first_nonfinite_layer']} (activation variance "
+                              f"x{ev['act_var_factor_per_layer']:.3g} per layer, fitted)")
+    inner = np.arange(1, L + 1) < L
+    up, down = inner & (g_rel > t.grad_explode), inner & (g_rel < t.grad_vanish)
+    if up.any() and not overflow:
+        found["exploding"] = (ev["grad_ratio"], "grad RMS layer 1 / layer L", _first(up, True),
+                              f"grad RMS grows {ev['grad_ratio']:.2g}x {lr}; above "
+                              f"{t.grad_explode:g} from layer {_first(up, True)} down")
+    if down.any() and not overflow:
+        found["vanishing"] = (ev["grad_ratio"], "grad RMS layer 1 / layer L", _first(down, True),
+                              f"grad RMS falls to {ev['grad_ratio']:.2g}x {lr}; below "
+                              f"{t.grad_vanish:g} from layer {_first(down, True)} down")
+    col_l = av_rel < t.act_collapse
+    if col_l.any():
+        found["collapse"] = (ev["act_var_ratio"], "act var layer L / layer 1", _first(col_l),
+                             f"activation variance falls to {ev['act_var_ratio']:.2g}x from layer 1 "
+                             f"to layer {L} (x{ev['act_var_factor_per_layer']:.3g} per layer, "
+                             f"fitted; < {t.act_collapse:g} from layer {_first(col_l)})")
+
+    def make(kind: str, key: float, label: str, layer: int | None, detail: str, findings=()) -> Verdict:
+        return Verdict(kind=kind, title=TITLES[kind], config=dict(config), seeds=seeds,
+                       key_value=float(key), key_label=label, layer=layer, evidence=dict(ev),
+                       suggestion=_suggestion(kind, config), detail=detail, findings=tuple(findings))
+
+    findings = [make(k, *found[k]) for k in PRIORITY if k in found]
+    if not findings:
+        return make("healthy", ev["grad_ratio"], "grad RMS layer 1 / layer L", None,
+                    f"grad RMS layer 1 / layer {L} = {ev['grad_ratio']:.2g}, activation variance "
+                    f"layer {L} / layer 1 = {ev['act_var_ratio']:.2g}, no threshold crossed")
+    p = findings[0]
+    return dataclasses.replace(p, findings=tuple(findings))
+
+
+def diagnose(result: ProbeResult | SweepResult | Iterable[ProbeResult],
+             thresholds: Thresholds | None = None, **overrides: float) -> Verdict | list[Verdict]:
+    """Diagnose a probe (one :class:`Verdict`) or a sweep (one Verdict per configuration).
+
+    Args:
+      result: a ProbeResult, or a SweepResult / list of them. Results whose configs are equal
+        (they differ only in seed) are pooled (module docstring), in order of first appearance.
+      thresholds: a :class:`Thresholds` (defaults if None).
+      **overrides: threshold fields to change, e.g. ``grad_vanish=0.1``.
+
+    Raises:
+      ValueError: an unknown threshold name (the message lists the valid ones) or a bad value.
+      TypeError: ``result`` is not a probe or sweep result.
+    """
+    t = (thresholds or Thresholds()).replace(**overrides)
+    if isinstance(result, ProbeResult):
+        return _diagnose(_pool([result]), result.config, (result.seed,), t)
+    if isinstance(result, (str, bytes)) or not hasattr(result, "__iter__"):
+        raise TypeError(f"diagnose takes a ProbeResult or SweepResult; got {type(result).__name__}")
+    groups: dict[str, list[ProbeResult]] = {}
+    for r in result:
+        if not isinstance(r, ProbeResult):
+            raise TypeError(f"diagnose takes ProbeResults; got an item of type {type(r).__name__}")
+        groups.setdefault(json.dumps(_encode(r.config), sort_keys=True), []).append(r)
+    return [_diagnose(_pool(rs), rs[0].config, tuple(r.seed for r in rs), t) for rs in groups.values()]
