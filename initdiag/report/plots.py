@@ -1,0 +1,310 @@
+"""Plot panels: one function per panel, ``f(data, *, ax=None, ...) -> ax``.
+
+``data`` is a :class:`~initdiag.results.SweepResult`, a :class:`~initdiag.results.ProbeResult` or
+the tidy frame of ``SweepResult.to_frame()`` (the histogram panel needs results, which carry the
+histograms). A panel shows one activation (``activation=``; optional when the data holds one).
+
+Lines: one per initializer (and per variant, e.g. depth, when the data holds several), coloured by
+:func:`initdiag.report.style.init_palette`. With several seeds the line is the median over seeds
+and the shaded band spans the minimum to the maximum over seeds. Values that are exactly 0 cannot
+be drawn on a log axis; the initializers that are 0 at every layer are named in a note at the
+bottom of the panel.
+
+Reuse in your own figures::
+
+    fig, ax = plt.subplots()
+    plots.plot_grad_rms(sweep, activation="tanh", ax=ax)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from initdiag.report import style
+from initdiag.results import ProbeResult, SweepResult
+
+#: Axis labels (with the tensor named) per metric.
+YLABELS = {
+    "act_var": r"Var[$x^l$] (output of layer $l$)",
+    "preact_var": r"Var[$h^l$] (pre-activation)",
+    "grad_preact_rms": r"RMS of $\partial L/\partial h^l$",
+    "grad_act_rms": r"RMS of $\partial L/\partial x^l$",
+    "grad_weight_ratio": r"$\|\partial L/\partial W^l\|\,/\,\|W^l\|$",
+    "saturation": "fraction saturated",
+    "zero_frac": "fraction of entries = 0",
+    "dead_frac": "fraction of dead units",
+}
+#: Metrics drawn on a log y axis (they span decades across initializers).
+LOG_METRICS = frozenset({"act_var", "preact_var", "grad_preact_rms", "grad_act_rms",
+                         "grad_weight_norm", "weight_norm", "grad_weight_ratio"})
+
+
+def _ax(ax):
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        ax = plt.gca()
+    return ax
+
+
+def plot_metric(data: Any, metric: str, *, activation: str | None = None, ax=None,
+                palette: Mapping[str, style.LineStyle] | None = None, log: bool | None = None,
+                band: bool = True, legend: bool = True, linestyle: str | None = None,
+                label_suffix: str = "", title: str | None = None):
+    """Per-layer ``metric`` of one activation: one line per initializer, seed band if any.
+
+    Args:
+      data: SweepResult, ProbeResult or tidy frame.
+      metric: a name of :data:`initdiag.results.METRICS`.
+      activation: which activation's results (optional if the data holds only one).
+      ax: matplotlib axes (default: the current axes).
+      palette: init label -> LineStyle (default: built from the data's init labels).
+      log: log y axis (default: True for the metrics in :data:`LOG_METRICS`).
+      band: shade min-max over seeds when there are several seeds.
+      legend: draw a legend on ``ax``.
+      linestyle: force one dash pattern (used to overlay a second metric).
+      label_suffix: appended to each legend label.
+      title: panel title (default: the activation).
+
+    Returns:
+      The axes.
+    """
+    ax = _ax(ax)
+    frame = style.to_frame(data)
+    act = style.pick_activation(frame, activation)
+    summary = style.seed_summary(frame, metric, act)
+    palette = palette or style.init_palette(frame["init"].unique())
+    log = metric in LOG_METRICS if log is None else log
+    variants = list(dict.fromkeys(summary["variant"]))
+    order = sorted(palette)
+    all_zero = []
+    for (init, variant), g in summary.groupby(["init", "variant"], sort=False):
+        st = palette.get(init) or style.init_palette([init])[init]
+        g = g.sort_values("layer")
+        x, y = g["layer"].to_numpy(), g["median"].to_numpy(dtype=float)
+        dash = linestyle or (st.dash if len(variants) == 1
+                             else style.DASHES[variants.index(variant) % len(style.DASHES)])
+        label = init + (f", {variant}" if variant else "")
+        if log and np.all((y <= 0) | ~np.isfinite(y)) and np.any(y == 0):
+            all_zero.append(label)
+        if log:
+            y = np.where(y > 0, y, np.nan)
+        # Markers every ~L/6 layers, offset per initializer so they do not hide each other.
+        every = max(1, len(x) // 6)
+        offset = (order.index(init) if init in order else 0) * max(1, every // 4) % every
+        ax.plot(x, y, color=st.color, linestyle=dash, marker=st.marker,
+                markevery=(offset, every), markersize=3.5,
+                label=label + label_suffix if label_suffix != "_nolegend_" else "_nolegend_")
+        if band and int(g["n_seeds"].max()) > 1:
+            lo, hi = g["lo"].to_numpy(dtype=float), g["hi"].to_numpy(dtype=float)
+            if log:
+                lo, hi = np.where(lo > 0, lo, np.nan), np.where(hi > 0, hi, np.nan)
+            ax.fill_between(x, lo, hi, color=st.color, alpha=0.2, linewidth=0, label="_nolegend_")
+    if log:
+        ax.set_yscale("log")
+        if all_zero:
+            ax.text(0.01, 0.01, "= 0 at every layer (not drawn): " + ", ".join(all_zero),
+                    transform=ax.transAxes, fontsize="x-small", color="0.35", va="bottom")
+    ax.set_xlabel(r"layer $l$")
+    ax.set_ylabel(YLABELS.get(metric, metric))
+    ax.set_title(act if title is None else title)
+    ax.set_xlim(1, max(int(summary["layer"].max()), 2))
+    if legend:
+        ax.legend(loc="best", frameon=False)
+    return ax
+
+
+def plot_act_var(data: Any, **kwargs: Any):
+    """Figure a: variance of the layer output x^l vs layer (log y). See :func:`plot_metric`."""
+    return plot_metric(data, "act_var", **kwargs)
+
+
+def plot_grad_rms(data: Any, **kwargs: Any):
+    """Figure b: RMS of the backpropagated ∂L/∂h^l vs layer (log y). See :func:`plot_metric`."""
+    return plot_metric(data, "grad_preact_rms", **kwargs)
+
+
+def plot_grad_weight_ratio(data: Any, **kwargs: Any):
+    """Figure f: ‖∂L/∂W^l‖_F / ‖W^l‖_F vs layer (log y). See :func:`plot_metric`."""
+    return plot_metric(data, "grad_weight_ratio", **kwargs)
+
+
+def saturation_metrics(frame, activation: str) -> list[str]:
+    """What figure c shows for ``activation``: ``["saturation"]`` for φ that saturate,
+    ``["zero_frac", "dead_frac"]`` for φ that can die (ReLU), ``[]`` for neither."""
+    sub = frame[frame["activation"] == activation]
+    defined = {m for m, v in sub.groupby("metric")["value"] if v.notna().any()}
+    if "saturation" in defined:
+        return ["saturation"]
+    return [m for m in ("zero_frac", "dead_frac") if m in defined]
+
+
+def plot_saturation(data: Any, *, activation: str | None = None, ax=None, legend: bool = True,
+                    **kwargs: Any):
+    """Figure c: saturated fraction (tanh, sigmoid, ...) or, for ReLU, the fraction of entries
+    equal to 0 (solid) and of dead units (dotted) vs layer; linear y in [0, 1].
+
+    Returns:
+      The axes (with a note in the panel when φ neither saturates nor dies).
+    """
+    ax = _ax(ax)
+    frame = style.to_frame(data)
+    act = style.pick_activation(frame, activation)
+    metrics = saturation_metrics(frame, act)
+    if not metrics:
+        ax.text(0.5, 0.5, f"{act} neither saturates nor has exact zeros", ha="center",
+                va="center", transform=ax.transAxes, color="0.4")
+        ax.set_title(act)
+        return ax
+    if metrics == ["saturation"]:
+        plot_metric(frame, "saturation", activation=act, ax=ax, log=False, legend=False, **kwargs)
+    else:
+        plot_metric(frame, "zero_frac", activation=act, ax=ax, log=False, legend=False, **kwargs)
+        plot_metric(frame, "dead_frac", activation=act, ax=ax, log=False, legend=False,
+                    linestyle=":", label_suffix="_nolegend_", **kwargs)
+        ax.set_ylabel("entries = 0 (solid), dead units (dotted)")
+    ax.set_ylim(-0.03, 1.03)
+    if legend:
+        handles, labels = ax.get_legend_handles_labels()
+        keep = [(h, lab) for h, lab in zip(handles, labels) if not lab.startswith("_")]
+        if keep:
+            ax.legend(*zip(*keep), loc="upper left", frameon=False)
+    return ax
+
+
+def _results(data: Any) -> list[ProbeResult]:
+    if isinstance(data, ProbeResult):
+        return [data]
+    if isinstance(data, SweepResult):
+        return list(data)
+    raise TypeError("histogram panels need a SweepResult or ProbeResult (a frame has no "
+                    f"histograms); got {type(data).__name__}")
+
+
+def default_layers(depth: int) -> list[int]:
+    """Layers shown by the distribution panel: 1, L/10, L/4, L/2 and L (rounded, unique)."""
+    return sorted({max(1, min(depth, int(round(f * depth)))) for f in (0, 0.1, 0.25, 0.5, 1.0)})
+
+
+def plot_act_hist(data: Any, *, activation: str | None = None, init: str | None = None,
+                  layers: Sequence[int] | None = None, ax=None, legend: bool = True,
+                  title: str | None = None):
+    """Figure d: distribution of the activation output a^l at chosen layers, one config.
+
+    Counts are pooled over seeds and shown as the fraction of entries per bin (log y). The outer
+    bins also hold the values beyond the histogram range. Needs results probed with
+    ``histograms=True``.
+
+    Args:
+      data: SweepResult or ProbeResult.
+      activation, init: which configuration (optional when the data holds only one).
+      layers: layers to show (default :func:`default_layers`).
+
+    Returns:
+      The axes: one step line per layer, dark (first layer) to light (last).
+    """
+    ax = _ax(ax)
+    rs = _results(data)
+    if activation is not None:
+        rs = [r for r in rs if r.config["activation"] == activation]
+    if init is not None:
+        rs = [r for r in rs if r.config["init"] == init]
+    configs = {(r.config["activation"], r.config["init"]) for r in rs}
+    if len(configs) != 1:
+        raise ValueError(f"select one configuration with activation= and init=; matching: "
+                         f"{sorted(configs) or 'none'}")
+    if not all("act_hist" in r.histograms for r in rs):
+        raise ValueError("these results have no histograms; probe with histograms=True")
+    counts = np.sum([r.histograms["act_hist"] for r in rs], axis=0).astype(float)
+    edges = rs[0].histograms["act_edges"]
+    depth = counts.shape[0]
+    layers = default_layers(depth) if layers is None else list(layers)
+    bad = [l for l in layers if not 1 <= l <= depth]
+    if bad:
+        raise ValueError(f"layers {bad} outside 1..{depth}")
+    total = counts.sum(axis=1, keepdims=True)
+    frac = np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
+    used = np.flatnonzero(frac[[l - 1 for l in layers]].sum(axis=0) > 0)
+    for color, l in zip(style.layer_colors(len(layers)), layers):
+        y = np.where(frac[l - 1] > 0, frac[l - 1], np.nan)
+        ax.stairs(y, edges, color=color, linewidth=1.4, label=f"layer {l}", baseline=None)
+    ax.set_yscale("log")
+    ax.set_ylim(0.5 / max(float(total.max()), 1.0), 1.5)
+    if used.size:
+        ax.set_xlim(edges[used[0]], edges[used[-1] + 1])
+    act, ini = next(iter(configs))
+    ax.set_title(f"{act} / {ini}" if title is None else title)
+    ax.set_xlabel(r"$a^l$ (activation output)")
+    ax.set_ylabel("fraction of entries")
+    if legend:
+        ax.legend(loc="best", frameon=False)
+    return ax
+
+
+def grad_log10_matrix(data: Any, activation: str | None = None,
+                      metric: str = "grad_preact_rms") -> tuple[list[str], np.ndarray]:
+    """Rows (init labels, sorted) and the [inits, layers] matrix of log10 of the median over
+    seeds of ``metric``; -inf where the value is 0, NaN where undefined."""
+    frame = style.to_frame(data)
+    act = style.pick_activation(frame, activation)
+    s = style.seed_summary(frame, metric, act)
+    s["row"] = [i + (f", {v}" if v else "") for i, v in zip(s["init"], s["variant"])]
+    table = s.pivot_table(index="row", columns="layer", values="median", dropna=False)
+    table = table.sort_index()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mat = np.log10(table.to_numpy(dtype=float))
+    return list(table.index), mat
+
+
+def plot_grad_heatmap(data: Any, *, activation: str | None = None, ax=None,
+                      vmin: float | None = None, vmax: float | None = None,
+                      cmap: str = "RdBu_r", colorbar: bool = True):
+    """Figure e: heatmap initializer x layer of log10 RMS of ∂L/∂h^l (median over seeds).
+
+    Cells where the gradient is exactly 0 (or undefined) are grey. Colour limits default to
+    :func:`heatmap_limits`: symmetric about the median over initializers of the last layer's
+    value, so blue reads "smaller than at the output" (vanishing) and red "larger" (exploding).
+
+    Returns:
+      The axes (holding one QuadMesh).
+    """
+    import matplotlib
+
+    ax = _ax(ax)
+    frame = style.to_frame(data)
+    act = style.pick_activation(frame, activation)
+    rows, mat = grad_log10_matrix(frame, act)
+    if vmin is None or vmax is None:
+        vmin, vmax = heatmap_limits([mat])
+    cm = matplotlib.colormaps[cmap].with_extremes(bad="0.75")
+    masked = np.ma.masked_invalid(mat)
+    depth = mat.shape[1]
+    mesh = ax.pcolormesh(np.arange(depth + 1) + 0.5, np.arange(len(rows) + 1), masked, cmap=cm,
+                         vmin=vmin, vmax=vmax, shading="flat")
+    ax.set_yticks(np.arange(len(rows)) + 0.5, rows)
+    ax.invert_yaxis()
+    ax.set_xlabel(r"layer $l$")
+    ax.set_title(act)
+    if colorbar:
+        ax.figure.colorbar(mesh, ax=ax, label=HEATMAP_LABEL)
+    return ax
+
+
+HEATMAP_LABEL = r"$\log_{10}$ RMS of $\partial L/\partial h^l$"
+#: Largest half-width of the heatmap colour scale, in decades (beyond it colours saturate).
+HEATMAP_MAX_DECADES = 12.0
+
+
+def heatmap_limits(mats: Sequence[np.ndarray]) -> tuple[float, float]:
+    """Shared colour limits for heatmaps: centred on the median last-layer value; half-width the
+    largest finite deviation, at least 1 and at most :data:`HEATMAP_MAX_DECADES` decades."""
+    finite = [m[np.isfinite(m)] for m in mats]
+    last = np.concatenate([m[:, -1][np.isfinite(m[:, -1])] for m in mats])
+    allv = np.concatenate(finite) if finite else np.array([])
+    if allv.size == 0:
+        return -1.0, 1.0
+    center = float(np.median(last)) if last.size else float(np.median(allv))
+    half = min(HEATMAP_MAX_DECADES, max(1.0, float(np.max(np.abs(allv - center)))))
+    return center - half, center + half
