@@ -18,6 +18,7 @@ from initdiag.probe import probe_params as probe_params
 from initdiag.probe import sweep as sweep
 from initdiag.regression import BaselineError as BaselineError
 from initdiag.regression import Comparison as Comparison
+from initdiag.regression import assert_healthy as assert_healthy
 from initdiag.regression import compare as compare
 from initdiag.regression import load_baseline as load_baseline
 from initdiag.regression import save_baseline as save_baseline

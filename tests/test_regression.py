@@ -3,6 +3,7 @@
 import difflib
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -289,18 +290,81 @@ def test_check_cli_create_pass_drift_update_json(tmp_path, capsys):
     assert main(["check", str(p)]) == 0
 
 
-def test_check_cli_bad_input_exits_2(sweep2, tmp_path):
+def test_check_cli_bad_input_exits_2_as_a_command(sweep2, tmp_path):
     p = save_baseline(sweep2, tmp_path / "b.json")
     bad = tmp_path / "bad.json"
     bad.write_text(p.read_text()[:100])
 
-    def run(*args):
-        return subprocess.run([sys.executable, "-m", "initdiag", "check", *args],
-                              capture_output=True, text=True)
-
-    r = run(str(bad))
+    r = subprocess.run([sys.executable, "-m", "initdiag", "check", str(bad)],
+                       capture_output=True, text=True)
     assert r.returncode == 2 and "truncated or corrupted" in r.stderr and str(bad) in r.stderr
-    r = run(str(p), "--seeds", "5")
-    assert r.returncode == 2 and "seeds [0, 1]" in r.stderr and "seeds [5]" in r.stderr
-    r = run(str(tmp_path / "missing.json"))
-    assert r.returncode == 2 and "no such baseline file" in r.stderr
+
+
+
+def test_check_cli_refuses_other_seeds(sweep2, tmp_path, capsys):
+    p = save_baseline(sweep2, tmp_path / "b.json")
+    assert main(["check", str(p), "--seeds", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "seeds [0, 1]" in err and "seeds [5]" in err
+
+
+# --- assert_healthy ----------------------------------------------------------------------------
+
+def synthetic(**over):
+    """A 4-layer result whose every statistic is healthy unless overridden."""
+    vals = {"preact_mean": [0.0] * 4, "preact_var": [1.0] * 4, "act_mean": [0.0] * 4,
+            "act_var": [1.0] * 4, "saturation": [0.0] * 4, "zero_frac": [0.5] * 4,
+            "dead_frac": [0.0] * 4, "grad_preact_rms": [1.0] * 4, "grad_act_rms": [1.0] * 4,
+            "grad_weight_norm": [1.0] * 4, "weight_norm": [8.0] * 4, "grad_weight_ratio": [0.125] * 4}
+    vals.update(over)
+    return hand(vals, activation="tanh", init="glorot_normal")
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"grad_preact_rms": [100.0, 1, 1, 1]}, None),
+    ({"grad_preact_rms": [100.1, 1, 1, 1]}, "layer 1: grad_preact_rms / its value at layer 4 = 100"),
+    ({"grad_preact_rms": [1, 0.0099, 1, 1]}, "layer 2: grad_preact_rms / its value at layer 4 = 0.0099"),
+    ({"act_var": [1, 1, 1e4, 1e-4]}, None),
+    ({"act_var": [1, 1, 1.01e4, 1]}, "layer 3: act_var / act_var at layer 1 = 1.01e+04"),
+    ({"act_var": [1, 1, 1, 0.99e-4]}, "layer 4: act_var / act_var at layer 1 = 9.9e-05"),
+    ({"saturation": [0.3, 0.3, 0.1, 0.0]}, None),
+    ({"saturation": [0.3, 0.31, 0.1, 0.0]}, "layer 2: saturation = 0.31 > max_saturation=0.3"),
+    ({"saturation": [math.nan] * 4, "dead_frac": [0.9, 0, 0, 0]}, None),
+    ({"dead_frac": [0, 0, 0, 0.91]}, "layer 4: dead_frac = 0.91 > max_dead=0.9"),
+])
+def test_assert_healthy_bounds_each_metric_at_its_edge(over, message):
+    r = synthetic(**over)
+    if message is None:
+        assert initdiag.assert_healthy(r).ok
+    else:
+        with pytest.raises(AssertionError, match=re.escape(message)) as e:
+            initdiag.assert_healthy(r)
+        assert "tanh / glorot_normal depth=4 width=4 batch=4, seed 0" in str(e.value)
+
+
+def test_assert_healthy_on_real_probes():
+    ok = initdiag.sweep(["tanh", "relu"], ["xavier_normal", "he_normal"], depths=[30], widths=[64],
+                        batch=64, seeds=[0])
+    good = initdiag.SweepResult([r for r in ok if (r.config["activation"], r.config["init"]) in
+                                 {("tanh", "glorot_normal"), ("relu", "he_normal")}])
+    assert all(v.ok for v in initdiag.assert_healthy(good))
+    r = initdiag.probe("tanh", "normal(std=0.01)", depth=30, width=64, batch=64, seed=0)
+    with pytest.raises(AssertionError) as e:
+        initdiag.assert_healthy(r)
+    text = str(e.value)
+    assert "tanh / normal depth=30 width=64 batch=64, seed 0: layer 1: grad_preact_rms" in text
+    # tanh is linear for such small h: each layer back multiplies the gradient RMS by
+    # std * sqrt(n) = 0.08 (E|W^T g|^2 = n std^2 |g|^2), so layer 1 / layer 30 ~ 0.08^29
+    value = float(re.search(r"layer 30 = ([0-9.e+-]+)", text).group(1))
+    assert abs(math.log10(value / 0.08**29)) < 0.5
+    # loosened bounds (and the diagnosis thresholds they set) let it pass; None switches off
+    initdiag.assert_healthy(r, max_grad_ratio=1e40, var_range=(1e-80, 10))
+    initdiag.assert_healthy(r, max_grad_ratio=None, var_range=None)
+    with pytest.raises(ValueError, match="max_grad_ratio must be > 1"):
+        initdiag.assert_healthy(r, max_grad_ratio=0.5)
+
+
+def test_assert_healthy_keeps_the_symmetric_finding():
+    r = initdiag.probe("relu", "zeros", depth=4, width=8, batch=8, seed=0)
+    with pytest.raises(AssertionError, match="diagnosis symmetric"):
+        initdiag.assert_healthy(r, max_grad_ratio=None, var_range=None, max_dead=None)

@@ -15,5 +15,6 @@ from initdiag.regression.compare import Deviation as Deviation
 from initdiag.regression.compare import SeedMismatchError as SeedMismatchError
 from initdiag.regression.compare import compare as compare
 from initdiag.regression.compare import config_label as config_label
+from initdiag.regression.health import assert_healthy as assert_healthy
 from initdiag.regression.tolerance import DEFAULT_TOLERANCES as DEFAULT_TOLERANCES
 from initdiag.regression.tolerance import Tolerance as Tolerance
