@@ -7,6 +7,8 @@ import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture
 def key():

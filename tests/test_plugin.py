@@ -1,0 +1,110 @@
+"""The pytest plugin and the README's "Use in CI" example, run as a user runs them."""
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+import initdiag
+from initdiag.cli import main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def ci_section():
+    text = README.read_text()
+    return text[text.index("## Use in CI"):]
+
+
+def readme_test_source():
+    block = re.search(r"```python\n(# tests/test_signal_propagation.py\n.*?)```", ci_section(), re.S)
+    return block.group(1)
+
+
+@pytest.fixture
+def example(pytester):
+    pytester.makepyfile(test_signal_propagation=readme_test_source())
+    return pytester
+
+
+def scale_stored(path, metric, factor):
+    """Simulate a change of what the code computes: the stored numbers differ by ``factor``."""
+    b = initdiag.load_baseline(path)
+    r0 = b[0]
+    vals = {**r0.values, metric: r0.values[metric] * factor}
+    changed = initdiag.SweepResult([initdiag.ProbeResult(r0.config, r0.seed, vals, r0.scalars),
+                                    *list(b)[1:]], b.meta)
+    initdiag.save_baseline(changed, path, overwrite=True)
+
+
+def test_readme_example_first_run_writes_then_passes_run_after_run(example):
+    baseline = example.path / "test_signal_propagation" / "test_init_statistics.json"
+    first = example.runpytest()
+    first.assert_outcomes(passed=1, failed=1)
+    first.stdout.fnmatch_lines([f"*initdiag baseline not found; created {baseline}*"])
+    assert initdiag.load_baseline(baseline)[0].config["depth"] == 20
+    content = baseline.read_bytes()
+    for _ in range(2):
+        example.runpytest().assert_outcomes(passed=2)
+    assert baseline.read_bytes() == content
+
+
+def test_drift_fails_with_the_table_pointing_at_the_users_test(example):
+    example.runpytest()
+    baseline = example.path / "test_signal_propagation" / "test_init_statistics.json"
+    scale_stored(baseline, "preact_var", 1.21)
+    res = example.runpytest()
+    res.assert_outcomes(passed=1, failed=1)
+    out = res.stdout.str()
+    assert f"initdiag: results drift from the baseline {baseline}" in out
+    assert "20 of 1920 values out of tolerance." in out  # 20 layers of one config and seed
+    assert "Error statistics over them:" in out and "--initdiag-update" in out
+    assert re.search(r"tanh / glorot_normal depth=20 width=64 batch=64, seed 0:\n\S*\s+metric\s+"
+                     r"layer\s+expected\s+got\s+error\s+tolerance", out)
+    rows = re.findall(r"preact_var\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+) \(ratio\)", out)
+    assert [int(r[0]) for r in rows] == list(range(1, 21))[:len(rows)] and len(rows) == 20
+    assert all(float(e) == pytest.approx(0.21, rel=1e-9) for *_, e in rows)
+    # the traceback shows the user's line, not the plugin's internals
+    assert "initdiag_regression.check(result)" in out
+    assert "pytest_plugin.py" not in out
+
+
+def test_update_regenerates_drifting_baselines_and_fails_once(example):
+    example.runpytest()
+    baseline = example.path / "test_signal_propagation" / "test_init_statistics.json"
+    scale_stored(baseline, "saturation", 0.0)
+    res = example.runpytest("--initdiag-update")
+    res.assert_outcomes(passed=1, failed=1)
+    res.stdout.fnmatch_lines([f"*initdiag baseline regenerated (--initdiag-update): {baseline}*"])
+    example.runpytest().assert_outcomes(passed=2)
+    before = baseline.read_bytes()
+    example.runpytest("--initdiag-update").assert_outcomes(passed=2)  # nothing drifts: untouched
+    assert baseline.read_bytes() == before
+
+
+def test_parametrized_names_and_basename(pytester):
+    pytester.makepyfile(test_names="""
+        import pytest, initdiag
+
+        @pytest.mark.parametrize("act", ["tanh"])
+        def test_p(initdiag_regression, act):
+            r = initdiag.probe(act, "he_normal", depth=3, width=8, batch=8, seed=0)
+            initdiag_regression.check(r)
+            initdiag_regression.check(r, basename="second")
+    """)
+    pytester.runpytest().assert_outcomes(failed=1)
+    assert (pytester.path / "test_names" / "test_p_tanh_.json").exists()
+    pytester.runpytest().assert_outcomes(failed=1)  # now the second baseline is created
+    assert (pytester.path / "test_names" / "second.json").exists()
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_readme_cli_example_runs(tmp_path, monkeypatch, capsys):
+    block = re.search(r"```bash\n(.*?)```", ci_section(), re.S).group(1)
+    commands = [shlex.split(line.split("#")[0]) for line in block.splitlines() if line.strip()]
+    assert len(commands) == 3 and all(c[:2] == ["initdiag", "check"] for c in commands)
+    monkeypatch.chdir(tmp_path)
+    assert [main(c[1:]) for c in commands] == [0, 0, 0]
+    out = capsys.readouterr().out
+    assert "created baseline ci/init-baseline.json" in out and '"passed": true' in out
