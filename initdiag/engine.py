@@ -92,7 +92,7 @@ def _backward_layer(static: Static, carry, x_prev, h, w, grad_edges):
         g_prev, e2 = stats.normalized(g_prev)
         return (g_prev, e_h + e2), out
     # dL/dx^{l-1} = dL/dx^l + (gh @ W^T) * 2**e_h: align the branch term to the skip's exponent.
-    g_prev = gs + jnp.ldexp(g_prev, e_h - e_x)
+    g_prev = gs + stats.times_pow2(g_prev, e_h - e_x)
     g_prev, e2 = stats.normalized(g_prev)
     return (g_prev, e_x + e2), out
 
