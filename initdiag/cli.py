@@ -1,6 +1,7 @@
 """The ``initdiag`` command line: a thin layer over the public API.
 
-Subcommands:
+Subcommands (without one, ``report`` runs):
+  report  probe, diagnose and write a self-contained HTML report (initdiag.report.command).
   table   probe a sweep and print per-layer statistics as a text table (and optionally save JSON).
   check   re-probe and compare against a baseline (initdiag.cli_check).
 """
@@ -112,9 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="initdiag",
         description="Probe deep networks at initialization: per-layer activation and gradient "
-                    "statistics, diagnosis and reports.")
+                    "statistics, diagnosis and reports. Without a COMMAND, runs 'report' "
+                    "(options may follow directly: initdiag --depth 100).")
     parser.add_argument("--version", action="version", version=f"initdiag {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from initdiag.report import command as report_command
+    report_command.register(sub)
     t = sub.add_parser("table", help="print per-layer statistics of a sweep as text",
                        description="Probe a sweep (default: the built-in default sweep) and print "
                                    "per-layer statistics.")
@@ -133,9 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["report", *argv]  # no subcommand: the main job
     args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["table", *(argv or sys.argv[1:])])
     try:
         return args.func(args)
     except (ValueError, TypeError) as e:

@@ -43,7 +43,7 @@ def _activations(sweep: SweepResult) -> list[str]:
 
 
 def _inits(sweep: SweepResult) -> list[str]:
-    return sorted({r.config["init"] for r in sweep})
+    return list(dict.fromkeys(r.config["init"] for r in sweep))
 
 
 def figure_size(name: str, sweep: SweepResult) -> tuple[float, float]:

@@ -245,14 +245,14 @@ def plot_act_hist(data: Any, *, activation: str | None = None, init: str | None 
 
 def grad_log10_matrix(data: Any, activation: str | None = None,
                       metric: str = "grad_preact_rms") -> tuple[list[str], np.ndarray]:
-    """Rows (init labels, sorted) and the [inits, layers] matrix of log10 of the median over
+    """Rows (init labels, in the data's order) and the [inits, layers] matrix of log10 of the median over
     seeds of ``metric``; -inf where the value is 0, NaN where undefined."""
     frame = style.to_frame(data)
     act = style.pick_activation(frame, activation)
     s = style.seed_summary(frame, metric, act)
     s["row"] = [i + (f", {v}" if v else "") for i, v in zip(s["init"], s["variant"])]
     table = s.pivot_table(index="row", columns="layer", values="median", dropna=False)
-    table = table.sort_index()
+    table = table.reindex(list(dict.fromkeys(s["row"])))  # order of appearance
     with np.errstate(divide="ignore", invalid="ignore"):
         mat = np.log10(table.to_numpy(dtype=float))
     return list(table.index), mat

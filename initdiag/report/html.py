@@ -1,0 +1,115 @@
+"""The self-contained HTML report: one file, images embedded, nothing fetched.
+
+Rendered with jinja2 from ``templates/report.html.j2`` with autoescaping on, so every string that
+comes from the user (title, initializer and activation labels, the command line) is escaped.
+Images are embedded as ``data:image/png;base64`` URIs; the page has no scripts, no external fonts,
+stylesheets or links that load anything.
+
+Page order: title, verdict table (initializer x activation, coloured by verdict, with the key
+number), suggestions, figures with one-sentence captions that state each definition, the
+configuration, the diagnosis thresholds, the environment and the timings.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from initdiag._io import atomic_write_text
+from initdiag.report.figures import WrittenFigure
+from initdiag.report.summary import fmt, verdict_grid
+from initdiag.results import SweepResult
+
+TEMPLATE = "report.html.j2"
+#: Environment fields shown, in order (from ``result.meta["environment"]``).
+ENVIRONMENT_KEYS = ("initdiag", "jax", "jaxlib", "numpy", "python", "platform", "device",
+                    "device_count")
+#: Per-result configuration keys shown in the configuration table.
+CONFIG_KEYS = ("activation", "init", "bias_init", "depth", "width", "input_width", "batch",
+               "use_bias", "norm", "residual", "input", "loss", "saturation_threshold", "remat",
+               "dtype")
+
+
+def _environment():
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def data_uri(png: bytes) -> str:
+    """``data:image/png;base64,...`` for PNG bytes."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _config_rows(sweep: SweepResult) -> list[tuple[str, str]]:
+    rows = []
+    for key in CONFIG_KEYS:
+        values = list(dict.fromkeys(str(r.config.get(key)) for r in sweep))
+        rows.append((key, ", ".join(values)))
+    rows.append(("seeds", ", ".join(str(s) for s in dict.fromkeys(r.seed for r in sweep))))
+    return rows
+
+
+def _suggestions(verdicts: Sequence[Any]) -> list[tuple[str, list[str]]]:
+    """Unique suggestions of the non-healthy verdicts, each with the configs it applies to."""
+    out: dict[str, list[str]] = {}
+    for v in verdicts:
+        if not v.ok:
+            out.setdefault(v.suggestion, []).append(
+                f"{v.config['activation']} / {v.config['init']}")
+    return list(out.items())
+
+
+def _key_labels(verdicts: Sequence[Any]) -> list[tuple[str, str]]:
+    out: dict[str, str] = {}
+    for v in verdicts:
+        out.setdefault(v.kind, v.key_label)
+    return list(out.items())
+
+
+def render_html(sweep: SweepResult, verdicts: Sequence[Any], figures: Sequence[WrittenFigure],
+                *, title: str | None = None, timings: Mapping[str, float] | None = None,
+                command: str | None = None, thresholds: Any = None) -> str:
+    """The report page as a string.
+
+    Args:
+      sweep: the results (configuration and environment are read from them).
+      verdicts: ``initdiag.diagnose(sweep)``, one per configuration.
+      figures: the PNGs written by :func:`initdiag.report.figures.write_figures`; their bytes are
+        embedded.
+      title: shown at the top of the page (escaped).
+      timings: seconds per phase, e.g. ``{"sweep": 31.2, "figures": 8.1}``.
+      command: the command line that made the report (escaped).
+      thresholds: the diagnosis thresholds used (default ``initdiag.Thresholds()``).
+    """
+    from initdiag.diagnosis import Thresholds
+
+    grid = verdict_grid(verdicts)
+    env = sweep[0].meta.get("environment", {}) if len(sweep) else {}
+    probe_run = sum(float(r.meta.get("timing", {}).get("run_s", 0.0)) for r in sweep)
+    probe_init = sum(float(r.meta.get("timing", {}).get("init_s", 0.0)) for r in sweep)
+    timing_rows = [(k, f"{v:.2f} s") for k, v in (timings or {}).items()]
+    timing_rows += [("sum of probe runs (incl. compilation)", f"{probe_run:.2f} s"),
+                    ("sum of weight initializations", f"{probe_init:.2f} s")]
+    t = thresholds or Thresholds()
+    threshold_rows = [(f.name, f"{getattr(t, f.name):g}") for f in dataclasses.fields(t)]
+    figs = [{"name": f.name, "title": f.title, "caption": f.caption, "width": f.size[0],
+             "height": f.size[1], "src": data_uri(Path(f.path).read_bytes())} for f in figures]
+    return _environment().get_template(TEMPLATE).render(
+        title=title or "initdiag report", grid=grid, fmt=fmt, figures=figs,
+        suggestions=_suggestions(verdicts), key_labels=_key_labels(verdicts),
+        config_rows=_config_rows(sweep),
+        env_rows=[(k, env[k]) for k in ENVIRONMENT_KEYS if k in env],
+        timing_rows=timing_rows, threshold_rows=threshold_rows, command=command,
+        n_results=len(sweep), n_ok=sum(v.ok for v in verdicts), n_verdicts=len(verdicts),
+        created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+
+
+def write_html(path: str | Path, *args: Any, **kwargs: Any) -> Path:
+    """Render (:func:`render_html`) and write atomically to ``path``."""
+    return atomic_write_text(path, render_html(*args, **kwargs))
