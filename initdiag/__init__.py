@@ -31,3 +31,4 @@ from initdiag.stacks import StackSpec as StackSpec
 from initdiag.stacks import apply_stack as apply_stack
 from initdiag.stacks import init_stack as init_stack
 from initdiag.stacks import make_spec as make_spec
+from initdiag import theory as theory

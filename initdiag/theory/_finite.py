@@ -1,0 +1,101 @@
+"""How far one finite network is expected to sit from the mean-field recursion.
+
+Setting: layer widths n_l, a batch of B inputs whose pre-activations at layer l have (mean-field)
+variance q_l and pairwise correlation c_l (c_1 = sigma_b^2 / q_1 for independent inputs,
+c_{l+1} = (sigma_w^2 E[phi(u1) phi(u2)] + sigma_b^2) / q_{l+1}). Q_l is the *measured*
+``preact_var`` of layer l (over batch and units); F the length map of layer l+1.
+
+**One step.** Given layer l, Q_{l+1} = F(Q_l) (1 + e_l) with, to first order in 1/n,
+
+    Var(e_l) = [ sigma_w^4 V_l / n_l + 2 (F^2 / B + (1 - 1/B) F_c^2) / n_{l+1} ] / F^2
+
+* the first term: layer l has only n_l units, so its measured E[phi^2] and its measured q differ
+  from a Gaussian's in a correlated way. Per unit, psi(u) = phi(u)^2 - k u^2 with
+  k = dE[phi^2]/dq is the part not absorbed by using the measured q;
+  V_l = Var(psi)/B + (1 - 1/B) Cov(psi(u1), psi(u2)) at correlation c_l.
+* the second: the n_{l+1} units of layer l+1 are a finite sample of Gaussian weights and biases
+  (a Wishart-type fluctuation); F = F(q_l), F_c = F * c_{l+1} is the cross-sample covariance.
+
+The e_l of different layers are uncorrelated (each has mean 0 given the layers below), so a
+one-step prediction has no systematic bias, only this noise.
+
+**The whole profile.** delta_l = ln(Q_l / q_l) follows delta_{l+1} = s_l delta_l + e_l with
+s_l = q_l F'(q_l) / F(q_l), so Var(delta_{l+1}) = s_l^2 Var(delta_l) + Var(e_l). The first layer
+adds the input's own sampling noise (entries of variance v: Var of their mean square is
+2 v^2 / (n_0 B), exact for Gaussian input). For ReLU with sigma_w^2 = 2 and a single input
+(B = 1, or fully correlated inputs, c = 1) each step adds exactly 5 / n: Hanin's (2018)
+Var[ln q_L] ~ 5 sum_l 1/n_l. Independent inputs average part of the noise away while their
+correlation is below 1, so a batch's band is narrower. The median of Q_l sits at
+q_l exp(-Var(delta_l)/2) (the mean is unbiased); the band is centred on q_l.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from initdiag.theory._quadrature import Gaussian
+
+
+def correlations(g: Gaussian, q: np.ndarray, w: np.ndarray, b: np.ndarray, widths,
+                 input_width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairwise correlation of two independent inputs' pre-activations per layer: its
+    mean-field value c_l and its finite-width spread nu_l = E[(c - c_l)^2] over pairs.
+
+    nu_1 = (1 - c_1^2)^2 / n_1 + (sigma_w^2 v / q_1)^2 / n_0 (the inputs' own overlap); then
+    nu_{l+1} = C'(c_l)^2 nu_l + (1 - c_{l+1}^2)^2 / n_{l+1}
+    + sigma_w^4 Var(phi(u1) phi(u2)) / (n_l F^2): the correlation map's slope
+    C'(c) = sigma_w^2 q E[phi'(u1) phi'(u2)] / F carries the spread forward, and each layer's
+    finite sample of weights and of units adds to it. At the edge of chaos C' ~ 1 near c = 0 and
+    the spread grows like l / n: it raises the Wishart term of the one-step variance.
+    """
+    widths = np.asarray(widths, np.float64)
+    c, nu = np.empty_like(q), np.empty_like(q)
+    c[0] = b[0] / q[0] if q[0] > 0 else 1.0  # independent inputs: only the bias is shared
+    # the inputs' own overlap (variance 1/n_0), carried by the share sigma_w^2 v of q_1
+    signal = (q[0] - b[0]) / q[0] if q[0] > 0 else 0.0
+    nu[0] = (1 - c[0] ** 2) ** 2 / widths[0] + signal**2 / input_width
+    for i in range(len(q) - 1):
+        if q[i + 1] <= 0 or not np.isfinite(q[i + 1]):
+            c[i + 1], nu[i + 1] = 1.0, 0.0
+            continue
+        pr = g.pair(q[i], c[i])
+        F = q[i + 1]
+        c[i + 1] = np.clip((w[i + 1] * pr["phiphi"] + b[i + 1]) / F, -1.0, 1.0)
+        slope = w[i + 1] * q[i] * pr["dd"] / F
+        unit = w[i + 1] ** 2 * max(pr["pp2"] - pr["phiphi"] ** 2, 0.0) / (widths[i] * F**2)
+        nu[i + 1] = slope**2 * nu[i] + (1 - c[i + 1] ** 2) ** 2 / widths[i + 1] + unit
+    return c, nu
+
+
+def step_variance(g: Gaussian, q: np.ndarray, c_mean: np.ndarray, nu: np.ndarray, w: np.ndarray,
+                  widths, batch: int, input_width: int, input_var: float) -> np.ndarray:
+    """Var(e_l) for each layer l = 1..L (index 0: the input -> layer 1 step); pairs enter at
+    their root-mean-square correlation sqrt(c_l^2 + nu_l)."""
+    widths = np.asarray(widths, np.float64)
+    c = np.sign(c_mean) * np.sqrt(np.minimum(c_mean**2 + nu, 1.0))
+    c = np.where(c_mean == 0, np.sqrt(np.minimum(nu, 1.0)), c)
+    inv_b = 1.0 / batch
+    out = np.empty_like(q)
+    F0 = q[0]
+    wish = 2.0 * (F0**2 * inv_b + (1 - inv_b) * (F0 * c[0]) ** 2) / widths[0]
+    inp = w[0] ** 2 * 2.0 * input_var**2 / (input_width * batch)
+    out[0] = (wish + inp) / F0**2
+    for i in range(len(q) - 1):
+        F = q[i + 1]
+        pair_c = g.pair(q[i], c[i])["psi_cov"]
+        pair_1 = g.pair(q[i], 1.0)["psi_cov"]
+        V = inv_b * pair_1 + (1 - inv_b) * pair_c
+        wish = 2.0 * (F**2 * inv_b + (1 - inv_b) * (F * c[i + 1]) ** 2) / widths[i + 1]
+        out[i + 1] = (w[i + 1] ** 2 * V / widths[i] + wish) / F**2
+    return out
+
+
+def log_variance(g: Gaussian, q: np.ndarray, w: np.ndarray, step_var: np.ndarray) -> np.ndarray:
+    """Var(ln(Q_l / q_l)) per layer from the one-step variances (see the module docstring)."""
+    slope = g.moments(q)["slope"]
+    out = np.empty_like(q)
+    out[0] = step_var[0]
+    for i in range(len(q) - 1):
+        s = q[i] * w[i + 1] * slope[i] / q[i + 1]
+        out[i + 1] = s**2 * out[i] + step_var[i + 1]
+    return out

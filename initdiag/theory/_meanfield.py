@@ -1,0 +1,198 @@
+"""Mean-field maps of a deep fully connected stack (Poole et al. 2016; Schoenholz et al. 2017).
+
+Throughout, ``weight_var`` is sigma_w^2 = fan_in * Var(W_ij) and ``bias_var`` is
+sigma_b^2 = Var(b_j): **variances, not standard deviations**. With ``q`` the variance of a
+pre-activation and z ~ N(0, q):
+
+* length map       F(q) = sigma_w^2 E[phi(z)^2] + sigma_b^2       (q^{l+1} = F(q^l))
+* its slope        F'(q) = sigma_w^2 E[phi'(z)^2 + phi(z) phi''(z)]  (Stein's lemma)
+* backward factor  chi(q) = sigma_w^2 E[phi'(z)^2]; chi_1 = chi(q*)
+* correlation map  C(c) = (sigma_w^2 E[phi(u1) phi(u2)] + sigma_b^2) / q*, (u1, u2) with
+  variances q* and correlation c; c* its stable fixed point (c* = 1 in the ordered phase
+  chi_1 < 1) and chi_c = sigma_w^2 E[phi'(u1) phi'(u2)] at c*, the slope of C at c*.
+
+Depth scales (Schoenholz et al. 2017, eqs. 5 and 9): ``xi_q = -1 / ln F'(q*)`` (how fast q
+reaches q*) and ``xi_c = -1 / ln chi_c`` (how fast two inputs' correlation reaches c*;
+chi_c = chi_1 when c* = 1). xi_c diverges at the edge of chaos chi_1 = 1.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy.optimize import brentq
+
+from initdiag.theory._quadrature import gaussian
+
+#: Fixed points are searched on q in [Q_MIN, Q_MAX] (variances).
+Q_MIN, Q_MAX = 1e-12, 1e12
+_Q_GRID = np.logspace(np.log10(Q_MIN), np.log10(Q_MAX), 481)
+
+
+def _check(weight_var: float, bias_var: float) -> tuple[float, float]:
+    w, b = float(weight_var), float(bias_var)
+    if not (math.isfinite(w) and w >= 0):
+        raise ValueError(f"weight_var (sigma_w^2, a variance) must be finite and >= 0; got {weight_var!r}")
+    if not (math.isfinite(b) and b >= 0):
+        raise ValueError(f"bias_var (sigma_b^2, a variance) must be finite and >= 0; got {bias_var!r}")
+    return w, b
+
+
+def q_map(activation: Any, weight_var: float, bias_var: float, q) -> np.ndarray:
+    """F(q) = sigma_w^2 E_{z~N(0,q)}[phi(z)^2] + sigma_b^2 (variances in, variance out)."""
+    w, b = _check(weight_var, bias_var)
+    return w * gaussian(activation).moments(q)["phi2"] + b
+
+
+def fixed_point(activation: Any, weight_var: float, bias_var: float, q0: float = 1.0) -> float:
+    """q*: the fixed point of the length map that the recursion reaches from ``q0``.
+
+    F is increasing for every built-in phi, so the orbit q0, F(q0), ... is monotone and converges
+    to the nearest root of F(q) = q in the direction it moves. That root is located on a log grid
+    of q in [1e-12, 1e12] and polished with :func:`scipy.optimize.brentq`.
+
+    Args:
+      activation: name, Activation or callable.
+      weight_var: sigma_w^2 = fan_in * Var(W_ij) (a variance).
+      bias_var: sigma_b^2 = Var(b_j) (a variance).
+      q0: starting pre-activation variance (default 1.0).
+
+    Returns:
+      q* (a variance); 0.0 when q shrinks to 0 (e.g. tanh with sigma_w^2 <= 1, sigma_b^2 = 0);
+      ``inf`` when q grows without bound (e.g. relu with sigma_w^2 > 2); ``q0`` itself when
+      F(q0) = q0 (relu with sigma_w^2 = 2, sigma_b^2 = 0 keeps every q).
+    """
+    w, b = _check(weight_var, bias_var)
+    g = gaussian(activation)
+    G = lambda q: w * g.moments(q)["phi2"] + b - q  # noqa: E731
+    g0 = float(G(q0))
+    if abs(g0) <= 1e-13 * max(q0, 1.0):
+        return float(q0)
+    grid = _Q_GRID[_Q_GRID > q0] if g0 > 0 else _Q_GRID[_Q_GRID < q0][::-1]
+    grid = np.concatenate([[q0], grid])
+    vals = G(grid)
+    flips = np.nonzero(np.sign(vals[1:]) != np.sign(g0))[0]
+    if flips.size == 0:
+        return math.inf if g0 > 0 else 0.0
+    i = flips[0]
+    a, c = sorted((grid[i], grid[i + 1]))
+    if vals[i + 1] == 0:
+        return float(grid[i + 1])
+    return float(brentq(lambda q: float(G(q)), a, c, xtol=1e-14, rtol=1e-13))
+
+
+def chi(activation: Any, weight_var: float, q) -> np.ndarray:
+    """chi(q) = sigma_w^2 E_{z~N(0,q)}[phi'(z)^2]: the factor by which E|dL/dh|^2 grows per
+    layer going backward, at pre-activation variance q."""
+    w, _ = _check(weight_var, 0.0)
+    return w * gaussian(activation).moments(q)["dphi2"]
+
+
+def chi1(activation: Any, weight_var: float, bias_var: float, q0: float = 1.0) -> float:
+    """chi_1 = sigma_w^2 E[phi'(z)^2] at the fixed point q* (:func:`fixed_point` from ``q0``).
+
+    chi_1 < 1: ordered phase (gradients vanish, inputs' correlations go to 1); chi_1 > 1: chaotic
+    (gradients explode, correlations decay). At q* = 0 it is sigma_w^2 phi'(0)^2.
+
+    Raises:
+      ValueError: when q grows without bound (no fixed point, e.g. relu with sigma_w^2 > 2).
+    """
+    q = fixed_point(activation, weight_var, bias_var, q0)
+    if math.isinf(q):
+        raise ValueError(f"no fixed point: q grows without bound for {activation} at "
+                         f"weight_var={weight_var}, bias_var={bias_var}")
+    return float(chi(activation, weight_var, q))
+
+
+def edge_of_chaos(activation: Any, bias_var: float, bracket: tuple[float, float] = (1e-3, 1e3)) -> float:
+    """The weight variance sigma_w^2 at which chi_1 = 1 for the given bias variance sigma_b^2.
+
+    Solved by :func:`scipy.optimize.brentq` in ``bracket`` (variances).
+
+    Raises:
+      ValueError: when chi_1 - 1 does not change sign in the bracket (e.g. relu with
+        sigma_b^2 > 0, whose q diverges before chi_1 reaches 1).
+    """
+    _check(1.0, bias_var)
+
+    def f(w):
+        q = fixed_point(activation, w, bias_var)
+        if math.isinf(q):
+            return math.inf
+        return float(chi(activation, w, q)) - 1.0
+
+    lo, hi = bracket
+    flo, fhi = f(lo), f(hi)
+    if not (flo < 0 < fhi):
+        raise ValueError(f"chi_1 = 1 is not bracketed for {activation} with bias_var={bias_var} "
+                         f"in weight_var {bracket}: chi_1 - 1 = {flo:.3g}, {fhi:.3g}")
+    if math.isinf(fhi):  # shrink until finite, keeping the sign change
+        grid = np.logspace(np.log10(lo), np.log10(hi), 200)
+        vals = [f(w) for w in grid]
+        k = next(i for i, v in enumerate(vals) if v > 0)
+        lo, hi = grid[k - 1], grid[k]
+        if math.isinf(vals[k]):
+            raise ValueError(f"chi_1 jumps past 1 where q diverges for {activation} with "
+                             f"bias_var={bias_var}: no edge of chaos")
+    return float(brentq(f, lo, hi, xtol=1e-12, rtol=1e-9, maxiter=300))
+
+
+def c_map(activation: Any, weight_var: float, bias_var: float, q: float, c) -> np.ndarray:
+    """C(c) = (sigma_w^2 E[phi(u1) phi(u2)] + sigma_b^2) / F(q) for inputs of variance q and
+    correlation c (the next layer's correlation)."""
+    w, b = _check(weight_var, bias_var)
+    g = gaussian(activation)
+    cov = w * g.pair(q, c)["phiphi"] + b
+    return cov / (w * g.moments(q)["phi2"] + b)
+
+
+def c_star(activation: Any, weight_var: float, bias_var: float, q_star: float) -> float:
+    """The stable fixed point of the correlation map at q = q*: 1 in the ordered phase; else the
+    root of C(c) = c in [0, 1) (bisection; C(0) >= 0 since it is a covariance ratio)."""
+    w, b = _check(weight_var, bias_var)
+    if q_star <= 0 or float(chi(activation, w, q_star)) <= 1.0:
+        return 1.0
+    lo, hi = 0.0, 1.0 - 1e-6
+    if float(c_map(activation, w, b, q_star, lo)) <= lo + 1e-15:
+        return 0.0
+    if float(c_map(activation, w, b, q_star, hi)) >= hi:
+        return 1.0  # indistinguishable from 1 at this precision (chi_1 within ~1e-6 of 1)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if float(c_map(activation, w, b, q_star, mid)) > mid else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def depth_scales(activation: Any, weight_var: float, bias_var: float, q0: float = 1.0) -> dict[str, float]:
+    """q*, chi_1, c*, chi_c, xi_q = -1/ln F'(q*) and xi_c = -1/ln chi_c (Schoenholz et al. 2017).
+
+    A scale is ``inf`` where its slope is 1 (xi_c at the edge of chaos) and NaN where q* is 0 or
+    infinite (no fixed point to converge to, or a degenerate one); chi_1 is NaN only for q* = inf
+    (at q* = 0 it is sigma_w^2 phi'(0)^2).
+    """
+    w, b = _check(weight_var, bias_var)
+    q = fixed_point(activation, w, b, q0)
+    out = {"q_star": q, "chi1": math.nan, "c_star": math.nan, "chi_c": math.nan,
+           "xi_q": math.nan, "xi_c": math.nan}
+    if math.isinf(q):
+        return out
+    m = gaussian(activation).moments(q)
+    out["chi1"] = float(w * m["dphi2"])
+    if q == 0:
+        return out
+    cs = c_star(activation, w, b, q)
+    out["c_star"] = cs
+    out["chi_c"] = out["chi1"] if cs == 1.0 else float(w * gaussian(activation).pair(q, cs)["dd"])
+    out["xi_q"] = _scale(float(w * m["slope"]))
+    out["xi_c"] = _scale(out["chi_c"])
+    return out
+
+
+def _scale(slope: float) -> float:
+    if slope <= 0:
+        return 0.0
+    if abs(slope - 1.0) < 1e-12:
+        return math.inf
+    return -1.0 / math.log(slope) if slope < 1 else 1.0 / math.log(slope)

@@ -1,0 +1,247 @@
+"""Mean-field predictions of a probe's per-layer statistics: :func:`predict`.
+
+For layer l = 1..L with weight variance sigma_w,l^2 = fan_in_l * Var(W^l_ij) and bias variance
+sigma_b,l^2 = Var(b^l_j) (**variances**, taken from the initializers' ``weight_variance`` and
+``bias_variance``; orthogonal weights by their variance gain^2 / max(fan_in, fan_out)):
+
+    q_1 = sigma_w,1^2 * input_var + sigma_b,1^2      (input_var = E[x0^2] per entry, 1 for the
+    q_{l+1} = sigma_w,l+1^2 E_{z~N(0,q_l)}[phi(z)^2] + sigma_b,l+1^2        probe's inputs)
+
+and, with z ~ N(0, q_l), the probe's metrics (:data:`initdiag.results.METRICS`) are predicted as
+
+=================  ==========================================================================
+preact_mean        0
+preact_var         q_l
+act_mean           E[phi(z)]
+act_var            E[phi(z)^2] - E[phi(z)]^2
+saturation         P(phi(z) in the saturated range, :meth:`Activation.saturated` at threshold t)
+                   (NaN when phi does not saturate, as measured)
+zero_frac          P(phi(z) = 0) (1/2 for relu; NaN unless phi can die, as measured)
+grad_preact_rms    RMS of dL/dh^l relative to layer L (1 at l = L):
+                   E|dL/dh^l|^2 = E[phi'(z_l)^2] * fan_out_{l+1} Var(W^{l+1}) * E|dL/dh^{l+1}|^2
+                   (dL/dh^l = phi'(h^l) * (W^{l+1} dL/dh^{l+1}), weights of the backward pass
+                   taken independent of the forward's: the gradient independence assumption)
+chi                sigma_w,l^2 E[phi'(z_l)^2]; for equal widths and one initializer,
+                   grad_preact_rms[l]^2 / grad_preact_rms[l+1]^2 = chi[l]
+=================  ==========================================================================
+
+Where the theory does not apply, :func:`predict` raises :class:`NotApplicable` (a ValueError)
+saying why, instead of returning a number: normalization, residual stacks, weights that are not
+zero-mean iid (zeros, constant, LSUV's data-dependent rescaling), initializers of unknown
+variance (user callables), biases with a nonzero mean (constant), user-given input arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from initdiag.activations import activation as resolve_activation
+from initdiag.initializers import CallableInitializer, initializer as resolve_initializer
+from initdiag.theory import _finite
+from initdiag.theory._meanfield import depth_scales
+from initdiag.theory._quadrature import gaussian
+
+#: Metrics a prediction carries (all [depth] arrays).
+PREDICTED = ("preact_mean", "preact_var", "act_mean", "act_var", "saturation", "zero_frac",
+             "grad_preact_rms", "chi")
+
+
+class NotApplicable(ValueError):
+    """Mean-field theory does not describe this configuration; ``reason`` says why."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"mean-field theory does not apply: {reason}")
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """Per-layer mean-field predictions, indexed like a ProbeResult: ``pred["preact_var"]``.
+
+    Attributes:
+      config: what was predicted (activation, init, bias_init labels, depth, widths, batch...).
+      values: metric name -> float64 array [depth] (see the module docstring).
+      weight_var: sigma_w^2 per layer (fan_in * Var(W), a variance).
+      bias_var: sigma_b^2 per layer (a variance).
+      q_star, chi1, xi_q, xi_c: of the recursion's fixed point when every layer has the same
+        sigma_w^2 and sigma_b^2 (:func:`initdiag.theory.depth_scales`); NaN when undefined.
+      log_sd: predicted standard deviation of ln(measured preact_var / predicted) for one
+        network at these widths and this batch (:mod:`initdiag.theory._finite`).
+      step_sd: predicted standard deviation of the one-step relative error
+        measured q_{l+1} / F(measured q_l) - 1 (index 0: input -> layer 1).
+    """
+
+    config: dict[str, Any]
+    values: dict[str, np.ndarray]
+    weight_var: np.ndarray
+    bias_var: np.ndarray
+    q_star: float = math.nan
+    chi1: float = math.nan
+    xi_q: float = math.nan
+    xi_c: float = math.nan
+    log_sd: np.ndarray | None = None
+    step_sd: np.ndarray | None = None
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return tuple(self.values)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.values:
+            raise KeyError(f"no prediction for {name!r}; predicted: {', '.join(self.values)}")
+        return self.values[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.values
+
+    def band(self, k: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper) preact_var band: q_l * exp(-+ k * log_sd_l)."""
+        q = self.values["preact_var"]
+        return q * np.exp(-k * self.log_sd), q * np.exp(k * self.log_sd)
+
+    def one_step(self, measured_q: np.ndarray) -> np.ndarray:
+        """F_{l+1}(measured q_l) for l = 1..L-1: each layer's prediction from the measured one below."""
+        g = gaussian(self.config["activation"])
+        measured_q = np.asarray(measured_q, np.float64)
+        return self.weight_var[1:] * g.moments(measured_q[:-1])["phi2"] + self.bias_var[1:]
+
+    def relative_deviation(self, result: Any, metric: str) -> np.ndarray:
+        """measured / predicted - 1 per layer for a ProbeResult (NaN where undefined)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.asarray(result[metric], np.float64) / self[metric] - 1.0
+
+
+def _fail_if(cond: bool, reason: str) -> None:
+    if cond:
+        raise NotApplicable(reason)
+
+
+def _variances(init, bias_init, use_bias: bool, shapes: Sequence[tuple[int, int]]):
+    _fail_if(isinstance(init, CallableInitializer),
+             f"the weight initializer {init.name} is a user callable of unknown variance")
+    _fail_if(init.name in ("zeros", "constant"),
+             f"init={init.label}: every weight is equal, not zero-mean iid (all units compute the "
+             "same function; the probe shows it directly)")
+    _fail_if(init.name == "lsuv", "init=lsuv rescales each layer from data; it is not a fixed "
+             "distribution (LSUV sets each layer's preact_var to 1 by construction)")
+    w = np.array([fi * init.weight_variance(fi, fo) for fi, fo in shapes], np.float64)
+    if not use_bias:
+        return w, np.zeros_like(w)
+    _fail_if(isinstance(bias_init, CallableInitializer),
+             f"the bias initializer {bias_init.name} is a user callable of unknown variance")
+    _fail_if(bias_init.name == "constant" and bias_init.kwargs["value"] * bias_init.gain != 0,
+             f"bias_init={bias_init.label} has a nonzero mean (the theory assumes zero-mean biases)")
+    _fail_if(bias_init.name == "lsuv", "bias_init=lsuv is not a bias initializer")
+    b = np.array([bias_init.bias_variance(fi, fo) for fi, fo in shapes], np.float64)
+    return w, b
+
+
+def predict(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
+            width: int | Sequence[int] = 256, bias_init: Any = "zeros", input_var: float = 1.0,
+            *, input_width: int | None = None, use_bias: bool = True, batch: int | None = None,
+            norm: str | None = None, residual: float | None = None,
+            saturation_threshold: float = 0.99) -> Prediction:
+    """Mean-field prediction of a probe's per-layer statistics (module docstring).
+
+    Args:
+      activation: name, Activation or callable (phi' and phi'' by jax.grad).
+      init: weight initializer (name or object); its variance sets sigma_w^2 = fan_in Var(W).
+      depth: number of layers L.
+      width: width of every layer or a list of L widths (each layer uses its own fans).
+      bias_init: bias initializer; its variance sets sigma_b^2.
+      input_var: E[x0^2] of the input's entries (a variance; 1.0 for the probe's inputs).
+      input_width: width of the input (default: the first layer's).
+      use_bias: whether layers have a bias.
+      batch: batch size for the finite-width band (``log_sd``); None: one input (B = 1), the
+        widest band (Hanin's 5 sum 1/n_l for ReLU at sigma_w^2 = 2).
+      norm, residual: only None is modelled; anything else raises NotApplicable.
+      saturation_threshold: t of the saturation rule.
+
+    Returns:
+      A :class:`Prediction`.
+
+    Raises:
+      NotApplicable: where mean-field theory does not describe the stack (with the reason).
+      ValueError: for invalid arguments.
+    """
+    _fail_if(norm is not None, f"norm={norm!r}: normalization is not modelled (it fixes each "
+             "layer's scale whatever the initializer)")
+    _fail_if(residual is not None, f"residual={residual!r}: residual stacks are not modelled")
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
+        raise ValueError(f"depth must be an integer >= 1; got {depth!r}")
+    depth = int(depth)
+    widths = [int(width)] * depth if np.isscalar(width) else [int(v) for v in width]
+    if len(widths) != depth or min(widths) < 1:
+        raise ValueError(f"width must be one width >= 1 or {depth} of them; got {width!r}")
+    n0 = widths[0] if input_width is None else int(input_width)
+    input_var = float(input_var)
+    if not (math.isfinite(input_var) and input_var > 0):
+        raise ValueError(f"input_var (E[x0^2], a variance) must be finite and > 0; got {input_var!r}")
+    batch = 1 if batch is None else int(batch)
+    t = float(saturation_threshold)
+    if not 0 < t < 1:
+        raise ValueError(f"saturation_threshold must be in (0, 1); got {t}")
+    act = resolve_activation(activation)
+    init_o, bias_o = resolve_initializer(init), resolve_initializer(bias_init)
+    shapes = list(zip([n0] + widths[:-1], widths))
+    w, b = _variances(init_o, bias_o, use_bias, shapes)
+    g = gaussian(act)
+
+    q = np.empty(depth)
+    q[0] = w[0] * input_var + b[0]
+    for i in range(1, depth):
+        q[i] = w[i] * float(g.moments(q[i - 1])["phi2"]) + b[i] if np.isfinite(q[i - 1]) else np.inf
+    m = g.moments(q)
+    nan = np.full(depth, np.nan)
+    values = {
+        "preact_mean": np.zeros(depth), "preact_var": q.copy(), "act_mean": m["phi"],
+        "act_var": np.maximum(m["phi2"] - m["phi"] ** 2, 0.0),
+        "saturation": g.probability(q, lambda a: act.saturated(a, t)) if act.saturates else nan,
+        "zero_frac": g.probability(q, lambda a: a == 0) if act.can_die else nan.copy(),
+    }
+    back = np.array([fo * init_o.weight_variance(fi, fo) for fi, fo in shapes])
+    g2 = np.ones(depth)
+    for i in range(depth - 2, -1, -1):
+        g2[i] = g2[i + 1] * m["dphi2"][i] * back[i + 1]
+    values["grad_preact_rms"] = np.sqrt(g2)
+    values["chi"] = w * m["dphi2"]
+
+    scales = {}
+    if np.ptp(w) == 0 and np.ptp(b) == 0:
+        scales = depth_scales(act, w[0], b[0], q0=q[0])
+    step = nan
+    if np.all(np.isfinite(q)) and np.all(q > 0):
+        c, nu = _finite.correlations(g, q, w, b, widths, n0)
+        step = _finite.step_variance(g, q, c, nu, w, widths, batch, n0, input_var)
+    log_var = _finite.log_variance(g, q, w, step) if np.all(np.isfinite(step)) else nan
+    config = {"activation": act.label, "init": init_o.label, "bias_init": bias_o.label,
+              "depth": depth, "widths": widths, "input_width": n0, "input_var": input_var,
+              "use_bias": bool(use_bias), "batch": batch, "saturation_threshold": t}
+    return Prediction(config=config, values=values, weight_var=w, bias_var=b,
+                      q_star=scales.get("q_star", math.nan), chi1=scales.get("chi1", math.nan),
+                      xi_q=scales.get("xi_q", math.nan), xi_c=scales.get("xi_c", math.nan),
+                      log_sd=np.sqrt(log_var), step_sd=np.sqrt(step))
+
+
+def predict_result(result: Any) -> Prediction:
+    """The prediction for a ProbeResult's configuration (its batch sets the band).
+
+    Raises:
+      NotApplicable: as :func:`predict`, and for custom activations/initializers recorded only
+        by name, or a user-given input array (unknown input variance).
+    """
+    cfg: Mapping[str, Any] = result.config
+    for key in ("activation", "init", "bias_init"):
+        _fail_if(str(cfg.get(key, "")).startswith(("custom:", "given")),
+                 f"{key}={cfg.get(key)} is recorded by name only")
+    _fail_if(cfg.get("input") not in ("normal", "uniform"),
+             f"input={cfg.get('input')!r}: the input's variance is not recorded")
+    return predict(activation=cfg["activation"], init=cfg["init"], depth=int(cfg["depth"]),
+                   width=cfg["width"], bias_init=cfg["bias_init"], input_var=1.0,
+                   input_width=cfg.get("input_width"), use_bias=cfg.get("use_bias", True),
+                   batch=cfg.get("batch"), norm=cfg.get("norm"), residual=cfg.get("residual"),
+                   saturation_threshold=cfg.get("saturation_threshold", 0.99))
