@@ -51,6 +51,8 @@ class Static(NamedTuple):
     saturation_threshold: float
     histograms: bool
     remat: int  # chunk length for rematerialisation; 0 = store every layer
+    generate: Any = None  # a Generate: draw weights inside the scan instead of taking them
+    unroll: int = 1  # lax.scan unroll factor
 
 
 def _forward_layer(static: Static, x_prev, w, b, act_edges):
@@ -97,26 +99,56 @@ def _backward_layer(static: Static, carry, x_prev, h, w, grad_edges):
     return (g_prev, e_x + e2), out
 
 
-def _seg_forward(static: Static, x, w, b, act_edges):
+class Generate(NamedTuple):
+    """Draw each layer's weights inside the scan (memory independent of depth)."""
+
+    init: Any
+    bias_init: Any
+    use_bias: bool
+    shapes: tuple[tuple[int, int], ...]  # (fan_in, fan_out) of each segment
+
+
+def _fetcher(static: Static, seg: int, keys):
+    """``fetch(inp) -> (W, b)`` for one layer: ``inp`` is ``(W, b)`` or, with ``static.generate``,
+    the layer index, whose weights are drawn from ``fold_in(key, l)`` exactly as
+    :func:`initdiag.stacks.init_segment` draws them."""
+    gen = static.generate
+    if gen is None:
+        return lambda inp: inp
+    fan_in, fan_out = gen.shapes[seg]
+
+    def fetch(l):
+        w = gen.init(jax.random.fold_in(keys[0], l), (fan_in, fan_out), jnp.float32)
+        if gen.use_bias:
+            b = gen.bias_init.bias(jax.random.fold_in(keys[1], l), fan_in, fan_out, jnp.float32)
+        else:
+            b = jnp.zeros((fan_out,), jnp.float32)
+        return w.astype(jnp.float32), b.astype(jnp.float32)
+    return fetch
+
+
+def _seg_forward(static: Static, x, xs, fetch, square: bool, act_edges):
     """Forward through one segment; returns x^out, per-layer (x_prev, h) and statistics."""
-    def step(x_prev, wb):
-        x_new, h, out = _forward_layer(static, x_prev, wb[0], wb[1], act_edges)
+    def step(x_prev, inp):
+        w, b = fetch(inp)
+        x_new, h, out = _forward_layer(static, x_prev, w, b, act_edges)
         return x_new, ((x_prev, h), out)
-    if w.shape[1] != w.shape[2]:  # a width change: a one-layer segment, the carry changes shape
-        x_new, ys = step(x, (w[0], b[0]))
+    if not square:  # a width change: a one-layer segment whose carry changes shape
+        x_new, ys = step(x, jax.tree.map(lambda a: a[0], xs))
         return x_new, *jax.tree.map(lambda a: a[None], ys)
-    x, (saved, out) = jax.lax.scan(step, x, (w, b))
+    x, (saved, out) = jax.lax.scan(step, x, xs, unroll=static.unroll)
     return x, saved, out
 
 
-def _seg_backward(static: Static, carry, saved, w, grad_edges):
+def _seg_backward(static: Static, carry, saved, xs, fetch, square: bool, grad_edges):
     def step(c, inp):
-        (x_prev, h), wl = inp
-        return _backward_layer(static, c, x_prev, h, wl, grad_edges)
-    if w.shape[1] != w.shape[2]:
-        carry, out = step(carry, jax.tree.map(lambda a: a[0], (saved, w)))
+        (x_prev, h), layer = inp
+        w, _ = fetch(layer)
+        return _backward_layer(static, c, x_prev, h, w, grad_edges)
+    if not square:
+        carry, out = step(carry, jax.tree.map(lambda a: a[0], (saved, xs)))
         return carry, jax.tree.map(lambda a: a[None], out)
-    return jax.lax.scan(step, carry, (saved, w), reverse=True)
+    return jax.lax.scan(step, carry, (saved, xs), reverse=True, unroll=static.unroll)
 
 
 def _chunked(tree, k: int):
@@ -127,55 +159,75 @@ def _unchunked(tree):
     return jax.tree.map(lambda a: a.reshape((a.shape[0] * a.shape[1],) + a.shape[2:]), tree)
 
 
-def _run_segment_remat(static: Static, x, w, b, act_edges):
-    """Forward keeping only each chunk's input; returns what the backward needs to recompute."""
-    k = static.remat
-    def chunk(x_in, wb):
-        x_out, _, out = _seg_forward(static, x_in, wb[0], wb[1], act_edges)
+def _forward_remat(static: Static, x, xs, fetch, act_edges):
+    """Forward keeping only each chunk's input; the backward recomputes the rest."""
+    def chunk(x_in, xc):
+        x_out, _, out = _seg_forward(static, x_in, xc, fetch, True, act_edges)
         return x_out, (x_in, out)
-    x, (chunk_inputs, out) = jax.lax.scan(chunk, x, _chunked((w, b), k))
+    x, (chunk_inputs, out) = jax.lax.scan(chunk, x, _chunked(xs, static.remat))
     return x, chunk_inputs, _unchunked(out)
 
 
-def _backward_segment_remat(static: Static, carry, chunk_inputs, w, b, act_edges, grad_edges):
-    k = static.remat
+def _backward_remat(static: Static, carry, chunk_inputs, xs, fetch, act_edges, grad_edges):
     def chunk(c, inp):
-        x_in, (wc, bc) = inp
-        _, saved, _ = _seg_forward(static, x_in, wc, bc, act_edges)
-        return _seg_backward(static, c, saved, wc, grad_edges)
-    carry, out = jax.lax.scan(chunk, carry, (chunk_inputs, _chunked((w, b), k)), reverse=True)
+        x_in, xc = inp
+        _, saved, _ = _seg_forward(static, x_in, xc, fetch, True, act_edges)
+        return _seg_backward(static, c, saved, xc, fetch, True, grad_edges)
+    carry, out = jax.lax.scan(chunk, carry, (chunk_inputs, _chunked(xs, static.remat)),
+                              reverse=True)
     return carry, _unchunked(out)
 
 
-def _split_for_remat(params, k: int):
-    """Split each segment so every piece's length is a multiple of ``k`` or shorter than k."""
-    pieces = []
-    for w, b in params:
-        n = w.shape[0]
-        square = w.shape[1] == w.shape[2]
+class _Piece(NamedTuple):
+    xs: Any       # scanned per-layer inputs: (W, b) stacks or layer indices
+    fetch: Any
+    square: bool
+    chunked: bool
+
+
+def _pieces(static: Static, params, keys) -> list[_Piece]:
+    """Segments, each split so a remat piece's length is a multiple of ``static.remat``."""
+    out = []
+    for seg, xs in enumerate(params):
+        n = jax.tree.leaves(xs)[0].shape[0]
+        if static.generate is None:
+            square = xs[0].shape[1] == xs[0].shape[2]
+        else:
+            square = static.generate.shapes[seg][0] == static.generate.shapes[seg][1]
+        fetch = _fetcher(static, seg, keys)
+        k = static.remat
         main = (n // k) * k if k and square else 0
         if main:
-            pieces.append((w[:main], b[:main], True))
+            out.append(_Piece(jax.tree.map(lambda a: a[:main], xs), fetch, True, True))
         if main < n:
-            pieces.append((w[main:], b[main:], False))
-    return pieces
+            out.append(_Piece(jax.tree.map(lambda a: a[main:], xs), fetch, square, False))
+    return out
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def run(static: Static, params, x0, readout, act_edges, grad_edges) -> dict[str, Any]:
-    """Probe a stack: ``params`` is a tuple of ``(W [n, fi, fo], b [n, fo])`` segments.
+def run(static: Static, params, keys, x0, readout, act_edges, grad_edges) -> dict[str, Any]:
+    """Probe a stack and return its per-layer statistics.
 
-    Returns per-layer statistics (scaled pairs and fractions, see :mod:`initdiag.stats`)
-    concatenated over segments, each with leading dimension L.
+    Args:
+      static: the compile-time options.
+      params: one entry per segment: ``(W [n, fi, fo], b [n, fo])``, or, with
+        ``static.generate``, the layer indices ``[n]`` whose weights are drawn in the scan.
+      keys: ``(key_weights, key_biases)`` (used only with ``static.generate``).
+      x0: input [B, n_0]; readout: g [B, n_L] of the projection loss.
+      act_edges, grad_edges: histogram bin edges.
+
+    Returns:
+      Per-layer statistics (scaled pairs and fractions, see :mod:`initdiag.stats`), each with
+      leading dimension L, and the scalar ``loss``.
     """
-    pieces = _split_for_remat(params, static.remat)
+    pieces = _pieces(static, params, keys)
     x = x0
     fwd_outs, saved = [], []
-    for w, b, chunked in pieces:
-        if chunked:
-            x, keep, out = _run_segment_remat(static, x, w, b, act_edges)
+    for p in pieces:
+        if p.chunked:
+            x, keep, out = _forward_remat(static, x, p.xs, p.fetch, act_edges)
         else:
-            x, keep, out = _seg_forward(static, x, w, b, act_edges)
+            x, keep, out = _seg_forward(static, x, p.xs, p.fetch, p.square, act_edges)
         fwd_outs.append(out)
         saved.append(keep)
     batch = x.shape[0]
@@ -184,12 +236,13 @@ def run(static: Static, params, x0, readout, act_edges, grad_edges) -> dict[str,
     carry = stats.normalized(g_top)
     bwd_outs = [None] * len(pieces)
     for i in reversed(range(len(pieces))):
-        w, b, chunked = pieces[i]
-        if chunked:
-            carry, bwd_outs[i] = _backward_segment_remat(static, carry, saved[i], w, b, act_edges,
-                                                         grad_edges)
+        p = pieces[i]
+        if p.chunked:
+            carry, bwd_outs[i] = _backward_remat(static, carry, saved[i], p.xs, p.fetch, act_edges,
+                                                 grad_edges)
         else:
-            carry, bwd_outs[i] = _seg_backward(static, carry, saved[i], w, grad_edges)
+            carry, bwd_outs[i] = _seg_backward(static, carry, saved[i], p.xs, p.fetch, p.square,
+                                               grad_edges)
     cat = lambda *xs: jnp.concatenate(xs, axis=0)
     out = jax.tree.map(cat, *fwd_outs)
     out.update(jax.tree.map(cat, *bwd_outs))

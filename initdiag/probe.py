@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from initdiag import engine, stats
+from initdiag import engine, memory, stats
 from initdiag._types import check_one_of
 from initdiag.activations import activation as resolve_activation
 from initdiag.initializers import STANDARD_INITIALIZERS
@@ -83,18 +83,8 @@ def _check_threshold(t: float) -> float:
     return t
 
 
-def _auto_remat(remat: int | bool | None, depth: int) -> int:
-    if remat is None or remat is False:
-        return 0
-    if remat is True:
-        return max(1, int(round(np.sqrt(depth))))
-    if int(remat) < 1:
-        raise ValueError(f"remat must be True, False or a chunk length >= 1; got {remat!r}")
-    return int(remat)
-
-
-def _config(spec: StackSpec, batch: int, loss: str, input_kind: str, threshold: float,
-            remat: int) -> dict[str, Any]:
+def _config(spec: StackSpec, batch: int, loss: str, input_kind: str,
+            threshold: float) -> dict[str, Any]:
     widths = list(spec.widths)
     return {
         "activation": spec.activation.label, "init": spec.init.label,
@@ -102,7 +92,7 @@ def _config(spec: StackSpec, batch: int, loss: str, input_kind: str, threshold: 
         "width": widths[0] if len(set(widths)) == 1 else widths,
         "input_width": spec.input_width, "batch": int(batch), "use_bias": spec.use_bias,
         "norm": spec.norm, "residual": spec.residual, "input": input_kind, "loss": loss,
-        "saturation_threshold": threshold, "remat": remat, "dtype": "float32",
+        "saturation_threshold": threshold, "dtype": "float32",
     }
 
 
@@ -132,14 +122,15 @@ def _to_result(raw: dict[str, Any], config: dict[str, Any], seed: int, histogram
 
 
 def _run(spec: StackSpec, params, x0, readout, *, loss: str, threshold: float, histograms: bool,
-         hist_bins: int, remat: int, config: dict[str, Any], seed: int) -> ProbeResult:
+         hist_bins: int, remat: int, config: dict[str, Any], seed: int,
+         keys: tuple = (), generate: engine.Generate | None = None) -> ProbeResult:
     static = engine.Static(activation=spec.activation, norm=spec.norm, residual=spec.residual,
                            loss=loss, saturation_threshold=threshold, histograms=bool(histograms),
-                           remat=remat)
+                           remat=remat, generate=generate)
     act_edges = _edges(*_act_range(spec), hist_bins)
     grad_edges = _edges(*GRAD_HIST_RANGE, hist_bins)
     t0 = time.perf_counter()
-    raw = engine.run(static, params, x0, readout, act_edges, grad_edges)
+    raw = engine.run(static, params, keys, x0, readout, act_edges, grad_edges)
     jax.block_until_ready(raw)
     timing = {"run_s": time.perf_counter() - t0}
     return _to_result(raw, config, seed, histograms, act_edges, grad_edges, timing)
@@ -151,7 +142,8 @@ def probe(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
           norm: str | None = None, residual: float | None = None, input: Any = "normal",
           loss: str = "projection", saturation_threshold: float = 0.99,
           histograms: bool = False, hist_bins: int = DEFAULT_HIST_BINS,
-          remat: int | bool | None = None) -> ProbeResult:
+          remat: int | bool | None = None, draw_weights: str = "auto",
+          memory_budget: int | None = None) -> ProbeResult:
     """Probe one stack at initialization and return its per-layer statistics.
 
     Args:
@@ -172,7 +164,16 @@ def probe(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
       histograms: also record per-layer histograms ``act_hist`` and ``grad_hist``.
       hist_bins: number of histogram bins.
       remat: None/False stores every layer's activations; True or a chunk length k recomputes
-        them chunk by chunk in the backward pass (memory O((L/k + k) B n)).
+        them chunk by chunk in the backward pass (memory O((L/k + k) B n)); ``"auto"`` (the
+        default, also None) stores them unless the memory plan says they would not fit.
+      draw_weights: ``"upfront"`` draws every layer's weights before the pass (the compiled pass
+        is shared by all initializers); ``"in_scan"`` draws each layer's weights inside the scan
+        from its key (memory independent of depth; one compilation per initializer; the same
+        weights, up to float32 rounding in orthogonal's QR); ``"auto"`` picks upfront unless the memory plan says it would not fit.
+      memory_budget: bytes the probe may use (default: 80% of the machine's available memory).
+        When the estimate of a plan exceeds it, ``"auto"`` options switch to in-scan weights and
+        remat (saying so with a :class:`initdiag.memory.MemoryPlanWarning`); when no plan fits,
+        :class:`MemoryError` names the estimates. See :mod:`initdiag.memory`.
 
     Returns:
       A ProbeResult; ``result["preact_var"]`` has shape [depth].
@@ -198,16 +199,25 @@ def probe(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
         input_kind = "array"
     batch = int(x0.shape[0])
     readout = jax.random.normal(keys["readout"], (batch, spec.widths[-1]), jnp.float32)
-    rm = _auto_remat(remat, depth)
+    mem = memory.plan(spec, batch, remat=remat, draw_weights=draw_weights, budget=memory_budget)
+    rm = mem.remat
     t0 = time.perf_counter()
-    params = init_stack(seed, spec)
-    jax.block_until_ready(params)
+    generate = None
+    if mem.draw_in_scan:
+        generate = engine.Generate(spec.init, spec.bias_init, spec.use_bias,
+                                   tuple((s.fan_in, s.fan_out) for s in spec.segments()))
+        params = tuple(jnp.arange(s.start, s.start + s.count) for s in spec.segments())
+    else:
+        params = init_stack(seed, spec)
+        jax.block_until_ready(params)
     init_s = time.perf_counter() - t0
-    config = _config(spec, batch, loss, input_kind, threshold, rm)
+    config = _config(spec, batch, loss, input_kind, threshold)
     result = _run(spec, params, x0, readout, loss=loss, threshold=threshold, histograms=histograms,
                   hist_bins=hist_bins, remat=rm, config=config,
-                  seed=seed if isinstance(seed, (int, np.integer)) else -1)
+                  seed=seed if isinstance(seed, (int, np.integer)) else -1,
+                  keys=(keys["weights"], keys["biases"]), generate=generate)
     result.meta["timing"]["init_s"] = init_s
+    result.meta["memory"] = mem.to_dict()
     return result
 
 
@@ -255,7 +265,7 @@ def probe_params(weights: Sequence[Any], biases: Sequence[Any] | None, x: Any, a
     if readout is None:
         readout = jax.random.normal(split_seed(seed)["readout"], (batch, spec.widths[-1]), jnp.float32)
     readout = jnp.asarray(readout, jnp.float32)
-    config = _config(spec, batch, loss, "array", threshold, 0)
+    config = _config(spec, batch, loss, "array", threshold)
     config.update(init="given", bias_init="given" if biases is not None else "none")
     return _run(spec, params, x0, readout, loss=loss, threshold=threshold, histograms=histograms,
                 hist_bins=hist_bins, remat=0, config=config, seed=seed)

@@ -208,3 +208,15 @@ def test_core_does_not_import_plotting():
     code = ("import sys, initdiag; initdiag.probe(depth=2, width=4, batch=2); "
             "assert 'matplotlib' not in sys.modules and 'seaborn' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(activation="tanh", init="orthogonal", bias_init="torch_default", depth=9, width=16),
+    dict(activation="relu", init="he_uniform", width=[12, 16, 16, 16, 8], depth=5, remat=2),
+])
+def test_weights_drawn_in_the_scan_give_identical_numbers(kw):
+    a = initdiag.probe(batch=8, seed=3, draw_weights="upfront", **kw)
+    b = initdiag.probe(batch=8, seed=3, draw_weights="in_scan", **kw)
+    assert b.meta["memory"]["draw_in_scan"] and not a.meta["memory"]["draw_in_scan"]
+    for m in a.metrics:  # orthogonal's QR rounds differently batched (vmap) and unbatched
+        np.testing.assert_allclose(a[m], b[m], rtol=1e-5, err_msg=m)

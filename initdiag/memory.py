@@ -1,0 +1,168 @@
+"""Memory planning: estimate a probe's peak memory from its shapes and choose a plan that fits.
+
+The estimate (bytes, float32 = 4 bytes) is the process's resident memory before the probe plus:
+
+* weights: drawn upfront, every layer's ``W`` and ``b`` (``4 sum_l (n_{l-1} n_l + n_l)``) plus the
+  drawing's transient, which is at most one segment's worth again; drawn in the scan, a few
+  copies of one layer's ``W``;
+* saved activations: without remat the forward pass keeps ``x^{l-1}`` and ``h^l`` of every layer
+  (``4 B sum_l (n_{l-1} + n_l)``); with remat chunks of k layers it keeps one input per chunk and,
+  during the backward pass, one chunk's ``x`` and ``h`` (``4 B (L/k + 2k) n``);
+* working set: a fixed number of ``[B, n]`` temporaries, ``dL/dW`` (``n^2``) when it is formed,
+  the Gram matrices (``B^2``) when it is not, and the compiled program.
+
+The constants were calibrated against measured peak RSS on this project's benchmark workloads
+(``scripts/bench``); the estimate is meant to be within 25% of the measured peak there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import warnings
+from typing import Any
+
+from initdiag._types import check_one_of
+from initdiag.stacks import StackSpec
+
+F32 = 4
+#: [B, n] temporaries alive at once in a layer's forward or backward step (h, a, x, g, scaled
+#: copies, the vjp's residuals): an upper count read off the compiled program.
+WORKING_COPIES = 12
+#: Compiled program, XLA buffers and allocator slack on top of the baseline RSS (bytes).
+RUNTIME_OVERHEAD = 64 * 2**20
+#: The fraction of available memory a plan may use when no budget is given.
+DEFAULT_BUDGET_FRACTION = 0.8
+
+DRAW = ("auto", "upfront", "in_scan")
+
+
+class MemoryPlanWarning(UserWarning):
+    """An automatic switch to in-scan weights or remat, made so the probe fits in memory."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryPlan:
+    """How a probe will run and what it is expected to need (bytes, beyond the baseline RSS)."""
+
+    remat: int
+    draw_in_scan: bool
+    estimate: int
+    parts: dict[str, int]
+    budget: int
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"remat": self.remat, "draw_in_scan": self.draw_in_scan, "estimate": self.estimate,
+                "parts": dict(self.parts), "budget": self.budget, "note": self.note}
+
+
+def current_rss() -> int:
+    """Resident memory of this process now (bytes); 0 when /proc is not available."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def available_memory() -> int:
+    """Memory available to new allocations (MemAvailable), bytes."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def estimate(spec: StackSpec, batch: int, *, remat: int, draw_in_scan: bool) -> dict[str, int]:
+    """Bytes each part of a probe needs beyond the baseline RSS (see the module docstring)."""
+    shapes = spec.layer_shapes()
+    depth = spec.depth
+    widest = max(max(s) for s in shapes)
+    biggest_w = max(fi * fo for fi, fo in shapes)
+    if draw_in_scan:
+        weights = 4 * biggest_w * F32
+    else:
+        segments = spec.segments()
+        largest_segment = max(s.count * s.fan_in * s.fan_out for s in segments)
+        weights = F32 * sum(fi * fo + fo for fi, fo in shapes) + F32 * largest_segment
+    if remat:
+        chunks = math.ceil(depth / remat)
+        saved = F32 * batch * widest * (chunks + 2 * remat)
+    else:
+        saved = F32 * batch * sum(fi + fo for fi, fo in shapes)
+    gram = batch * 2 * widest < widest * widest
+    working = F32 * (WORKING_COPIES * batch * widest + (2 * batch * batch if gram else biggest_w))
+    return {"weights": int(weights), "activations": int(saved), "working": int(working),
+            "runtime": RUNTIME_OVERHEAD}
+
+
+def _resolve_remat(remat: int | bool | None | str, depth: int) -> int | None:
+    """None for "decide automatically", else the chunk length (0 = no remat)."""
+    if remat is None or remat == "auto":
+        return None
+    if remat is False:
+        return 0
+    if remat is True:
+        return default_chunk(depth)
+    if isinstance(remat, str) or int(remat) < 1:
+        raise ValueError(f"remat must be True, False, 'auto' or a chunk length >= 1; got {remat!r}")
+    return int(remat)
+
+
+def default_chunk(depth: int) -> int:
+    """sqrt(L): minimises L/k + 2k up to a constant."""
+    return max(1, int(round(math.sqrt(depth / 2))))
+
+
+def plan(spec: StackSpec, batch: int, *, remat: int | bool | None | str = None,
+         draw_weights: str = "auto", budget: int | None = None) -> MemoryPlan:
+    """Choose remat and weight drawing for a probe so that it fits in ``budget`` bytes.
+
+    Options given explicitly are kept; automatic ones are tried fastest first: stored weights and
+    activations, then weights drawn in the scan, then remat, then both.
+
+    Raises:
+      MemoryError: when no plan fits, naming each plan's estimate and the budget.
+    """
+    check_one_of("draw_weights", draw_weights, DRAW)
+    fixed_remat = _resolve_remat(remat, spec.depth)
+    if budget is None:
+        budget = int(DEFAULT_BUDGET_FRACTION * available_memory())
+    remats = [fixed_remat] if fixed_remat is not None else [0, default_chunk(spec.depth)]
+    draws = {"auto": [False, True], "upfront": [False], "in_scan": [True]}[draw_weights]
+    candidates = [(r, d) for r in remats for d in draws]
+    tried = []
+    for r, d in candidates:
+        parts = estimate(spec, batch, remat=r, draw_in_scan=d)
+        total = sum(parts.values())
+        tried.append((r, d, total))
+        if total <= budget:
+            note = ""
+            if (r, d) != candidates[0]:
+                note = (f"memory: the default plan needs ~{_gib(tried[0][2])} but the budget is "
+                        f"{_gib(budget)}; using " + _describe(r, d) + f" (~{_gib(total)})")
+                warnings.warn(note, MemoryPlanWarning, stacklevel=3)
+            return MemoryPlan(r, d, total, parts, budget, note)
+    options = "; ".join(f"{_describe(r, d)}: ~{_gib(t)}" for r, d, t in tried)
+    raise MemoryError(
+        f"this probe does not fit in the memory budget of {_gib(budget)} (depth {spec.depth}, "
+        f"widths up to {max(spec.widths)}, batch {batch}). Estimates: {options}. Reduce the batch "
+        f"or width, pass remat=K with a different K, or raise memory_budget.")
+
+
+def _describe(remat: int, draw_in_scan: bool) -> str:
+    what = "weights drawn in the scan" if draw_in_scan else "weights drawn upfront"
+    return f"{what}, " + (f"remat chunks of {remat}" if remat else "no remat")
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB"
