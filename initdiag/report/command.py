@@ -84,13 +84,16 @@ def slug(text: str | None) -> str:
 
 def _as_list(key: str, value: Any, item: type) -> list:
     if isinstance(value, str):
-        value = _list(value) if item is str else _ints(value)
+        try:
+            value = _list(value) if item is str else _ints(value)
+        except argparse.ArgumentTypeError:
+            pass  # reported below with the key's name
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, item) and not isinstance(v, bool)
                                               for v in value):
         kind = "strings" if item is str else "integers"
-        raise ValueError(f"config key {key!r} must be a list of {kind} (or a comma-separated "
+        raise ValueError(f"key {key!r} must be a list of {kind} (or a comma-separated "
                          f"string); got {value!r}")
     return value
 
@@ -115,10 +118,11 @@ def read_config(path: str | Path) -> dict[str, Any]:
         if key not in CONFIG_KEYS:
             raise ValueError(f"config file {path}: unknown key {raw_key!r}; valid keys: "
                              f"{', '.join(CONFIG_KEYS)}")
-        if key in _LIST_KEYS:
-            value = _as_list(key, value, str)
-        elif key in _INT_LIST_KEYS:
-            value = _as_list(key, value, int)
+        if key in _LIST_KEYS or key in _INT_LIST_KEYS:
+            try:
+                value = _as_list(raw_key, value, str if key in _LIST_KEYS else int)
+            except ValueError as e:
+                raise ValueError(f"config file {path}: {e}") from None
         elif not isinstance(value, _CONFIG_TYPES[key]) or (
                 isinstance(value, bool) and _CONFIG_TYPES[key] is not bool):
             raise ValueError(f"config file {path}: key {raw_key!r} has the wrong type "

@@ -181,8 +181,8 @@ FIGURES: tuple[FigureSpec, ...] = (
                          f"collapsing onto 0 or piling up at φ's bounds is the classic failure.",
                _hist_figure),
     FigureSpec("grad_heatmap", "Gradient heatmap",
-               lambda s: f"log10 of the median over seeds of {METRICS['grad_preact_rms']}, per "
-                         f"initializer and layer; the colour scale is centred on the typical "
+               lambda s: f"log10 of the median over seeds of the gradient RMS "
+                         f"({_defs('grad_preact_rms')}) per initializer and layer; the colour scale is centred on the typical "
                          f"last-layer value (colours saturate {plots.HEATMAP_MAX_DECADES:g} "
                          f"decades away), so blue is vanishing and red exploding towards the input, grey "
                          f"is exactly 0.",

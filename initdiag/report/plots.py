@@ -10,6 +10,9 @@ and the shaded band spans the minimum to the maximum over seeds. Values that are
 be drawn on a log axis; the initializers that are 0 at every layer are named in a note at the
 bottom of the panel.
 
+Colours: every panel drawn from the same data gets the same initializer colours. When you draw
+panels from *different subsets*, pass one ``palette=style.init_palette(all_labels)`` to all.
+
 Reuse in your own figures::
 
     fig, ax = plt.subplots()
