@@ -20,12 +20,12 @@ from initdiag.report import plots, style
 from initdiag.results import METRICS, SweepResult
 
 DPI = 100
-PANEL_W, PANEL_H = 4.6, 3.6   # inches per line panel
+PANEL_W, PANEL_H = 4.6, 4.0   # inches per line panel
 LEGEND_W = 2.1                # inches reserved on the right for the shared legend
 HIST_PANEL_H = 1.55           # inches per row of the distribution figure
 
-SEED_NOTE = ("Lines are the median over seeds and the shaded band spans min to max over seeds "
-             "(no band with a single seed).")
+#: Appended to the captions of line figures (inside their one sentence).
+SEED_NOTE = " (line: median over seeds; shaded band: min to max over seeds)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,19 +159,19 @@ def _defs(*metrics: str) -> str:
 FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("act_var", "Activation variance",
                lambda s: f"Variance of each layer's output by depth ({_defs('act_var')}); it "
-                         f"should stay roughly constant. " + SEED_NOTE,
+                         f"should stay roughly constant" + SEED_NOTE + ".",
                _line_figure(plots.plot_act_var,
                             r"Forward signal: variance of the layer output $x^l$")),
     FigureSpec("grad_rms", "Gradient RMS",
                lambda s: f"Backpropagated gradient by depth ({_defs('grad_preact_rms')}); a "
                          f"straight falling or rising line on this log scale is vanishing or "
-                         f"exploding gradients. " + SEED_NOTE,
+                         f"exploding gradients" + SEED_NOTE + ".",
                _line_figure(plots.plot_grad_rms,
                             r"Backward signal: RMS of $\partial L/\partial h^l$")),
     FigureSpec("saturation", "Saturation and dead units",
                lambda s: f"Saturation for tanh/sigmoid-like φ ({_defs('saturation')}), and for "
-                         f"ReLU the zero and dead fractions ({_defs('zero_frac', 'dead_frac')}). "
-                         + SEED_NOTE,
+                         f"ReLU the zero and dead fractions ({_defs('zero_frac', 'dead_frac')})"
+                         + SEED_NOTE + ".",
                _line_figure(plots.plot_saturation, "Saturated units (tanh, sigmoid) and "
                                                    "zero / dead units (ReLU)")),
     FigureSpec("act_hist", "Activation distributions",
@@ -182,16 +182,16 @@ FIGURES: tuple[FigureSpec, ...] = (
                _hist_figure),
     FigureSpec("grad_heatmap", "Gradient heatmap",
                lambda s: f"log10 of the median over seeds of the gradient RMS "
-                         f"({_defs('grad_preact_rms')}) per initializer and layer; the colour scale is centred on the typical "
-                         f"last-layer value (colours saturate {plots.HEATMAP_MAX_DECADES:g} "
-                         f"decades away), so blue is vanishing and red exploding towards the input, grey "
-                         f"is exactly 0.",
+                         f"({_defs('grad_preact_rms')}) per initializer and layer; the colour "
+                         f"scale is centred on the typical last-layer value (colours saturate "
+                         f"{plots.HEATMAP_MAX_DECADES:g} decades away), so blue is vanishing and "
+                         f"red exploding towards the input, grey is exactly 0.",
                _heatmap_figure),
     FigureSpec("grad_weight_ratio", "Relative weight gradient",
                lambda s: f"Relative size of one gradient step per layer "
                          f"({_defs('grad_weight_ratio')}, with {_defs('grad_weight_norm')}); "
                          f"layers whose ratio differs by decades learn at very different speeds "
-                         f"under one learning rate. " + SEED_NOTE,
+                         f"under one learning rate" + SEED_NOTE + ".",
                _line_figure(plots.plot_grad_weight_ratio,
                             r"Relative weight gradient "
                             r"$\|\partial L/\partial W^l\|\,/\,\|W^l\|$")),

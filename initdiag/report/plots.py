@@ -248,8 +248,8 @@ def plot_act_hist(data: Any, *, activation: str | None = None, init: str | None 
 
 def grad_log10_matrix(data: Any, activation: str | None = None,
                       metric: str = "grad_preact_rms") -> tuple[list[str], np.ndarray]:
-    """Rows (init labels, in the data's order) and the [inits, layers] matrix of log10 of the median over
-    seeds of ``metric``; -inf where the value is 0, NaN where undefined."""
+    """Rows (init labels, in the data's order) and the [inits, layers] matrix of log10 of the
+    median over seeds of ``metric``; -inf where the value is 0, NaN where undefined."""
     frame = style.to_frame(data)
     act = style.pick_activation(frame, activation)
     s = style.seed_summary(frame, metric, act)
