@@ -2,14 +2,15 @@
 
 The estimate (bytes, float32 = 4 bytes) is the process's resident memory before the probe plus:
 
-* weights: drawn upfront, every layer's ``W`` and ``b`` (``4 sum_l (n_{l-1} n_l + n_l)``) plus the
-  drawing's transient, which is at most one segment's worth again; drawn in the scan, a few
+* weights: drawn upfront, every layer's ``W`` and ``b`` (``4 sum_l (n_{l-1} n_l + n_l)``; they
+  are drawn 16 layers at a time, so the drawing's transient is small); drawn in the scan, a few
   copies of one layer's ``W``;
 * saved activations: without remat the forward pass keeps ``x^{l-1}`` and ``h^l`` of every layer
   (``4 B sum_l (n_{l-1} + n_l)``); with remat chunks of k layers it keeps one input per chunk and,
   during the backward pass, one chunk's ``x`` and ``h`` (``4 B (L/k + 2k) n``);
 * working set: a fixed number of ``[B, n]`` temporaries, ``dL/dW`` (``n^2``) when it is formed,
-  the Gram matrices (``B^2``) when it is not, and the compiled program.
+  the Gram matrices (``B^2``) when it is not;
+* runtime: the compiled program and allocator slack (a constant) and per-layer bookkeeping.
 
 The constants were calibrated against measured peak RSS on this project's benchmark workloads
 (``scripts/bench``); the estimate is meant to be within 25% of the measured peak there.
@@ -30,8 +31,11 @@ F32 = 4
 #: [B, n] temporaries alive at once in a layer's forward or backward step (h, a, x, g, scaled
 #: copies, the vjp's residuals): an upper count read off the compiled program.
 WORKING_COPIES = 12
-#: Compiled program, XLA buffers and allocator slack on top of the baseline RSS (bytes).
-RUNTIME_OVERHEAD = 64 * 2**20
+#: Compiled program, XLA buffers and allocator slack on top of the baseline RSS (bytes), and
+#: what grows with depth besides activations (per-layer outputs, scan bookkeeping): calibrated
+#: on the benchmark workloads.
+RUNTIME_OVERHEAD = 48 * 2**20
+PER_LAYER_OVERHEAD = 3 * 2**10
 #: The fraction of available memory a plan may use when no budget is given.
 DEFAULT_BUDGET_FRACTION = 0.8
 
@@ -91,9 +95,7 @@ def estimate(spec: StackSpec, batch: int, *, remat: int, draw_in_scan: bool) -> 
     if draw_in_scan:
         weights = 4 * biggest_w * F32
     else:
-        segments = spec.segments()
-        largest_segment = max(s.count * s.fan_in * s.fan_out for s in segments)
-        weights = F32 * sum(fi * fo + fo for fi, fo in shapes) + F32 * largest_segment
+        weights = F32 * sum(fi * fo + fo for fi, fo in shapes)
     if remat:
         chunks = math.ceil(depth / remat)
         saved = F32 * batch * widest * (chunks + 2 * remat)
@@ -102,7 +104,7 @@ def estimate(spec: StackSpec, batch: int, *, remat: int, draw_in_scan: bool) -> 
     gram = batch * 2 * widest < widest * widest
     working = F32 * (WORKING_COPIES * batch * widest + (2 * batch * batch if gram else biggest_w))
     return {"weights": int(weights), "activations": int(saved), "working": int(working),
-            "runtime": RUNTIME_OVERHEAD}
+            "runtime": RUNTIME_OVERHEAD + PER_LAYER_OVERHEAD * depth}
 
 
 def _resolve_remat(remat: int | bool | None | str, depth: int) -> int | None:

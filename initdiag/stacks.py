@@ -32,6 +32,8 @@ from initdiag.initializers import AnyInitializer, initializer as resolve_initial
 NORMS = (None, "batchnorm", "layernorm")
 INPUTS = ("normal", "uniform")
 NORM_EPS = 1e-5
+#: Layers whose weights are drawn together (bounds the transient memory of drawing).
+DRAW_BATCH = 16
 
 Norm = Literal[None, "batchnorm", "layernorm"]
 
@@ -157,7 +159,8 @@ def init_segment(key_w: PRNGKey, key_b: PRNGKey, seg: Segment, init: AnyInitiali
             b = jnp.zeros((seg.fan_out,), dtype)
         return w.astype(dtype), b.astype(dtype)
 
-    return jax.vmap(one)(layers)
+    # Draw a few layers at a time: the drawing's transient memory stays that of a few layers.
+    return jax.lax.map(one, layers, batch_size=min(seg.count, DRAW_BATCH))
 
 
 def init_stack(key: int | PRNGKey, spec: StackSpec, dtype: Any = jnp.float32):
