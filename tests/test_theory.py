@@ -1,0 +1,229 @@
+"""Mean-field theory against closed forms, an independent integrator, and measurement.
+
+Measurement tests use width 2048, depth 30, batch 128 (the regime the issue names). Their
+tolerances come from the finite-width error model of :mod:`initdiag.theory._finite`, not from
+the numbers they check.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.integrate import quad
+from scipy.optimize import brentq
+from scipy.stats import norm
+
+import initdiag
+from initdiag import theory
+
+L, N, B = 30, 2048, 128
+
+
+def gauss_expect(f, q):
+    """E_{z~N(0,q)}[f(z)] by scipy's adaptive quad, split at 0 (independent of initdiag)."""
+    s = math.sqrt(q)
+    g = lambda u: f(s * u) * norm.pdf(u)  # noqa: E731
+    return quad(g, -40, 0, epsabs=1e-13, limit=200)[0] + quad(g, 0, 40, epsabs=1e-13, limit=200)[0]
+
+
+# ---------------------------------------------------------------- closed forms and integrals
+
+def test_relu_he_keeps_q_and_xavier_halves_it():
+    q = np.array([0.01, 1.0, 7.5])
+    np.testing.assert_allclose(theory.q_map("relu", 2.0, 0.0, q), q, rtol=1e-12)
+    np.testing.assert_allclose(theory.q_map("relu", 1.0, 0.0, q), q / 2, rtol=1e-12)
+    he = initdiag.theory.predict(activation="relu", init="he_normal", depth=8, width=64)
+    np.testing.assert_allclose(he["preact_var"], 2.0, rtol=1e-12)  # q_1 = sigma_w^2 * input_var
+    xav = theory.predict(activation="relu", init="xavier_normal", depth=8, width=64)
+    np.testing.assert_allclose(xav["preact_var"], 2.0 ** -np.arange(8), rtol=1e-12)
+    np.testing.assert_allclose(he["zero_frac"], 0.5, rtol=1e-12)
+    np.testing.assert_allclose(he["act_mean"], np.sqrt(2.0 / (2 * np.pi)), rtol=1e-12)
+    np.testing.assert_allclose(he["chi"], 1.0, rtol=1e-12)
+    np.testing.assert_allclose(xav["grad_preact_rms"], np.sqrt(0.5) ** np.arange(7, -1, -1), rtol=1e-12)
+
+
+def test_tanh_without_bias_is_critical_at_unit_weight_variance():
+    assert theory.edge_of_chaos("tanh", 0.0) == pytest.approx(1.0, abs=1e-6)
+    assert theory.chi1("tanh", 1.0, 0.0) == pytest.approx(1.0, abs=1e-12)  # q* = 0, phi'(0) = 1
+    assert theory.chi1("tanh", 0.9, 0.0) < 1 < theory.chi1("tanh", 1.2, 0.0)
+
+
+def test_edge_of_chaos_with_bias_against_independent_integral():
+    w = theory.edge_of_chaos("tanh", 0.05)
+    assert w == pytest.approx(1.76, abs=0.01)  # Schoenholz et al. 2017, Fig. 1
+    # Independent check: q* from scipy quad + brentq, then chi_1 = 1 there.
+    q = brentq(lambda q: w * gauss_expect(lambda z: np.tanh(z) ** 2, q) + 0.05 - q, 1e-6, 50)
+    chi = w * gauss_expect(lambda z: (1 - np.tanh(z) ** 2) ** 2, q)
+    assert chi == pytest.approx(1.0, abs=1e-7)
+
+
+@pytest.mark.parametrize("act,w,b", [("tanh", 2.0, 0.1), ("sigmoid", 4.0, 0.0), ("gelu", 1.5, 0.2)])
+def test_fixed_point_by_iteration_and_by_root_finder(act, w, b):
+    phi = {"tanh": np.tanh, "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
+           "gelu": lambda z: z * norm.cdf(z)}[act]
+    F = lambda q: w * gauss_expect(lambda z: phi(z) ** 2, q) + b  # noqa: E731
+    q = 1.0
+    for _ in range(300):
+        q = F(q)
+    root = brentq(lambda q: F(q) - q, 1e-6, 100.0)
+    assert q == pytest.approx(root, rel=1e-9)
+    assert theory.fixed_point(act, w, b) == pytest.approx(root, rel=1e-9)
+
+
+def test_fixed_point_edge_cases():
+    assert theory.fixed_point("relu", 3.0, 0.0) == math.inf
+    assert theory.fixed_point("tanh", 0.5, 0.0) == 0.0
+    assert theory.fixed_point("relu", 2.0, 0.0, q0=3.3) == 3.3  # every q is fixed
+    assert theory.fixed_point("relu", 1.0, 0.1) == pytest.approx(0.2, rel=1e-12)  # b / (1 - w/2)
+    with pytest.raises(ValueError, match="no fixed point"):
+        theory.chi1("relu", 3.0, 0.0)
+    with pytest.raises(ValueError, match="weight_var"):
+        theory.fixed_point("tanh", -1.0, 0.0)
+
+
+SELU_L, SELU_A = 1.0507009873554805, 1.6732632423543772
+NUMPY_PHI = {  # float64 references written independently of initdiag.activations
+    "tanh": np.tanh, "sigmoid": lambda z: 1 / (1 + np.exp(-z)), "gelu": lambda z: z * norm.cdf(z),
+    "elu": lambda z: z if z > 0 else np.expm1(z),
+    "selu": lambda z: SELU_L * (z if z > 0 else SELU_A * np.expm1(z)),
+    "silu": lambda z: z / (1 + np.exp(-z)), "softplus": lambda z: np.logaddexp(0.0, z),
+    "leaky_relu(slope=0.2)": lambda z: z if z > 0 else 0.2 * z,
+}
+
+
+@pytest.mark.parametrize("act", list(NUMPY_PHI))
+@pytest.mark.parametrize("q", [0.05, 1.0, 9.0])
+def test_quadrature_matches_adaptive_integration(act, q):
+    phi = NUMPY_PHI[act]
+    dphi = lambda z, h=1e-6: (phi(z + h) - phi(z - h)) / (2 * h)  # noqa: E731
+    m = theory.gaussian(act).moments(q)
+    assert m["phi2"] == pytest.approx(gauss_expect(lambda z: phi(z) ** 2, q), rel=1e-10, abs=1e-14)
+    assert m["phi"] == pytest.approx(gauss_expect(phi, q), rel=1e-9, abs=1e-12)
+    assert m["dphi2"] == pytest.approx(gauss_expect(lambda z: dphi(z) ** 2, q), rel=1e-6)
+
+
+@pytest.mark.parametrize("t", [0.9, 0.99])
+def test_tanh_saturation_equals_erf_closed_form(t):
+    p = theory.predict("tanh", "normal(std=0.05)", depth=6, width=512, bias_init="normal(std=0.3)",
+                       saturation_threshold=t)
+    q = p["preact_var"]
+    closed = 2 * (1 - norm.cdf(np.arctanh(t) / np.sqrt(q)))  # P(|tanh z| > t), z ~ N(0, q)
+    np.testing.assert_allclose(p["saturation"], closed, rtol=1e-9)
+    sig = theory.predict("sigmoid", "normal(std=0.2)", depth=3, width=512, saturation_threshold=t)
+    logit = np.log(t / (1 - t))  # sigmoid(z) > t or < 1 - t  <=>  |z| > logit(t)
+    np.testing.assert_allclose(sig["saturation"], 2 * (1 - norm.cdf(logit / np.sqrt(sig["preact_var"]))),
+                               rtol=1e-9)
+
+
+def test_depth_scales_follow_their_definitions():
+    ordered = theory.depth_scales("tanh", 1.3, 0.05)
+    assert ordered["c_star"] == 1.0 and ordered["xi_c"] == pytest.approx(-1 / math.log(ordered["chi1"]))
+    chaotic = theory.depth_scales("tanh", 3.0, 0.05)
+    assert chaotic["chi1"] > 1 and 0 < chaotic["c_star"] < 1
+    cs = chaotic["c_star"]
+    assert float(theory.c_map("tanh", 3.0, 0.05, chaotic["q_star"], cs)) == pytest.approx(cs, abs=1e-8)
+    assert chaotic["xi_c"] == pytest.approx(-1 / math.log(chaotic["chi_c"]))
+    # xi_q from the slope of the length map at q*, by finite differences of q_map.
+    q, h = ordered["q_star"], 1e-5
+    slope = (theory.q_map("tanh", 1.3, 0.05, q + h) - theory.q_map("tanh", 1.3, 0.05, q - h)) / (2 * h)
+    assert ordered["xi_q"] == pytest.approx(-1 / math.log(float(slope)), rel=1e-6)
+    # xi_c diverges at the edge of chaos.
+    w = theory.edge_of_chaos("tanh", 0.05)
+    assert theory.depth_scales("tanh", w, 0.05)["xi_c"] > 1e4
+
+
+@pytest.mark.parametrize("kw,reason", [
+    ({"norm": "batchnorm"}, "normalization"), ({"residual": 0.5}, "residual"),
+    ({"init": "zeros"}, "every weight is equal"), ({"init": "constant(value=0.1)"}, "every weight"),
+    ({"init": lambda k, s, d: np.zeros(s)}, "unknown variance"),
+    ({"bias_init": "constant(value=0.1)"}, "nonzero mean"),
+])
+def test_not_applicable_says_why(kw, reason):
+    args = {"activation": "tanh", "init": "he_normal", "depth": 3, "width": 16, **kw}
+    with pytest.raises(theory.NotApplicable, match=reason):
+        theory.predict(**args)
+
+
+def test_predict_result_and_non_uniform_widths():
+    r = initdiag.probe("tanh", "glorot_uniform", depth=4, width=[64, 32, 32, 16], batch=8)
+    p = theory.predict_result(r)
+    # glorot: fan_in * 2/(fan_in + fan_out) per layer
+    np.testing.assert_allclose(p.weight_var, [1.0, 2 * 64 / 96, 1.0, 2 * 32 / 48])
+    assert p["preact_var"].shape == (4,) and set(theory.PREDICTED) == set(p.metrics)
+    arr = initdiag.probe("tanh", depth=2, width=8, input=np.ones((4, 8)))
+    with pytest.raises(theory.NotApplicable, match="input"):
+        theory.predict_result(arr)
+
+
+def test_hanin_band_for_a_single_relu_input():
+    p = theory.predict("relu", "he_normal", depth=L, width=N)  # batch=None: one input
+    # each step adds 5/n (3/n from the layer's units, 2/n from the weights); the first adds
+    # 2/n from the weights and 2/n_0 from the Gaussian input's own mean square
+    assert p.log_sd[-1] ** 2 == pytest.approx((5 * (L - 1) + 4) / N, rel=1e-9)
+
+
+# ---------------------------------------------------------------- measurement vs theory
+
+CASES = {"tanh": ("tanh", "he_normal", "normal(std=0.2)", 3),
+         "sigmoid": ("sigmoid", "xavier_normal", "zeros", 3),
+         "relu": ("relu", "he_normal", "zeros", 8)}
+
+
+@pytest.fixture(scope="module")
+def measured():
+    out = {}
+    for key, (act, init, bias, seeds) in CASES.items():
+        runs = [initdiag.probe(act, init, L, N, B, s, bias) for s in range(seeds)]
+        out[key] = (theory.predict(act, init, L, N, bias, batch=B), runs)
+    return out
+
+
+@pytest.mark.parametrize("key", list(CASES))
+def test_one_step_map_predicts_next_layer_within_sampling_error(measured, key):
+    pred, runs = measured[key]
+    z = np.concatenate([(r["preact_var"][1:] / pred.one_step(r["preact_var"]) - 1) / pred.step_sd[1:]
+                        for r in runs])
+    # Errors of successive steps are uncorrelated (martingale differences): no systematic bias
+    # (mean within 4 standard errors) and a spread consistent with the derived sampling error.
+    assert abs(z.mean()) < 4 / np.sqrt(z.size)
+    assert 0.4 < np.mean(z**2) < 1.8
+    assert 0.005 < np.median(pred.step_sd) < 0.06  # "a few percent per layer" at this width
+
+
+@pytest.mark.parametrize("key", ["tanh", "sigmoid"])
+def test_seed_averaged_profile_within_5_percent(measured, key):
+    pred, runs = measured[key]
+    for metric in ("preact_var", "act_var"):
+        mean = np.mean([r[metric] for r in runs], axis=0)
+        np.testing.assert_array_less(np.abs(mean / pred[metric] - 1), 0.05)
+    sat = np.mean([r["saturation"] for r in runs], axis=0)
+    np.testing.assert_allclose(sat, pred["saturation"], atol=0.005)
+
+
+def test_relu_drifts_like_a_random_walk_with_the_predicted_spread(measured):
+    pred, runs = measured["relu"]
+    dev = np.array([np.log(r["preact_var"][-1] / pred["preact_var"][-1]) for r in runs])
+    centred = dev + pred.log_sd[-1] ** 2 / 2  # the median sits exp(-Var/2) below the mean
+    ratio = np.sqrt(np.mean(centred**2)) / pred.log_sd[-1]
+    # chi-square with 8 dof: 99.9% of draws give a ratio in [0.41, 1.87]
+    assert 0.41 < ratio < 1.87
+    assert 0.15 < pred.log_sd[-1] < np.sqrt(5 * L / N)  # ~20%: narrower than one input's band
+    zf = np.mean([r["zero_frac"] for r in runs], axis=0)
+    np.testing.assert_allclose(zf, 0.5, atol=0.01)
+
+
+@pytest.mark.parametrize("key", ["tanh", "sigmoid"])
+def test_gradient_chi_products_hold_with_the_random_readout(measured, key):
+    pred, runs = measured[key]
+    g = np.mean([r["grad_preact_rms"] / r["grad_preact_rms"][-1] for r in runs], axis=0)
+    # log10 of a profile spanning up to 18 decades (sigmoid): within 0.02 decades (5%)
+    np.testing.assert_allclose(np.log10(g), np.log10(pred["grad_preact_rms"]), atol=0.02)
+
+
+def test_gradient_predictions_fail_when_the_loss_feeds_the_output_back():
+    pred = theory.predict("relu", "he_normal", L, N, batch=B)
+    r = initdiag.probe("relu", "he_normal", L, N, B, 0, loss="half_mse")
+    g = r["grad_preact_rms"] / r["grad_preact_rms"][-1]
+    # dL/dx^L = x^L / B is not independent of the forward pass: the chi-product (1 at every
+    # layer for He/ReLU) underestimates the first layer's gradient several-fold.
+    assert np.log10(g[0]) - np.log10(pred["grad_preact_rms"][0]) > 0.3
