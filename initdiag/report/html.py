@@ -55,6 +55,17 @@ def _config_rows(sweep: SweepResult) -> list[tuple[str, str]]:
     return rows
 
 
+def _setup(sweep: SweepResult) -> str:
+    """``"depth 50, width 256, batch 256, seeds 0"`` (several values joined by '/')."""
+    parts = []
+    for key in ("depth", "width", "batch"):
+        values = list(dict.fromkeys(str(r.config.get(key)) for r in sweep))
+        parts.append(f"{key} {'/'.join(values)}")
+    seeds = list(dict.fromkeys(str(r.seed) for r in sweep))
+    parts.append(f"seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}")
+    return ", ".join(parts)
+
+
 def _suggestions(verdicts: Sequence[Any]) -> list[tuple[str, list[str]]]:
     """Unique suggestions of the non-healthy verdicts, each with the configs it applies to."""
     out: dict[str, list[str]] = {}
@@ -106,7 +117,7 @@ def render_html(sweep: SweepResult, verdicts: Sequence[Any], figures: Sequence[W
         config_rows=_config_rows(sweep),
         env_rows=[(k, env[k]) for k in ENVIRONMENT_KEYS if k in env],
         timing_rows=timing_rows, threshold_rows=threshold_rows, command=command,
-        n_results=len(sweep), n_ok=sum(v.ok for v in verdicts), n_verdicts=len(verdicts),
+        setup=_setup(sweep), n_results=len(sweep), n_ok=sum(v.ok for v in verdicts), n_verdicts=len(verdicts),
         created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
 
 
