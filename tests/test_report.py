@@ -272,3 +272,20 @@ def test_help_is_complete():
         assert opt in p.stdout, opt
     top = _py("--help").stdout
     assert "report" in top and "runs 'report'" in top
+
+
+def test_committed_example_report_is_the_default_sweep():
+    root = __import__("pathlib").Path(__file__).parents[1] / "reports" / "example"
+    res = initdiag.load(root / "results.json")
+    d = initdiag.DEFAULT_SWEEP
+    assert {(r.config["activation"], r.config["init"]) for r in res} == {
+        (a, i) for a in d["activations"] for i in d["inits"]}
+    assert {(r.depth, r.config["width"], r.config["batch"], r.seed) for r in res} == {
+        (d["depths"][0], d["widths"][0], d["batch"], 0)}
+    for f in figures.FIGURES:
+        png = root / f"{f.name}.png"
+        assert png.stat().st_size <= 300_000, png
+        with Image.open(png) as im:
+            assert im.size == figures.figure_size_px(f.name, res)
+    page = (root / "index.html").read_text(encoding="utf-8")
+    assert page.count('src="data:image/png;base64,') == len(figures.FIGURES)
