@@ -20,7 +20,6 @@ O((L/k + k) B n) at the price of one more forward pass.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Literal, NamedTuple
 
 import jax
@@ -204,8 +203,7 @@ def _pieces(static: Static, params, keys) -> list[_Piece]:
     return out
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def run(static: Static, params, keys, x0, readout, act_edges, grad_edges) -> dict[str, Any]:
+def run_impl(static: Static, params, keys, x0, readout, act_edges, grad_edges) -> dict[str, Any]:
     """Probe a stack and return its per-layer statistics.
 
     Args:
@@ -251,3 +249,7 @@ def run(static: Static, params, keys, x0, readout, act_edges, grad_edges) -> dic
     else:
         out["loss"] = 0.5 * jnp.sum(jnp.square(x)) / batch
     return out
+
+
+#: :func:`run_impl` compiled once per ``static`` and input shapes.
+run = jax.jit(run_impl, static_argnums=0)

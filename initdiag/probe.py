@@ -21,6 +21,8 @@ in). Weights are drawn by a small per-initializer function compiled once per sha
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import platform
 import time
 from typing import Any, Callable, Sequence
@@ -32,6 +34,7 @@ import numpy as np
 from initdiag import engine, memory, stats
 from initdiag._types import check_one_of
 from initdiag.activations import activation as resolve_activation
+from initdiag.initializers import initializer as resolve_initializer
 from initdiag.initializers import STANDARD_INITIALIZERS
 from initdiag.results import ProbeResult, SweepResult
 from initdiag.stacks import StackSpec, init_stack, make_input, make_spec, split_seed
@@ -55,6 +58,11 @@ DEFAULT_SWEEP: dict[str, Any] = {
 
 def environment() -> dict[str, str]:
     """Versions and device, recorded with every result."""
+    return dict(_environment())
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> dict[str, str]:
     import jaxlib
 
     from initdiag import __version__
@@ -121,19 +129,54 @@ def _to_result(raw: dict[str, Any], config: dict[str, Any], seed: int, histogram
                        meta={"environment": environment(), "timing": timing})
 
 
-def _run(spec: StackSpec, params, x0, readout, *, loss: str, threshold: float, histograms: bool,
-         hist_bins: int, remat: int, config: dict[str, Any], seed: int,
-         keys: tuple = (), generate: engine.Generate | None = None) -> ProbeResult:
+@dataclasses.dataclass
+class Job:
+    """Everything one probe needs, prepared on the host: the compiled pass's inputs and labels."""
+
+    static: engine.Static
+    params: Any
+    keys: tuple
+    x0: jax.Array
+    readout: jax.Array
+    act_edges: jax.Array
+    grad_edges: jax.Array
+    config: dict[str, Any]
+    seed: int
+    meta: dict[str, Any]
+
+    def args(self) -> tuple:
+        """The array arguments of :func:`initdiag.engine.run`, after ``static``."""
+        return (self.params, self.keys, self.x0, self.readout, self.act_edges, self.grad_edges)
+
+
+def _job(spec: StackSpec, params, x0, readout, *, loss: str, threshold: float, histograms: bool,
+         hist_bins: int, remat: int, config: dict[str, Any], seed: int, keys: tuple = (),
+         generate: engine.Generate | None = None, meta: dict[str, Any] | None = None) -> Job:
     static = engine.Static(activation=spec.activation, norm=spec.norm, residual=spec.residual,
                            loss=loss, saturation_threshold=threshold, histograms=bool(histograms),
                            remat=remat, generate=generate)
-    act_edges = _edges(*_act_range(spec), hist_bins)
-    grad_edges = _edges(*GRAD_HIST_RANGE, hist_bins)
+    return Job(static, params, keys, x0, readout, _edges(*_act_range(spec), hist_bins),
+               _edges(*GRAD_HIST_RANGE, hist_bins), config, seed, dict(meta or {}))
+
+
+def finish(job: Job, raw: dict[str, Any], run_s: float) -> ProbeResult:
+    """Turn the compiled pass's raw output into a ProbeResult."""
+    result = _to_result(raw, job.config, job.seed, job.static.histograms, job.act_edges,
+                        job.grad_edges, {"run_s": run_s})
+    for key, value in job.meta.items():
+        if key == "timing":
+            result.meta["timing"].update(value)
+        else:
+            result.meta[key] = value
+    return result
+
+
+def run_job(job: Job) -> ProbeResult:
+    """Run one job on the default device."""
     t0 = time.perf_counter()
-    raw = engine.run(static, params, keys, x0, readout, act_edges, grad_edges)
+    raw = engine.run(job.static, *job.args())
     jax.block_until_ready(raw)
-    timing = {"run_s": time.perf_counter() - t0}
-    return _to_result(raw, config, seed, histograms, act_edges, grad_edges, timing)
+    return finish(job, raw, time.perf_counter() - t0)
 
 
 def probe(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
@@ -145,6 +188,8 @@ def probe(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
           remat: int | bool | None = None, draw_weights: str = "auto",
           memory_budget: int | None = None) -> ProbeResult:
     """Probe one stack at initialization and return its per-layer statistics.
+
+    The arguments (all of which :func:`sweep` passes through) are:
 
     Args:
       activation: a name (``"tanh"``, ``"leaky_relu(slope=0.2)"``), an Activation or a callable.
@@ -178,6 +223,18 @@ def probe(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
     Returns:
       A ProbeResult; ``result["preact_var"]`` has shape [depth].
     """
+    return run_job(prepare(**locals()))  # every argument, by name
+
+
+def prepare(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
+            width: int | Sequence[int] = 256, batch: int | None = None, seed: int = 0,
+            bias_init: Any = "zeros", *, input_width: int | None = None, use_bias: bool = True,
+            norm: str | None = None, residual: float | None = None, input: Any = "normal",
+            loss: str = "projection", saturation_threshold: float = 0.99,
+            histograms: bool = False, hist_bins: int = DEFAULT_HIST_BINS,
+            remat: int | bool | None = None, draw_weights: str = "auto",
+            memory_budget: int | None = None) -> Job:
+    """Validate :func:`probe`'s arguments, draw the weights and build the :class:`Job`."""
     check_one_of("loss", loss, engine.LOSSES)
     threshold = _check_threshold(saturation_threshold)
     spec = make_spec(activation=activation, init=init, depth=depth, width=width,
@@ -212,13 +269,11 @@ def probe(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
         jax.block_until_ready(params)
     init_s = time.perf_counter() - t0
     config = _config(spec, batch, loss, input_kind, threshold)
-    result = _run(spec, params, x0, readout, loss=loss, threshold=threshold, histograms=histograms,
-                  hist_bins=hist_bins, remat=rm, config=config,
-                  seed=seed if isinstance(seed, (int, np.integer)) else -1,
-                  keys=(keys["weights"], keys["biases"]), generate=generate)
-    result.meta["timing"]["init_s"] = init_s
-    result.meta["memory"] = mem.to_dict()
-    return result
+    return _job(spec, params, x0, readout, loss=loss, threshold=threshold, histograms=histograms,
+                hist_bins=hist_bins, remat=rm, config=config,
+                seed=seed if isinstance(seed, (int, np.integer)) else -1,
+                keys=(keys["weights"], keys["biases"]), generate=generate,
+                meta={"timing": {"init_s": init_s}, "memory": mem.to_dict()})
 
 
 def probe_params(weights: Sequence[Any], biases: Sequence[Any] | None, x: Any, activation: Any,
@@ -267,21 +322,32 @@ def probe_params(weights: Sequence[Any], biases: Sequence[Any] | None, x: Any, a
     readout = jnp.asarray(readout, jnp.float32)
     config = _config(spec, batch, loss, "array", threshold)
     config.update(init="given", bias_init="given" if biases is not None else "none")
-    return _run(spec, params, x0, readout, loss=loss, threshold=threshold, histograms=histograms,
-                hist_bins=hist_bins, remat=0, config=config, seed=seed)
+    return run_job(_job(spec, params, x0, readout, loss=loss, threshold=threshold,
+                        histograms=histograms, hist_bins=hist_bins, remat=0, config=config,
+                        seed=seed))
 
 
 def sweep(activations: Sequence[Any] = DEFAULT_SWEEP["activations"],
           inits: Sequence[Any] = DEFAULT_SWEEP["inits"], depths: Sequence[int] = (50,),
           widths: Sequence[Any] = (256,), seeds: Sequence[int] = (0,), batch: int = 256,
           progress: Callable[[int, int, ProbeResult], None] | None = None,
-          **stack_options: Any) -> SweepResult:
+          devices: Any = None, **stack_options: Any) -> SweepResult:
     """Probe every combination of activations x depths x widths x inits x seeds.
 
-    ``stack_options`` are :func:`probe`'s keyword options (bias_init, norm, residual, loss,
-    histograms, ...). Results come in that nesting order. ``progress(done, total, result)`` is
-    called after each probe. On KeyboardInterrupt the results so far are kept: the exception is
-    re-raised with them attached as ``partial`` (a SweepResult).
+    Args:
+      activations, inits, depths, widths, seeds: lists of values (see :func:`probe`).
+      batch: batch size of every probe.
+      progress: called as ``progress(done, total, result)`` after each probe.
+      devices: None uses every device when there is more than one (one probe per device at a
+        time, see :mod:`initdiag.sharding`) and runs probes one by one on a single device; a list
+        of devices uses those; 1 forces one device. Numbers do not depend on it.
+      **stack_options: :func:`probe`'s keyword options (bias_init, norm, residual, loss,
+        histograms, remat, ...).
+
+    Returns:
+      A SweepResult in the nesting order activation, depth, width, init, seed. On
+      KeyboardInterrupt the results so far are kept: the exception is re-raised with them
+      attached as ``partial`` (a SweepResult).
     """
     for name, seq in (("activations", activations), ("inits", inits), ("depths", depths),
                       ("widths", widths), ("seeds", seeds)):
@@ -291,19 +357,37 @@ def sweep(activations: Sequence[Any] = DEFAULT_SWEEP["activations"],
             raise ValueError(f"{name} is empty")
     for a in activations:  # fail fast on bad names, before any work
         resolve_activation(a)
-    combos = [(a, d, w, i, s) for a in activations for d in depths for w in widths
-              for i in inits for s in seeds]
-    # Validate every init name up front.
-    for _, d, w, i, _ in combos[: len(inits)]:
-        make_spec(init=i, depth=int(d), width=w)
-    results: list[ProbeResult] = []
+    for i in inits:
+        resolve_initializer(i)
+    combos = [dict(activation=a, init=i, depth=d, width=w, batch=batch, seed=s, **stack_options)
+              for a in activations for d in depths for w in widths for i in inits for s in seeds]
+    results: list[ProbeResult | None] = [None] * len(combos)
+
+    def record(index: int, r: ProbeResult) -> None:
+        results[index] = r
+        if progress is not None:
+            progress(sum(x is not None for x in results), len(combos), r)
+
+    mesh_devices = _sweep_devices(devices)
     try:
-        for n, (a, d, w, i, s) in enumerate(combos, start=1):
-            r = probe(activation=a, init=i, depth=d, width=w, batch=batch, seed=s, **stack_options)
-            results.append(r)
-            if progress is not None:
-                progress(n, len(combos), r)
+        if mesh_devices is None:
+            for n, kw in enumerate(combos):
+                record(n, probe(**kw))
+        else:
+            from initdiag import sharding
+            sharding.run_sharded([functools.partial(prepare, **kw) for kw in combos], finish,
+                                 devices=mesh_devices, on_result=record)
     except KeyboardInterrupt as e:
-        e.partial = SweepResult(results)  # type: ignore[attr-defined]
+        e.partial = SweepResult([r for r in results if r is not None])  # type: ignore[attr-defined]
         raise
     return SweepResult(results)
+
+
+def _sweep_devices(devices: Any) -> list | None:
+    if devices is None:
+        return list(jax.devices()) if jax.device_count() > 1 else None
+    if devices == 1:
+        return None
+    if isinstance(devices, int):
+        raise ValueError(f"devices must be None, 1 or a list of devices; got {devices}")
+    return list(devices)
