@@ -43,3 +43,50 @@ def test_sharded_sweep_matches_one_device_and_splits_the_work():
     assert sorted(d for d, _ in out["weight_shards"]) == sorted({d for d, _ in out["weight_shards"]})
     assert [s for _, s in out["weight_shards"]] == [[1, 6, 16, 16]] * 4
     assert [s for _, s in out["out_shards"]] == [[1, 6]] * 4
+
+
+WORKER = r"""
+import json, sys
+import jax
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.distributed.initialize(coordinator_address=sys.argv[2], num_processes=2,
+                           process_id=int(sys.argv[1]))
+import initdiag
+r = initdiag.sweep(activations=["tanh"], inits=["he_normal", "orthogonal", "zeros"], depths=[5],
+                   widths=[8], seeds=[0, 1], batch=4)
+print(json.dumps({"devices": jax.device_count(), "local": jax.local_device_count(),
+                  "placed": [x.meta["device"] for x in r],
+                  "values": [[x[m].tolist() for m in x.metrics] for x in r]}))
+"""
+
+
+def _free_loopback_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_on_loopback_share_a_sweep():
+    """The multi-host recipe, run as two processes on this machine (loopback only)."""
+    import numpy as np
+
+    import initdiag
+    address = f"127.0.0.1:{_free_loopback_port()}"
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               JAX_PLATFORMS="cpu")
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(i), address], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    outs = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=240)
+        assert p.returncode == 0, stderr[-3000:]
+        outs.append(json.loads(stdout.strip().splitlines()[-1]))
+    single = initdiag.sweep(activations=["tanh"], inits=["he_normal", "orthogonal", "zeros"],
+                            depths=[5], widths=[8], seeds=[0, 1], batch=4, devices=1)
+    expected = [[np.asarray(r[m]).tolist() for m in r.metrics] for r in single]
+    for out in outs:
+        assert out["devices"] == 4 and out["local"] == 2
+        assert len(set(out["placed"][:4])) == 4  # the first step used all four devices
+        np.testing.assert_array_equal(np.array(out["values"], float), np.array(expected, float))
