@@ -1,9 +1,12 @@
 """Report: plot panels (artists, not pixels), figures, HTML and the ``initdiag report`` CLI."""
 
 import html as htmllib
+import os
+import pty
 import re
 import subprocess
 import sys
+import threading
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -158,12 +161,41 @@ def _py(*args, cwd=None):
                           text=True, cwd=cwd)
 
 
+def _run_with_terminal_stderr(args):
+    """Run the CLI with stdout piped and stderr on a pseudo-terminal; (code, stdout, stderr)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "initdiag", *args], stdout=subprocess.PIPE,
+                            stderr=slave, text=True)
+    os.close(slave)
+    chunks = []
+
+    def drain():
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    with proc.stdout:
+        out = proc.stdout.read()
+    code = proc.wait()
+    reader.join(timeout=30)
+    os.close(master)
+    return code, out, b"".join(chunks).decode("utf-8", "replace")
+
+
 def test_cli_end_to_end(tmp_path):
     out = tmp_path / "rep"
-    p = _py("report", "--activations", "tanh,relu", "--inits", "he_normal,zeros", "--depth", "6",
-            "--width", "8", "--batch", "8", "--seeds", "0,1", "--out", str(out))
-    assert p.returncode == 0, p.stderr
-    assert p.stderr == ""  # no progress bar when piped
+    code, stdout, stderr = _run_with_terminal_stderr(
+        ["report", "--activations", "tanh,relu", "--inits", "he_normal,zeros", "--depth", "6",
+         "--width", "8", "--batch", "8", "--seeds", "0,1", "--out", str(out)])
+    assert code == 0, stderr
+    assert "probing" in stderr and "/8" in stderr  # a progress bar on the terminal
     names = {f.name for f in figures.FIGURES}
     assert {q.name for q in out.iterdir()} == {"index.html", "results.json"} | {
         f"{n}.png" for n in names}
@@ -182,11 +214,11 @@ def test_cli_end_to_end(tmp_path):
             im.load()
             assert im.size == figures.figure_size_px(n, loaded)
     # The one-screen summary: a row per init, a column per activation, the report's path.
-    lines = p.stdout.splitlines()
+    lines = stdout.splitlines()
     assert re.match(r"initializer\s+tanh\s+relu\s*$", lines[1])
     assert re.match(r"he_normal\s+healthy \S+\s+healthy \S+\s*$", lines[2])
     assert re.match(r"zeros\s+symmetric 0\s+symmetric 0\s*$", lines[3])
-    assert str(out / "index.html") in p.stdout
+    assert str(out / "index.html") in stdout
 
 
 def test_build_report_results_file_loads_back_equal(tmp_path):
@@ -202,7 +234,7 @@ def test_title_is_escaped_and_page_is_self_contained(tmp_path, capsys):
     assert cli.main(["report", "--activations", "relu", "--inits", "he_normal,normal(std=1.0)",
                      "--depth", "4", "--width", "8", "--batch", "4", "--title", title,
                      "--out", str(tmp_path), "--quiet"]) == 0
-    assert capsys.readouterr().out == ""  # --quiet
+    assert capsys.readouterr() == ("", "")  # --quiet
     page = (tmp_path / "index.html").read_text(encoding="utf-8")
     assert "<script" not in page.lower()
     assert htmllib.escape(title, quote=False) in page
@@ -218,8 +250,9 @@ def test_no_subcommand_runs_report(tmp_path, monkeypatch, capsys):
     assert cli.main(["--activations", "tanh", "--inits", "lecun_normal", "--depth", "3",
                      "--width", "4", "--batch", "4", "--title", "Quick One"]) == 0
     assert (tmp_path / "reports" / "quick-one" / "index.html").is_file()
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert re.search(r"^lecun_normal\s+\w+", out, re.M)
+    assert err == ""  # stderr is not a terminal: no progress bar
 
 
 def test_config_toml_and_command_line_precedence(tmp_path, capsys):

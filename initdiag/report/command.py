@@ -148,8 +148,9 @@ def merge_config(args: argparse.Namespace) -> argparse.Namespace:
 class _Progress:
     """A rich progress bar on stderr when it is a terminal; nothing otherwise."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, total: int):
         self.bar = None
+        self.task = None
         if enabled:
             from rich.console import Console
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
@@ -158,11 +159,12 @@ class _Progress:
             self.bar = Progress(TextColumn("probing"), BarColumn(), MofNCompleteColumn(),
                                 TimeElapsedColumn(), TextColumn("{task.description}"),
                                 console=Console(stderr=True), transient=True)
-            self.task = None
+            self.total = total
 
     def __enter__(self):
         if self.bar is not None:
             self.bar.__enter__()
+            self.task = self.bar.add_task("compiling", total=self.total)
         return self
 
     def __exit__(self, *exc):
@@ -172,9 +174,8 @@ class _Progress:
     def __call__(self, done: int, total: int, result: Any) -> None:
         if self.bar is None:
             return
-        if self.task is None:
-            self.task = self.bar.add_task("", total=total)
-        self.bar.update(self.task, completed=done, description=result.label)
+        self.bar.update(self.task, completed=done, total=total,
+                        description=result.label if done < total else "writing the report")
 
 
 def _print_summary(verdicts, header: str, footer: str) -> None:
@@ -240,7 +241,10 @@ def run(args: argparse.Namespace) -> int:
     command = "initdiag " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     show = not args.quiet and sys.stderr.isatty()
     try:
-        with _Progress(show) as progress:
+        total = 1
+        for key in ("activations", "inits", "depths", "widths", "seeds"):
+            total *= len(kwargs[key])
+        with _Progress(show, total) as progress:
             sweep, verdicts, paths = build_report(kwargs, out, title=args.title,
                                                   command=command, progress=progress)
     except KeyboardInterrupt:
