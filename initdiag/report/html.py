@@ -117,7 +117,8 @@ def render_html(sweep: SweepResult, verdicts: Sequence[Any], figures: Sequence[W
         config_rows=_config_rows(sweep),
         env_rows=[(k, env[k]) for k in ENVIRONMENT_KEYS if k in env],
         timing_rows=timing_rows, threshold_rows=threshold_rows, command=command,
-        setup=_setup(sweep), n_results=len(sweep), n_ok=sum(v.ok for v in verdicts), n_verdicts=len(verdicts),
+        setup=_setup(sweep), n_results=len(sweep), n_ok=sum(v.ok for v in verdicts),
+        n_verdicts=len(verdicts),
         created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
 
 
