@@ -75,8 +75,9 @@ def roofline_torch(batch: int, width: int, reps: int = 30, chain: int = 16,
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, width, generator=gen)
     q = torch.nn.init.orthogonal_(torch.empty(width, width), generator=gen)
-    for _ in range(chain):
-        x = torch.matmul(x, q)
+    t_end = time.perf_counter() + 0.5  # warm up the thread pool for half a second
+    while time.perf_counter() < t_end:
+        torch.matmul(x, q)
     ts = []
     for _ in range(reps):
         t0 = time.perf_counter()
