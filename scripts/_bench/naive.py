@@ -20,7 +20,7 @@ PHI = {"tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu}
 def _forward(ws, bs, dh, dx, x, phi):
     hs, xs = [], []
     for w, b, eh, ex in zip(ws, bs, dh, dx):
-        h = x @ w + b + eh
+        h = x @ w + b[None, :] + eh
         x = phi(h) + ex
         hs.append(h)
         xs.append(x)
