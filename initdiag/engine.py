@@ -62,7 +62,6 @@ def _forward_layer(static: Static, x_prev, w, b, act_edges):
     out = {
         "preact_mean": hmv["mean"], "preact_var": hmv["var"],
         "act_mean": xmv["mean"], "act_var": xmv["var"],
-        "weight_norm": stats.frobenius(w),
         **stats.fractions(a, static.activation, static.saturation_threshold),
     }
     if static.histograms:
@@ -131,6 +130,8 @@ def _seg_forward(static: Static, x, xs, fetch, square: bool, act_edges):
     def step(x_prev, inp):
         w, b = fetch(inp)
         x_new, h, out = _forward_layer(static, x_prev, w, b, act_edges)
+        if static.generate is not None:  # stored weights: see weight_norms
+            out["weight_norm"] = stats.frobenius(w)
         return x_new, ((x_prev, h), out)
     if not square:  # a width change: a one-layer segment whose carry changes shape
         x_new, ys = step(x, jax.tree.map(lambda a: a[0], xs))
@@ -253,3 +254,14 @@ def run_impl(static: Static, params, keys, x0, readout, act_edges, grad_edges) -
 
 #: :func:`run_impl` compiled once per ``static`` and input shapes.
 run = jax.jit(run_impl, static_argnums=0)
+
+
+@jax.jit
+def weight_norms(params) -> tuple[jax.Array, jax.Array]:
+    """``weight_norm`` of stored weights (segments of ``(W [n, fi, fo], b)``), scaled, [L].
+
+    Computed when the weights are drawn rather than in :func:`run`: inside the forward scan it
+    cost as much as the matmul, and a batched (vmapped) reduction is slower still on CPU.
+    """
+    pairs = [jax.lax.map(stats.frobenius, w) for w, _ in params]
+    return tuple(jnp.concatenate(parts) for parts in zip(*pairs))

@@ -143,6 +143,7 @@ class Job:
     config: dict[str, Any]
     seed: int
     meta: dict[str, Any]
+    weight_norms: Any = None  # engine.weight_norms(params) for stored weights
 
     def args(self) -> tuple:
         """The array arguments of :func:`initdiag.engine.run`, after ``static``."""
@@ -155,12 +156,15 @@ def _job(spec: StackSpec, params, x0, readout, *, loss: str, threshold: float, h
     static = engine.Static(activation=spec.activation, norm=spec.norm, residual=spec.residual,
                            loss=loss, saturation_threshold=threshold, histograms=bool(histograms),
                            remat=remat, generate=generate)
+    norms = None if generate is not None else engine.weight_norms(params)
     return Job(static, params, keys, x0, readout, _edges(*_act_range(spec), hist_bins),
-               _edges(*GRAD_HIST_RANGE, hist_bins), config, seed, dict(meta or {}))
+               _edges(*GRAD_HIST_RANGE, hist_bins), config, seed, dict(meta or {}), norms)
 
 
 def finish(job: Job, raw: dict[str, Any], run_s: float) -> ProbeResult:
     """Turn the compiled pass's raw output into a ProbeResult."""
+    if job.weight_norms is not None:
+        raw = {**raw, "weight_norm": job.weight_norms}
     result = _to_result(raw, job.config, job.seed, job.static.histograms, job.act_edges,
                         job.grad_edges, {"run_s": run_s})
     for key, value in job.meta.items():
@@ -261,11 +265,16 @@ def prepare(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
     t0 = time.perf_counter()
     generate = None
     if mem.draw_in_scan:
+        if getattr(spec.init, "name", None) == "lsuv":
+            raise ValueError("init='lsuv' rescales stored weights; use draw_weights='upfront'")
         generate = engine.Generate(spec.init, spec.bias_init, spec.use_bias,
                                    tuple((s.fan_in, s.fan_out) for s in spec.segments()))
         params = tuple(jnp.arange(s.start, s.start + s.count) for s in spec.segments())
     else:
         params = init_stack(seed, spec)
+        if getattr(spec.init, "name", None) == "lsuv":  # data-dependent: rescaled on x0
+            from initdiag import lsuv
+            params = lsuv.rescale(params, x0, spec)
         jax.block_until_ready(params)
     init_s = time.perf_counter() - t0
     config = _config(spec, batch, loss, input_kind, threshold)
