@@ -70,3 +70,11 @@ def test_write_is_atomic_and_leaves_no_temp_files(small_sweep, tmp_path):
     small_sweep.to_json(tmp_path / "a.json")
     small_sweep.to_json(tmp_path / "a.json")
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_written_files_get_the_normal_mode(small_sweep, tmp_path):
+    import os
+    path = small_sweep.to_json(tmp_path / "m.json")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (path.stat().st_mode & 0o777) == 0o666 & ~mask
