@@ -28,6 +28,8 @@ torch_default       U(-1/sqrt(n_in), 1/sqrt(n_in)): what torch.nn.Linear does to
 variance_scaling    the general family: variance scale / n, n = n_in, n_out, (n_in + n_out)/2 or
                       sqrt(n_in n_out) for mode fan_in / fan_out / fan_avg / fan_geo_avg;
                       distribution "normal", "truncated_normal" (rescaled) or "uniform"
+lsuv                data-dependent: orthogonal start, then each layer rescaled on the probe's
+                      input until Var(h^l) is within tol of 1 (:mod:`initdiag.lsuv`)
 ==================  ===========================================================================
 
 "Xavier" is used loosely in the literature (some texts mean N(0, 2/(n_in+n_out)), others
@@ -93,6 +95,9 @@ _FAMILIES: dict[str, _Family] = {
     "lecun_normal": _Family(
         {"gain": 1.0}, "truncated normal, variance gain^2 / fan_in", _vs(1.0, "fan_in", "truncated_normal")),
     "orthogonal": _Family({"gain": 1.0}, "gain * (random matrix with orthonormal columns or rows)"),
+    "lsuv": _Family({"tol": 0.05, "max_iter": 10.0, "gain": 1.0},
+                    "orthogonal start, then W^l rescaled layer by layer until Var(h^l) on the "
+                    "probe's batch is within tol of 1 (initdiag.lsuv; Mishkin & Matas 2015)"),
     "torch_default": _Family(
         {"gain": 1.0}, "U(-a, a), a = gain/sqrt(fan_in) (torch.nn.Linear)", _vs(1.0 / 3.0, "fan_in", "uniform")),
     "variance_scaling": _Family(
@@ -172,7 +177,7 @@ class NamedInitializer:
         if vs is not None:
             scale, mode, distribution = vs
             return jinit.variance_scaling(scale * gain**2, mode, distribution)(key, shape, dtype)
-        if self.name == "orthogonal":
+        if self.name in ("orthogonal", "lsuv"):  # lsuv: the orthonormal start (initdiag.lsuv)
             return jinit.orthogonal(scale=gain)(key, shape, dtype)
         return _fan_free_sample(self.name, p, key, shape, dtype)
 
@@ -187,6 +192,8 @@ class NamedInitializer:
             return init(key, (1, fan_out), dtype)[0]
         if self.name == "orthogonal":
             return jinit.orthogonal(scale=self.gain)(key, (1, fan_out), dtype)[0]
+        if self.name == "lsuv":
+            raise ValueError("lsuv is a weight initializer; use another bias_init")
         return _fan_free_sample(self.name, self.kwargs, key, (fan_out,), dtype)
 
     def weight_variance(self, fan_in: int, fan_out: int) -> float:
@@ -204,6 +211,7 @@ class NamedInitializer:
             "normal": lambda: p["std"] ** 2,
             "truncated_normal": lambda: (p["std"] * TRUNCATED_NORMAL_STD) ** 2,
             "orthogonal": lambda: 1.0 / max(fan_in, fan_out),
+            "lsuv": lambda: math.nan,  # set from data by initdiag.lsuv
         }[self.name]()
 
     def bias_variance(self, fan_in: int, fan_out: int) -> float:
@@ -297,6 +305,8 @@ def _validate(name: str, params: dict[str, Any]) -> None:
             raise ValueError(f"initializer {name!r}: {key}={value!r} must be a finite number.")
         if key in ("std", "scale") and value < 0:
             raise ValueError(f"initializer {name!r}: {key}={value!r} must be >= 0.")
+    if name == "lsuv" and not (0 < params.get("tol", 0.05) < 1 and params.get("max_iter", 10) >= 1):
+        raise ValueError(f"initializer 'lsuv': tol must be in (0, 1) and max_iter >= 1; got {params}")
     if name == "variance_scaling":
         check_one_of("variance_scaling mode", params.get("mode", "fan_in"), MODES)
         check_one_of("variance_scaling distribution", params.get("distribution", "truncated_normal"),

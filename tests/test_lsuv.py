@@ -1,0 +1,76 @@
+"""LSUV: every layer's pre-activation variance within tolerance, checked by a plain forward pass."""
+
+import numpy as np
+import pytest
+
+import initdiag
+from initdiag import theory
+from initdiag.lsuv import LSUVError, lsuv_params
+from initdiag.stacks import init_stack, make_input, make_spec, split_seed
+from reference import layers_of
+
+
+def numpy_preact_vars(params, x, phi):
+    """float64 forward pass of a plain stack: Var(h^l) over batch and units, per layer."""
+    ws, bs = layers_of(params)
+    h_in = np.asarray(x, np.float64)
+    out = []
+    for w, b in zip(ws, bs):
+        h = h_in @ np.asarray(w, np.float64) + np.asarray(b, np.float64)
+        out.append(h.var())
+        h_in = phi(h)
+    return np.array(out)
+
+
+PHI = {"tanh": np.tanh, "relu": lambda h: np.maximum(h, 0), "sigmoid": lambda h: 1 / (1 + np.exp(-h))}
+
+
+@pytest.mark.parametrize("act", list(PHI))
+@pytest.mark.parametrize("tol", [0.05, 0.002])
+def test_every_layer_within_tolerance(act, tol):
+    spec = make_spec(activation=act, init="orthogonal", depth=25, width=128,
+                     bias_init="normal(std=0.1)")
+    x = make_input(split_seed(3)["input"], 64, 128)
+    start = init_stack(3, spec)
+    params, report = lsuv_params(start, x, spec, tol=tol, max_iter=10, return_report=True)
+    before = numpy_preact_vars(start, x, PHI[act])
+    after = numpy_preact_vars(params, x, PHI[act])
+    assert np.all(np.abs(after - 1) < tol * 1.001)  # float32 forward vs float64 check
+    if act == "sigmoid":  # orthogonal + sigmoid shrinks the variance: LSUV had work to do
+        assert np.abs(before - 1).max() > 0.5 and report.scales.max() > 1.5
+    np.testing.assert_allclose(after, report.variances, rtol=1e-4)
+
+
+def test_probe_and_sweep_accept_lsuv():
+    r = initdiag.probe("sigmoid", "lsuv(tol=0.01)", depth=15, width=128, batch=64, seed=1)
+    assert np.all(np.abs(r["preact_var"] - 1) < 0.01)
+    assert initdiag.initializer(r.config["init"]).kwargs["tol"] == 0.01
+    # the same numbers from an independent forward pass of the same rescaled weights
+    spec = make_spec(activation="sigmoid", init="lsuv(tol=0.01)", depth=15, width=128)
+    x = make_input(split_seed(1)["input"], 64, 128)
+    params = lsuv_params(init_stack(1, spec), x, spec, tol=0.01)
+    np.testing.assert_allclose(numpy_preact_vars(params, x, PHI["sigmoid"]), r["preact_var"], rtol=1e-4)
+    s = initdiag.sweep(["tanh"], ["lsuv", "orthogonal"], depths=[5], widths=[32], batch=16)
+    assert [x.config["init"] for x in s] == ["lsuv", "orthogonal"]
+    with pytest.raises(theory.NotApplicable, match="lsuv"):
+        theory.predict_result(s[0])
+
+
+def test_bias_too_large_to_scale_away_raises():
+    with pytest.raises(LSUVError, match=r"layer 1 did not converge.*4 rescalings"):
+        initdiag.probe("tanh", "lsuv(max_iter=4)", depth=3, width=64, batch=32,
+                       bias_init="normal(std=2.0)")
+
+
+def test_dead_relu_layer_raises():
+    # layer 1 is rescaled to unit variance, but its bias of -10 kills every ReLU output:
+    # layer 2's input is all zero, its pre-activation is the constant bias.
+    with pytest.raises(LSUVError, match="layer 2 has pre-activation variance 0.0"):
+        initdiag.probe("relu", "lsuv", depth=4, width=64, batch=32, bias_init="constant(value=-10.0)")
+
+
+def test_bad_parameters():
+    with pytest.raises(ValueError, match="tol"):
+        initdiag.initializer("lsuv(tol=1.5)")
+    with pytest.raises(ValueError, match="weight initializer"):
+        initdiag.probe("tanh", "he_normal", depth=2, width=8, batch=4, bias_init="lsuv")
