@@ -14,6 +14,7 @@ from initdiag.theory._meanfield import chi1 as chi1
 from initdiag.theory._meanfield import depth_scales as depth_scales
 from initdiag.theory._meanfield import edge_of_chaos as edge_of_chaos
 from initdiag.theory._meanfield import fixed_point as fixed_point
+from initdiag.theory._meanfield import phase_grid as phase_grid
 from initdiag.theory._meanfield import q_map as q_map
 from initdiag.theory._predict import PREDICTED as PREDICTED
 from initdiag.theory._predict import NotApplicable as NotApplicable

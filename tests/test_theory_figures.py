@@ -1,0 +1,42 @@
+"""Theory figures, tested through their artists."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from initdiag import theory  # noqa: E402
+from initdiag.jacobian import jacobian_spectrum  # noqa: E402
+from initdiag.report.theory_figures import init_point, jacobian_histogram, phase_diagram  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figs():
+    yield
+    plt.close("all")
+
+
+def test_phase_diagram_places_inits_and_the_critical_line():
+    ax = phase_diagram("tanh", inits=["xavier_normal", "he_normal", "lecun_normal", "zeros"],
+                       bias_var_range=(0.0, 0.3), grid=(30, 16))
+    texts = {t.get_text() for t in ax.texts}
+    assert {"glorot_normal", "he_normal", "lecun_normal"} <= texts  # canonical labels
+    assert "zeros" in ax.get_title()  # listed as not placed
+    assert init_point("he_normal", 256) == pytest.approx((2.0, 0.0))
+    assert "edge of chaos (chi_1 = 1)" in ax.get_legend_handles_labels()[1]
+    # the grid's chi_1 changes sign across the exact edge of chaos at sigma_b^2 = 0.05
+    w = theory.edge_of_chaos("tanh", 0.05)
+    res = theory.phase_grid("tanh", [w / 1.05, w * 1.05], [0.05])
+    assert res["chi1"][0, 0] < 1 < res["chi1"][0, 1]
+    assert ax.get_xscale() == "log"
+
+
+def test_jacobian_histogram_one_line_per_spectrum():
+    s = [jacobian_spectrum("linear", i, depth=4, width=32) for i in ("orthogonal", "lecun_normal")]
+    ax = jacobian_histogram(s)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0].startswith("orthogonal") and labels[1].startswith("lecun_normal")
+    assert len(ax.patches) == 2
