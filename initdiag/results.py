@@ -233,8 +233,12 @@ class SweepResult:
 
 
 def _write(body: dict[str, Any], path: str | os.PathLike) -> Path:
-    doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, **body}
-    return atomic_write_text(path, json.dumps(doc, indent=1, allow_nan=False) + "\n")
+    """Compact JSON with one result per line (small files; a diff shows which configs changed)."""
+    head = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+            **{k: v for k, v in body.items() if k != "results"}}
+    dump = lambda obj: json.dumps(obj, separators=(",", ":"), allow_nan=False)
+    lines = ",\n".join(dump(r) for r in body["results"])
+    return atomic_write_text(path, dump(head)[:-1] + ',"results":[\n' + lines + "\n]}\n")
 
 
 class ResultsFileError(ValueError):
