@@ -199,6 +199,13 @@ def main(argv: list[str] | None = None) -> int:
             naive_c = rec["naive-jax"]["median_s"]
         if k in "bcd" and rec["initdiag"].get("status") == "ok":
             res["memory"].append(memory_row(k, rec["initdiag"]))
+        if k == "d" and rec["initdiag"].get("status") == "ok" \
+                and not rec["initdiag"]["memory"]["draw_in_scan"]:
+            log("  (d) initdiag with draw_weights='in_scan': fresh process (peak RSS)")
+            w = _worker("run", "initdiag", k, "--in-scan", *(["--quick"] if args.quick else []))
+            row = memory_row("d, in_scan", w)
+            row["first_s"] = w["first_s"]
+            res["memory"].append(row)
     if "flat" in args.parts:
         small, large, w, b = flat_depths(args.quick)
         log(f"compile time at L={small} and L={large} (W={w}, B={b}), fresh processes")

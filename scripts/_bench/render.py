@@ -58,6 +58,11 @@ def targets(res: dict) -> list[dict[str, Any]]:
         ok = rep["returncode"] == 0 and rep["wall_s"] < 60
         out.append(_target("default `initdiag report` < 60 s wall", f"{rep['wall_s']:.1f} s"
                            + ("" if rep["returncode"] == 0 else f" (exit {rep['returncode']})"), ok))
+    scan = [m for m in res.get("memory", []) if m["workload"] == "d, in_scan"]
+    if scan:
+        p = scan[0]["measured"]
+        out.append(_target("(d) peak RSS <= 2 GiB with draw_weights='in_scan'",
+                           f"{p / GIB:.2f} GiB", p <= 2 * GIB))
     for m in res.get("memory", []):
         out.append(_target(f"({m['workload']}) memory estimate within 25% of measured peak",
                            f"{m['error_pct']:+.0f}%", abs(m["error_pct"]) <= 25))

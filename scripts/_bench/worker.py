@@ -2,7 +2,7 @@
 
 Usage (the harness runs it; printing one JSON line on stdout)::
 
-    python -m _bench.worker run SYSTEM WORKLOAD [--quick]
+    python -m _bench.worker run SYSTEM WORKLOAD [--quick] [--in-scan]
     python -m _bench.worker compile DEPTH WIDTH BATCH
 
 ``run`` times, from the top of this module (interpreter started, nothing imported), the import of
@@ -10,6 +10,8 @@ the system and its first call (compilation included): ``e2e_s``. Peak RSS is the
 ``VmHWM`` (``/proc/self/status``) after the call: the high-water mark of resident memory over
 the whole program (see :func:`_peak`); ``baseline_rss`` is the resident memory (``/proc/self/status``
 VmRSS) just before the call, after the imports and the JAX backend's start.
+
+``--in-scan`` (initdiag only) passes ``draw_weights="in_scan"`` instead of the automatic plan.
 
 ``compile`` probes one config (tanh, glorot_normal) at the given shape: first call, then three
 more; ``compile_s`` = first − median of the rest.
@@ -45,7 +47,7 @@ def _peak() -> int:
     return _status("VmHWM")
 
 
-def run(system: str, key: str, quick: bool) -> dict:
+def run(system: str, key: str, quick: bool, in_scan: bool = False) -> dict:
     from _bench import systems
     from _bench.workloads import workloads
 
@@ -59,7 +61,13 @@ def run(system: str, key: str, quick: bool) -> dict:
     t_import = time.perf_counter() - T0
     baseline = _rss()
     t1 = time.perf_counter()
-    results = systems.run(system, wl)
+    if in_scan:
+        import initdiag
+        results = [initdiag.probe(a, i, depth=wl.depth, width=wl.width, batch=wl.batch, seed=0,
+                                  remat=True if wl.remat else None, draw_weights="in_scan")
+                   for a, i in wl.configs]
+    else:
+        results = systems.run(system, wl)
     t_first = time.perf_counter() - t1
     out = {"system": system, "workload": key, "import_s": t_import, "first_s": t_first,
            "e2e_s": time.perf_counter() - T0, "baseline_rss": baseline, "peak_rss": _peak()}
@@ -88,7 +96,7 @@ def compile_time(depth: int, width: int, batch: int) -> dict:
 
 def main(argv: list[str]) -> None:
     if argv[0] == "run":
-        out = run(argv[1], argv[2], "--quick" in argv)
+        out = run(argv[1], argv[2], "--quick" in argv, "--in-scan" in argv)
     elif argv[0] == "compile":
         out = compile_time(*(int(v) for v in argv[1:4]))
     else:
