@@ -186,6 +186,16 @@ def test_nan_and_inf_equal_only_themselves():
     json.dumps(c.to_dict(), allow_nan=False)  # strict JSON even with NaN/Inf
 
 
+def test_zero_equals_only_zero_in_log_space_whatever_the_tolerance():
+    # A gradient that underflowed to exactly 0 is infinitely far from 1e-3 in log space: no
+    # ratio tolerance accepts it (nor a sign change), while 0 vs 0 passes at rtol 0.
+    base = hand({"grad_preact_rms": [1e-3, 1.0, 0.0]})
+    cur = hand({"grad_preact_rms": [0.0, -1.0, 0.0]})
+    c = compare(cur, base, rtol=10.0)
+    assert [(d.layer, d.error) for d in c.deviations] == [(1, math.inf), (2, math.inf)]
+    assert compare(base, base, rtol=0.0).passed
+
+
 def test_tolerance_kinds_at_their_boundaries():
     base = hand({"preact_var": [1.0, 1.0, 1.0, 1.0], "saturation": [0.5, 0.5, 0.5, 0.5],
                  "act_mean": [0.0, 0.0, 0.0, 0.0], "act_var": [4.0, 4.0, 4.0, 4.0]})
@@ -205,8 +215,11 @@ def test_tolerance_kinds_at_their_boundaries():
         compare(cur, base, metrics=["act_var"], tolerances={"preact_var": {"rtol": 1}})
     with pytest.raises(ValueError, match="unknown metric.*'nope'"):
         compare(cur, base, metrics=["nope"])
-    with pytest.raises(ValueError, match="rtol must be >= 0"):
+    with pytest.raises(ValueError, match="rtol must be a number >= 0; got -1"):
         compare(cur, base, rtol=-1)
+    with pytest.raises(ValueError, match=r"tolerances\['act_var'\]\['rtol'\] must be a number "
+                                         r">= 0; got 'x'"):
+        compare(cur, base, tolerances={"act_var": {"rtol": "x"}})
     with pytest.raises(ValueError, match="valid keys: rtol, atol"):
         compare(cur, base, tolerances={"act_var": {"tol": 1}})
 

@@ -10,7 +10,8 @@ Three kinds of comparison, chosen per metric by what the metric is:
   ``|ln(got/expected)| <= ln(1 + rtol)``. Default ``rtol = 1e-3`` (0.1%): a rerun with the
   same seeds is bit for bit identical on one machine and differs by float32 rounding (~1e-6)
   elsewhere, while a gain change of 1% moves a variance by 2%. ``atol`` does not apply. Zero
-  equals only zero.
+  (or a negative value) equals only the same value: any other pairing is an infinite error,
+  whatever ``rtol`` (a gradient that underflowed to 0 is infinitely far in log space).
 * ``"abs"`` (fractions in [0, 1]: ``saturation``, ``zero_frac``, ``dead_frac``).
   ``error = |got - expected|``, passing when ``error <= atol``. Default ``atol = 1e-3`` (0.1
   percentage point); a fraction near 0 has no meaningful relative error. ``rtol`` does not
@@ -78,14 +79,13 @@ def resolve(metrics: list[str], rtol: float | None, atol: float | None,
       ValueError: a negative tolerance, an unknown key, or a per-metric tolerance for a metric
         that is not compared.
     """
-    for name, v in (("rtol", rtol), ("atol", atol)):
-        if v is not None and not (float(v) >= 0):
-            raise ValueError(f"{name} must be >= 0; got {v!r}")
+    rtol = None if rtol is None else _nonnegative("rtol", rtol)
+    atol = None if atol is None else _nonnegative("atol", atol)
     out: dict[str, Tolerance] = {}
     for m in metrics:
         t = DEFAULT_TOLERANCES.get(m, _SCALED)
-        out[m] = t._replace(rtol=t.rtol if rtol is None else float(rtol),
-                            atol=t.atol if atol is None else float(atol))
+        out[m] = t._replace(rtol=t.rtol if rtol is None else rtol,
+                            atol=t.atol if atol is None else atol)
     for m, spec in (tolerances or {}).items():
         if m not in out:
             raise ValueError(f"tolerances given for metric {m!r}, which is not compared; "
@@ -95,10 +95,20 @@ def resolve(metrics: list[str], rtol: float | None, atol: float | None,
         for k, v in spec.items():
             if k not in ("rtol", "atol"):
                 raise ValueError(f"tolerances[{m!r}] has key {k!r}; valid keys: rtol, atol")
-            if not float(v) >= 0:
-                raise ValueError(f"tolerances[{m!r}][{k!r}] must be >= 0; got {v!r}")
-        out[m] = out[m]._replace(**{k: float(v) for k, v in spec.items()})
+        out[m] = out[m]._replace(**{k: _nonnegative(f"tolerances[{m!r}][{k!r}]", v)
+                                    for k, v in spec.items()})
     return out
+
+
+def _nonnegative(name: str, value: Any) -> float:
+    """``float(value)``, or a ValueError naming ``name`` unless it is a number >= 0."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    if not v >= 0:
+        raise ValueError(f"{name} must be a number >= 0; got {value!r}")
+    return v
 
 
 def errors(tol: Tolerance, expected: np.ndarray, got: np.ndarray,
@@ -117,9 +127,7 @@ def errors(tol: Tolerance, expected: np.ndarray, got: np.ndarray,
             pos = finite & (e > 0) & (g > 0)
             r = g / e
             err = np.where(pos, np.maximum(r, 1.0 / r) - 1.0, err)
-            other = finite & ~pos
-            rel = np.abs(g - e) / np.abs(e)
-            err = np.where(other, np.where(g == e, 0.0, np.where(e != 0, rel, math.inf)), err)
+            err = np.where(finite & ~pos & (g == e), 0.0, err)  # 0 == 0; else stays inf
         else:
             err = np.where(finite, np.abs(g - e), err)
             if tol.kind == "scaled":
