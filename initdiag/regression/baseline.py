@@ -145,7 +145,7 @@ def load_baseline(path: str | os.PathLike) -> Results:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
         raise BaselineError(f"{path}: not valid JSON, the file is truncated or corrupted "
-                            f"({e.msg} at line {e.lineno} column {e.colno}); restore it from "
+                            f"({e.msg}: line {e.lineno} column {e.colno}); restore it from "
                             f"version control or regenerate it") from None
     if not isinstance(doc, dict) or "schema" not in doc:
         raise BaselineError(f"{path}: not an initdiag baseline (no 'schema' field; expected "
@@ -161,7 +161,8 @@ def load_baseline(path: str | os.PathLike) -> Results:
         raise BaselineError(f"{path}: baseline schema_version {version!r} is not supported; "
                             f"this initdiag (made by {doc.get('initdiag', '?')!s}) reads version "
                             f"{SCHEMA_VERSION}. Regenerate the baseline with this initdiag "
-                            f"(`initdiag check {path} --update`).")
+                            f"(`initdiag check {path} --update` with its probe options, or "
+                            f"`pytest --initdiag-update` for a pytest fixture's baseline).")
     try:
         entries = doc["results"]
         if not isinstance(entries, list) or not entries:

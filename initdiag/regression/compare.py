@@ -21,7 +21,7 @@ import numpy as np
 
 from initdiag.regression import tolerance as tol_mod
 from initdiag.regression.baseline import as_results
-from initdiag.results import ProbeResult
+from initdiag.results import ProbeResult, _encode
 
 #: The fields of a config that always show in its label; others show when not at their default.
 _LABEL_DEFAULTS = {"bias_init": "zeros", "use_bias": True, "norm": None, "residual": None,
@@ -47,12 +47,8 @@ def config_key(config: Mapping[str, Any]) -> str:
 
 
 def _num(v: float) -> Any:
-    v = float(v)
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "Infinity" if v > 0 else "-Infinity"
-    return v
+    """A float for strict JSON: NaN/Inf as the strings of results files."""
+    return _encode(float(v))
 
 
 class Deviation(NamedTuple):

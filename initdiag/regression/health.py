@@ -30,17 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from initdiag.diagnosis import _ratio
 from initdiag.regression.compare import config_label
 from initdiag.results import ProbeResult, SweepResult
 
 _KIND_OF_CHECK = {"grad": ("vanishing", "exploding"), "var": ("collapse",),
                   "saturation": ("saturation",), "dead": ("dead",)}
-
-
-def _ratio(a: np.ndarray, b: float) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.asarray(a, np.float64) / b
-    return np.where((a == 0) & (b == 0), 0.0, r)
 
 
 def _worst(values: np.ndarray, bad: np.ndarray, lo: float, hi: float) -> int:
