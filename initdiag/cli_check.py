@@ -4,8 +4,9 @@ Without probe options it re-runs exactly the (config, seed) pairs stored in the 
 options (``--inits``, ``--depth``, ...) override the baseline's grid. Exit status: 0 within
 tolerance, 1 on drift (deviations, or configs/metrics on one side only), 2 on bad input (missing,
 corrupted or other-version baseline, bad option, mismatched seeds). ``--update`` writes the new
-results as the baseline (creating it when absent) and says so; ``--json`` prints the comparison
-as JSON on stdout instead of the table.
+results as the baseline (creating it when absent, replacing it when unreadable if probe options
+say what to probe) and says so; ``--json`` prints the comparison as JSON on stdout instead of
+the table.
 """
 
 from __future__ import annotations
@@ -28,25 +29,38 @@ def _probe_options_given(args: argparse.Namespace) -> bool:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from initdiag.probe import sweep
-    from initdiag.regression import compare, load_baseline, save_baseline
+    from initdiag.regression import BaselineError, compare, load_baseline, save_baseline
+    from initdiag.regression.compare import _flat
     from initdiag.regression.rerun import rerun, sweep_grid
 
     path = Path(args.baseline)
     say = sys.stderr if args.json else sys.stdout
-    baseline = load_baseline(path) if (path.exists() or not args.update) else None
+    if args.max_rows < 1:
+        raise ValueError(f"--max-rows must be >= 1; got {args.max_rows}")
+    unreadable = None
+    try:
+        baseline = load_baseline(path) if (path.exists() or not args.update) else None
+    except BaselineError as e:
+        if args.update and _probe_options_given(args):
+            baseline, unreadable = None, e  # what to probe is known: regenerate it
+        elif path.exists():
+            raise BaselineError(f"{e} [--update with probe options replaces it]") from None
+        else:
+            raise
     if _probe_options_given(args):
         current = sweep(**sweep_kwargs(args, base=sweep_grid(baseline) if baseline else None))
     elif baseline is not None:
-        n = 1 if not hasattr(baseline, "results") else len(baseline.results)
-        print(f"initdiag check: re-running the {n} probe(s) stored in {path}", file=sys.stderr)
+        print(f"initdiag check: re-running the {len(_flat(baseline))} probe(s) stored in {path}",
+              file=sys.stderr)
         current = rerun(baseline)
     else:
         raise ValueError(f"{path} does not exist: give probe options (e.g. --activations tanh "
                          f"--inits he_normal --depth 20 --width 64) to create it with --update")
     if baseline is None:
-        save_baseline(current, path)
-        _emit(args, {"baseline": str(path), "updated": True, "created": True},
-              f"initdiag check: created baseline {path} ({len(_flat(current))} probe(s))", say)
+        save_baseline(current, path, overwrite=unreadable is not None)
+        done = f"replaced unreadable baseline {path}" if unreadable else f"created baseline {path}"
+        _emit(args, {"baseline": str(path), "updated": True, "created": unreadable is None},
+              f"initdiag check: {done} ({len(_flat(current))} probe(s))", say)
         return 0
     try:
         cmp = compare(current, baseline, rtol=args.rtol, atol=args.atol, metrics=args.metrics)
@@ -72,10 +86,6 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"initdiag check: drift from {path}. If the change is intended, accept it "
                   f"with `initdiag check {path} --update`.")
     return 0 if cmp.passed else 1
-
-
-def _flat(r):
-    return [r] if not hasattr(r, "results") else r.results
 
 
 def _emit(args: argparse.Namespace, body: dict, text: str, stream) -> None:

@@ -313,6 +313,17 @@ def test_check_cli_bad_input_exits_2_as_a_command(sweep2, tmp_path):
     assert r.returncode == 2 and "truncated or corrupted" in r.stderr and str(bad) in r.stderr
 
 
+def test_check_cli_update_replaces_an_unreadable_baseline_only_with_probe_options(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema": "initdiag.baseline", "schema_vers')
+    assert main(["check", str(bad), "--update"]) == 2  # nothing says what to probe
+    assert "truncated or corrupted" in capsys.readouterr().err and bad.read_text().endswith("vers")
+    assert main(["check", str(bad), "--update", *CLI_PROBE]) == 0
+    assert f"replaced unreadable baseline {bad} (2 probe(s))" in capsys.readouterr().out
+    assert main(["check", str(bad)]) == 0
+    assert main(["check", str(bad), "--max-rows", "0"]) == 2
+    assert "--max-rows must be >= 1; got 0" in capsys.readouterr().err
+
 
 def test_check_cli_refuses_other_seeds(sweep2, tmp_path, capsys):
     p = save_baseline(sweep2, tmp_path / "b.json")
