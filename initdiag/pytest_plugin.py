@@ -64,13 +64,14 @@ class InitdiagRegression:
         from initdiag.regression import compare, save_baseline
 
         path = self.path(basename)
+        kw = dict(rtol=rtol, atol=atol, metrics=metrics, tolerances=tolerances)
         if not path.exists():
+            compare(result, result, **kw)  # a bad argument fails now, not on the next run
             save_baseline(result, path)
             pytest.fail(f"initdiag baseline not found; created {path}\n"
                         f"Review and commit it; the next run compares against it.")
         try:
-            cmp = compare(result, path, rtol=rtol, atol=atol, metrics=metrics,
-                          tolerances=tolerances)
+            cmp = compare(result, path, **kw)
         except ValueError as e:  # e.g. seeds changed; a corrupted baseline is regenerated too
             if not self.update:
                 raise

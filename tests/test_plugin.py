@@ -100,6 +100,20 @@ def test_parametrized_names_and_basename(pytester):
     pytester.runpytest().assert_outcomes(passed=1)
 
 
+def test_bad_arguments_fail_on_the_first_run_without_writing(pytester):
+    pytester.makepyfile(test_bad="""
+        import initdiag
+
+        def test_t(initdiag_regression):
+            r = initdiag.probe("tanh", "he_normal", depth=3, width=8, batch=8, seed=0)
+            initdiag_regression.check(r, tolerances={"act_vr": {"rtol": 0.1}})
+    """)
+    res = pytester.runpytest()
+    res.assert_outcomes(failed=1)
+    res.stdout.fnmatch_lines(["*tolerances given for metric 'act_vr', which is not compared*"])
+    assert not (pytester.path / "test_bad").exists()
+
+
 def test_readme_cli_example_runs(tmp_path, monkeypatch, capsys):
     block = re.search(r"```bash\n(.*?)```", ci_section(), re.S).group(1)
     commands = [shlex.split(line.split("#")[0]) for line in block.splitlines() if line.strip()]
