@@ -78,6 +78,12 @@ class Thresholds:
     dead: float = 0.9
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            try:
+                object.__setattr__(self, f.name, float(v))
+            except (TypeError, ValueError):
+                raise ValueError(f"threshold {f.name} must be a number; got {v!r}") from None
         checks = {"grad_vanish": 0 < self.grad_vanish < 1, "grad_explode": self.grad_explode > 1,
                   "act_collapse": 0 < self.act_collapse < 1, "saturation": 0 < self.saturation <= 1,
                   "dead": 0 < self.dead <= 1}
@@ -93,7 +99,7 @@ class Thresholds:
         for name in overrides:
             if name not in valid:
                 raise ValueError(unknown_choice_message("threshold", name, valid))
-        return dataclasses.replace(self, **{k: float(v) for k, v in overrides.items()})
+        return dataclasses.replace(self, **overrides)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +112,9 @@ class Verdict:
       key_value, key_label: the number behind the verdict and what it is.
       layer: 1-based layer where the threshold is first crossed, or None.
       evidence: fitted slopes, ratios and maxima (see :func:`diagnose`).
-      suggestion: one concrete line. findings: every problem found, primary first.
+      suggestion: one concrete line. detail: the readable evidence, the part of ``str()``
+        between the title and the suggestion. findings: every problem found, primary first.
+      ok: (property) True when the kind is "healthy".
     """
 
     kind: str

@@ -128,6 +128,10 @@ def test_bad_thresholds_are_named():
         initdiag.diagnose(r, grad_vanishing=0.1)
     with pytest.raises(ValueError, match="grad_explode must be > 1; got 0.5"):
         initdiag.Thresholds(grad_explode=0.5)
+    with pytest.raises(ValueError, match="threshold dead must be a number; got 'most'"):
+        initdiag.diagnose(r, dead="most")
+    with pytest.raises(ValueError, match="threshold saturation must be a number; got None"):
+        initdiag.Thresholds(saturation=None)
     with pytest.raises(TypeError, match="ProbeResult"):
         initdiag.diagnose("results.json")
 
