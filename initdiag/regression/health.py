@@ -20,7 +20,8 @@ A bound passes at equality. ``None`` switches a check off together with the diag
 corresponds to (vanishing/exploding, collapse, saturation, dead). The "symmetric" finding (zeros
 or constant init, zero weights) and overflow to inf/NaN always fail. The defaults equal the
 defaults of :class:`initdiag.Thresholds`, so ``assert_healthy(r)`` fails exactly when a default
-explicit check or ``initdiag.diagnose(r)`` does.
+explicit check or ``initdiag.diagnose(r)`` does -- except for a fraction exactly at
+``max_saturation`` / ``max_dead``, which passes here while the diagnosis (``>=``) flags it.
 """
 
 from __future__ import annotations
