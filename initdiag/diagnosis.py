@@ -206,8 +206,47 @@ def _suggestion(kind: str, config: dict) -> str:
         fix = "zero biases (bias_init=zeros)" if bias not in ("zeros", "zero", "none") else "leaky_relu"
         return f"{fix} with He init (he_normal), so pre-activations are not pushed below 0"
     if kind in ("exploding", "saturation"):
-        return f"smaller weights: {base}"
-    return base
+        return f"smaller weights: {base}" + _edge_hint(config)
+    return base + (_edge_hint(config) if kind in ("vanishing", "collapse") else "")
+
+
+def _edge_hint(config: dict) -> str:
+    """'; sigma_w^2 = 1.76 with sigma_b^2 = 0.05 is at the edge of chaos for tanh' (mean-field
+    chi_1 = 1 at the run's bias variance), or '' where the theory does not give one."""
+    from initdiag import theory
+
+    act, _ = _name(config.get("activation", ""))
+    if act in ("relu", "linear"):  # no finite q* at chi_1 = 1 beyond sigma_b^2 = 0 (He / gain 1)
+        return ""
+    try:
+        b = float(theory.predict_config(config, band=False).bias_var[0])
+        w = theory.edge_of_chaos(config["activation"], b)
+    except (ValueError, KeyError):
+        return ""
+    return (f"; sigma_w^2 = {w:.3g} with sigma_b^2 = {b:.3g} is at the edge of chaos for {act} "
+            f"(init='variance_scaling(scale={w:.3g}, mode=fan_in, distribution=normal)')")
+
+
+def _theory_evidence(config: dict, g_slope: float) -> dict[str, Any]:
+    """Mean-field numbers beside the measured ones (NaN where the theory does not apply):
+    theory_chi = geometric mean over layers of chi_l = sigma_w^2 E[phi'(h^l)^2] (the factor of
+    E|dL/dh|^2 per layer going back), theory_grad_factor_per_layer = its square root (RMS),
+    theory_grad_ratio = predicted grad RMS layer 1 / layer L, and layers_per_decade = layers
+    over which the *measured* gradient RMS changes 10x (1 / |fitted log10 slope|)."""
+    from initdiag import theory
+
+    out = {"theory_chi": math.nan, "theory_grad_factor_per_layer": math.nan,
+           "theory_grad_ratio": math.nan,
+           "layers_per_decade": 1.0 / abs(g_slope) if g_slope and math.isfinite(g_slope) else math.inf}
+    try:
+        p = theory.predict_config(config, band=False)
+    except (ValueError, KeyError):
+        return out
+    with np.errstate(divide="ignore", invalid="ignore"):
+        chi = float(np.exp(np.mean(np.log(p["chi"]))))
+    out.update(theory_chi=chi, theory_grad_factor_per_layer=math.sqrt(chi),
+               theory_grad_ratio=float(p["grad_preact_rms"][0]))
+    return out
 
 
 def _pool(results: list[ProbeResult]) -> dict[str, np.ndarray]:
@@ -237,6 +276,7 @@ def _diagnose(v: dict[str, np.ndarray], config: dict, seeds: tuple[int, ...], t:
           "grad_zero_layers": int(np.sum(g == 0)), "overflow": overflow,
           "first_nonfinite_layer": _first(bad_fwd) if bad_fwd.any() else _first(~np.isfinite(g), True),
           "depth": L}
+    ev.update(_theory_evidence(config, g_slope))
     init, params = _name(config.get("init", ""))
     lr = f"from layer {L} to layer 1 (x{ev['grad_factor_per_layer']:.3g} per layer going back, fitted)"
     if ev["grad_zero_layers"]:

@@ -227,3 +227,17 @@ def test_gradient_predictions_fail_when_the_loss_feeds_the_output_back():
     # dL/dx^L = x^L / B is not independent of the forward pass: the chi-product (1 at every
     # layer for He/ReLU) underestimates the first layer's gradient several-fold.
     assert np.log10(g[0]) - np.log10(pred["grad_preact_rms"][0]) > 0.3
+
+
+def test_verdict_reports_theory_beside_measurement_and_names_the_edge_of_chaos():
+    r = initdiag.probe("tanh", "normal(std=0.02)", depth=30, width=256, batch=64,
+                       bias_init=f"normal(std={math.sqrt(0.05)})")
+    v = initdiag.diagnose(r)
+    assert v.kind == "vanishing"
+    ev = v.evidence
+    pred = theory.predict_result(r)
+    assert ev["theory_grad_ratio"] == pytest.approx(pred["grad_preact_rms"][0], rel=1e-9)
+    # measured per-layer factor vs mean-field sqrt(chi): width 256, within 5%
+    assert ev["grad_factor_per_layer"] == pytest.approx(ev["theory_grad_factor_per_layer"], rel=0.05)
+    assert ev["layers_per_decade"] == pytest.approx(1 / abs(ev["grad_log10_slope"]))
+    assert "sigma_w^2 = 1.76 with sigma_b^2 = 0.05 is at the edge of chaos for tanh" in v.suggestion

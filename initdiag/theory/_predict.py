@@ -144,7 +144,7 @@ def predict(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
             width: int | Sequence[int] = 256, bias_init: Any = "zeros", input_var: float = 1.0,
             *, input_width: int | None = None, use_bias: bool = True, batch: int | None = None,
             norm: str | None = None, residual: float | None = None,
-            saturation_threshold: float = 0.99) -> Prediction:
+            saturation_threshold: float = 0.99, band: bool = True) -> Prediction:
     """Mean-field prediction of a probe's per-layer statistics (module docstring).
 
     Args:
@@ -160,6 +160,7 @@ def predict(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
         widest band (Hanin's 5 sum 1/n_l for ReLU at sigma_w^2 = 2).
       norm, residual: only None is modelled; anything else raises NotApplicable.
       saturation_threshold: t of the saturation rule.
+      band: compute the finite-width band (``log_sd``, ``step_sd``; NaN when False, faster).
 
     Returns:
       A :class:`Prediction`.
@@ -214,7 +215,7 @@ def predict(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
     if np.ptp(w) == 0 and np.ptp(b) == 0:
         scales = depth_scales(act, w[0], b[0], q0=q[0])
     step = nan
-    if np.all(np.isfinite(q)) and np.all(q > 0):
+    if band and np.all(np.isfinite(q)) and np.all(q > 0):
         c, nu = _finite.correlations(g, q, w, b, widths, n0)
         step = _finite.step_variance(g, q, c, nu, w, widths, batch, n0, input_var)
     log_var = _finite.log_variance(g, q, w, step) if np.all(np.isfinite(step)) else nan
@@ -227,14 +228,18 @@ def predict(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
                       log_sd=np.sqrt(log_var), step_sd=np.sqrt(step))
 
 
-def predict_result(result: Any) -> Prediction:
+def predict_result(result: Any, band: bool = True) -> Prediction:
     """The prediction for a ProbeResult's configuration (its batch sets the band).
 
     Raises:
       NotApplicable: as :func:`predict`, and for custom activations/initializers recorded only
         by name, or a user-given input array (unknown input variance).
     """
-    cfg: Mapping[str, Any] = result.config
+    return predict_config(result.config, band=band)
+
+
+def predict_config(cfg: Mapping[str, Any], band: bool = True) -> Prediction:
+    """:func:`predict_result` from a result's ``config`` dict."""
     for key in ("activation", "init", "bias_init"):
         _fail_if(str(cfg.get(key, "")).startswith(("custom:", "given")),
                  f"{key}={cfg.get(key)} is recorded by name only")
@@ -244,4 +249,4 @@ def predict_result(result: Any) -> Prediction:
                    width=cfg["width"], bias_init=cfg["bias_init"], input_var=1.0,
                    input_width=cfg.get("input_width"), use_bias=cfg.get("use_bias", True),
                    batch=cfg.get("batch"), norm=cfg.get("norm"), residual=cfg.get("residual"),
-                   saturation_threshold=cfg.get("saturation_threshold", 0.99))
+                   saturation_threshold=cfg.get("saturation_threshold", 0.99), band=band)
