@@ -100,7 +100,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "check", help="compare fresh probes against a baseline (exit 0 ok, 1 drift, 2 bad input)",
         description="Re-probe the configurations stored in BASELINE (or those given by probe "
                     "options) and compare per-layer statistics with tolerances. Exit status 0 "
-                    "within tolerance, 1 on drift, 2 on bad input.")
+                    "within tolerance, 1 on drift, 2 on bad input. Probe options not given keep "
+                    "the baseline's values (the defaults listed below apply only when creating "
+                    "a baseline).")
     c.add_argument("baseline", metavar="BASELINE", help="baseline JSON file (initdiag.save_baseline)")
     add_probe_options(c)
     c.add_argument("--update", action="store_true",
