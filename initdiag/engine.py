@@ -106,13 +106,18 @@ class Generate(NamedTuple):
     shapes: tuple[tuple[int, int], ...]  # (fan_in, fan_out) of each segment
 
 
-def _fetcher(static: Static, seg: int, keys):
-    """``fetch(inp) -> (W, b)`` for one layer: ``inp`` is ``(W, b)`` or, with ``static.generate``,
-    the layer index, whose weights are drawn from ``fold_in(key, l)`` exactly as
-    :func:`initdiag.stacks.init_segment` draws them."""
+def _fetcher(static: Static, seg: int, keys, stored):
+    """``fetch(i) -> (W, b)`` of one layer from the index ``i`` that the scans run over.
+
+    Stored weights are read by dynamic indexing of the segment's ``(W, b)`` stacks (the scans
+    run over indices, so splitting a segment for remat never copies its weights). With
+    ``static.generate``, ``i`` is the layer's index in the stack and its weights are drawn from
+    ``fold_in(key, i)`` exactly as :func:`initdiag.stacks.init_segment` draws them.
+    """
     gen = static.generate
     if gen is None:
-        return lambda inp: inp
+        w_all, b_all = stored
+        return lambda i: (w_all[i], b_all[i])
     fan_in, fan_out = gen.shapes[seg]
 
     def fetch(l):
@@ -179,7 +184,7 @@ def _backward_remat(static: Static, carry, chunk_inputs, xs, fetch, act_edges, g
 
 
 class _Piece(NamedTuple):
-    xs: Any       # scanned per-layer inputs: (W, b) stacks or layer indices
+    xs: Any       # the layer indices the scans run over (see _fetcher)
     fetch: Any
     square: bool
     chunked: bool
@@ -188,19 +193,23 @@ class _Piece(NamedTuple):
 def _pieces(static: Static, params, keys) -> list[_Piece]:
     """Segments, each split so a remat piece's length is a multiple of ``static.remat``."""
     out = []
-    for seg, xs in enumerate(params):
-        n = jax.tree.leaves(xs)[0].shape[0]
+    for seg, entry in enumerate(params):
         if static.generate is None:
-            square = xs[0].shape[1] == xs[0].shape[2]
+            n, fan_in, fan_out = entry[0].shape
+            xs = jnp.arange(n)
+            fetch = _fetcher(static, seg, keys, entry)
         else:
-            square = static.generate.shapes[seg][0] == static.generate.shapes[seg][1]
-        fetch = _fetcher(static, seg, keys)
+            n = entry.shape[0]
+            fan_in, fan_out = static.generate.shapes[seg]
+            xs = entry
+            fetch = _fetcher(static, seg, keys, None)
+        square = fan_in == fan_out
         k = static.remat
         main = (n // k) * k if k and square else 0
         if main:
-            out.append(_Piece(jax.tree.map(lambda a: a[:main], xs), fetch, True, True))
+            out.append(_Piece(xs[:main], fetch, True, True))
         if main < n:
-            out.append(_Piece(jax.tree.map(lambda a: a[main:], xs), fetch, square, False))
+            out.append(_Piece(xs[main:], fetch, square, False))
     return out
 
 

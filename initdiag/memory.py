@@ -130,7 +130,8 @@ def plan(spec: StackSpec, batch: int, *, remat: int | bool | None | str = None,
     """Choose remat and weight drawing for a probe so that it fits in ``budget`` bytes.
 
     Options given explicitly are kept; automatic ones are tried fastest first: stored weights and
-    activations, then weights drawn in the scan, then remat, then both.
+    activations, then weights drawn in the scan, then remat, then both. An explicit remat with
+    ``draw_weights="auto"`` draws the weights in the scan (memory independent of depth).
 
     Raises:
       MemoryError: when no plan fits, naming each plan's estimate and the budget.
@@ -141,6 +142,9 @@ def plan(spec: StackSpec, batch: int, *, remat: int | bool | None | str = None,
         budget = int(DEFAULT_BUDGET_FRACTION * available_memory())
     remats = [fixed_remat] if fixed_remat is not None else [0, default_chunk(spec.depth)]
     draws = {"auto": [False, True], "upfront": [False], "in_scan": [True]}[draw_weights]
+    if draw_weights == "auto" and fixed_remat:
+        # Asking for remat asks for memory bounded in depth: draw the weights in the scan too.
+        draws = [True]
     candidates = [(r, d) for r in remats for d in draws]
     tried = []
     for r, d in candidates:
