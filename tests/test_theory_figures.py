@@ -41,3 +41,21 @@ def test_jacobian_histogram_one_line_per_spectrum():
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels[0].startswith("orthogonal") and labels[1].startswith("lecun_normal")
     assert len(ax.patches) == 2
+
+
+def test_report_figures_overlay_the_prediction_per_initializer():
+    import initdiag
+    from initdiag.report.figures import draw_figure
+
+    s = initdiag.sweep(["tanh"], ["xavier_normal", "he_normal", "zeros"], depths=[8], widths=[32],
+                       seeds=[0, 1], batch=16)
+    fig = draw_figure("act_var", s)
+    ax = fig.axes[0]
+    dashed = [ln for ln in ax.get_lines() if ln.get_linewidth() == 0.9]
+    assert len(dashed) == 2  # zeros: the theory does not apply, no line
+    want = {tuple(np.round(theory.predict_result(r)["act_var"], 12)) for r in s if r.seed == 0
+            and r.config["init"] != "zeros"}
+    assert {tuple(np.round(ln.get_ydata(), 12)) for ln in dashed} == want
+    grad = draw_figure("grad_rms", s).axes[0]
+    line = [ln for ln in grad.get_lines() if ln.get_linewidth() == 0.9][0]
+    assert line.get_ydata()[-1] > 0  # drawn through the measured last layer

@@ -62,7 +62,7 @@ def figure_size_px(name: str, sweep: SweepResult) -> tuple[int, int]:
     return int(round(w * DPI)), int(round(h * DPI))
 
 
-def _line_figure(draw_panel: Callable[..., Any], suptitle: str):
+def _line_figure(draw_panel: Callable[..., Any], suptitle: str, theory_metric: str | None = None):
     def draw(sweep: SweepResult, palette: dict):
         import matplotlib.pyplot as plt
 
@@ -77,6 +77,9 @@ def _line_figure(draw_panel: Callable[..., Any], suptitle: str):
         frame = sweep.to_frame()
         for ax, act in zip(axes[0], acts):
             draw_panel(frame, activation=act, ax=ax, palette=palette, legend=False)
+            if theory_metric is not None:  # dashed mean-field prediction per initializer
+                from initdiag.report.theory_figures import overlay_theory
+                overlay_theory(ax, sweep, act, theory_metric, palette)
         handles, labels = {}, []
         for ax in axes[0]:
             for handle, lab in zip(*ax.get_legend_handles_labels()):
@@ -152,6 +155,12 @@ def _heatmap_figure(sweep: SweepResult, palette: dict):
     return fig
 
 
+#: Caption note for figures that overlay the mean-field prediction.
+THEORY_NOTE = (". Thin dashed lines: the infinite-width mean-field prediction (initdiag.theory; "
+               "gradients drawn through the measured last layer), where the theory applies (not "
+               "with normalization, residual, zeros/constant or LSUV init)")
+
+
 def _defs(*metrics: str) -> str:
     return "; ".join(f"{m} = {METRICS[m]}" for m in metrics)
 
@@ -159,15 +168,16 @@ def _defs(*metrics: str) -> str:
 FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("act_var", "Activation variance",
                lambda s: f"Variance of each layer's output by depth ({_defs('act_var')}); it "
-                         f"should stay roughly constant" + SEED_NOTE + ".",
+                         f"should stay roughly constant" + SEED_NOTE + THEORY_NOTE,
                _line_figure(plots.plot_act_var,
-                            r"Forward signal: variance of the layer output $x^l$")),
+                            r"Forward signal: variance of the layer output $x^l$", "act_var")),
     FigureSpec("grad_rms", "Gradient RMS",
                lambda s: f"Backpropagated gradient by depth ({_defs('grad_preact_rms')}); a "
                          f"straight falling or rising line on this log scale is vanishing or "
-                         f"exploding gradients" + SEED_NOTE + ".",
+                         f"exploding gradients" + SEED_NOTE + THEORY_NOTE,
                _line_figure(plots.plot_grad_rms,
-                            r"Backward signal: RMS of $\partial L/\partial h^l$")),
+                            r"Backward signal: RMS of $\partial L/\partial h^l$",
+                            "grad_preact_rms")),
     FigureSpec("saturation", "Saturation and dead units",
                lambda s: f"Saturation for tanh/sigmoid-like φ ({_defs('saturation')}), and for "
                          f"ReLU the zero and dead fractions ({_defs('zero_frac', 'dead_frac')})"

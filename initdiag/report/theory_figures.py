@@ -149,3 +149,37 @@ def jacobian_histogram(spectra: Mapping[str, Any] | Sequence[Any], *, bins: int 
     ax.set_ylabel("density")
     ax.legend(fontsize=7.5)
     return ax
+
+
+def overlay_theory(ax, sweep: Any, activation: str, metric: str, palette: Mapping[str, Any]) -> int:
+    """Draw the mean-field prediction of ``metric`` as a thin dashed line per configuration of
+    ``activation`` in ``sweep``, in its initializer's colour (configurations the theory does not
+    cover are skipped). ``grad_preact_rms`` is predicted relative to layer L, so it is drawn
+    through the measured median of layer L over seeds.
+
+    Returns:
+      The number of lines drawn.
+    """
+    seen: dict[str, list] = {}
+    for r in sweep:
+        if r.config.get("activation") != activation:
+            continue
+        key = repr(sorted((k, str(v)) for k, v in r.config.items()))
+        seen.setdefault(key, []).append(r)
+    drawn = 0
+    for runs in seen.values():
+        try:
+            pred = theory.predict_result(runs[0], band=False)
+        except theory.NotApplicable:
+            continue
+        y = np.array(pred[metric], np.float64)
+        if metric == "grad_preact_rms":
+            y = y * float(np.median([r[metric][-1] for r in runs]))
+        st = palette.get(runs[0].config["init"])
+        color = st.color if st is not None else "0.3"
+        with np.errstate(invalid="ignore"):
+            y = np.where(y > 0, y, np.nan) if ax.get_yscale() == "log" else y
+        ax.plot(np.arange(1, len(y) + 1), y, color=color, linestyle=(0, (2, 2)), linewidth=0.9,
+                alpha=0.9, label="_nolegend_")
+        drawn += 1
+    return drawn
