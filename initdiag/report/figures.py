@@ -158,7 +158,7 @@ def _heatmap_figure(sweep: SweepResult, palette: dict):
 #: Caption note for figures that overlay the mean-field prediction.
 THEORY_NOTE = (". Thin dashed lines: the infinite-width mean-field prediction (initdiag.theory; "
                "gradients drawn through the measured last layer), where the theory applies (not "
-               "with normalization, residual, zeros/constant or LSUV init)")
+               "with normalization, residual, zeros/constant or LSUV init).")
 
 
 def _defs(*metrics: str) -> str:
