@@ -143,6 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError) as e:
+    except BrokenPipeError:  # e.g. `initdiag table | head`
+        sys.stderr.close()
+        return 0
+    except (ValueError, TypeError, OSError) as e:
         print(f"initdiag: error: {e}", file=sys.stderr)
         return 2
