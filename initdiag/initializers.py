@@ -291,6 +291,46 @@ def _fan_free_sample(name: str, p: Mapping[str, Any], key: PRNGKey, shape: Shape
     raise AssertionError(f"unhandled initializer {name}")
 
 
+def weight_form(init: AnyInitializer, fan_in: int, fan_out: int) -> tuple[tuple, float]:
+    """``(form, value)`` with ``sample_form(form, value, key, (fan_in, fan_out))`` drawing the
+    same distribution as ``init``: the form is what a compiled drawing function depends on, the
+    value a number passed at run time. So every initializer of the variance-scaling family with
+    one distribution (He, Glorot, LeCun, torch_default, ...) shares one compiled function; the
+    others are compiled per initializer."""
+    if isinstance(init, NamedInitializer):
+        p = init.kwargs
+        vs = init._vs_params()
+        if vs is not None:
+            scale, mode, distribution = vs
+            # variance = scale gain^2 / n(mode) = value / fan_in
+            value = scale * p["gain"] ** 2 * fan_in / _fan_denominator(mode, fan_in, fan_out)
+            return ("variance_scaling", distribution), value
+        simple = {"zeros": lambda: 0.0, "constant": lambda: p["value"] * p["gain"],
+                  "uniform": lambda: p["scale"] * p["gain"], "normal": lambda: p["std"] * p["gain"],
+                  "truncated_normal": lambda: p["std"] * p["gain"]}
+        if init.name in simple:
+            return (init.name,), simple[init.name]()
+    return ("object", init), 0.0
+
+
+def sample_form(form: tuple, value: Any, key: PRNGKey, shape: Shape, dtype: Any = jnp.float32):
+    """Draw from a :func:`weight_form`; ``value`` may be a traced scalar."""
+    kind = form[0]
+    if kind == "variance_scaling":
+        return jinit.variance_scaling(value, "fan_in", form[1])(key, shape, dtype)
+    if kind == "normal":
+        return jinit.normal(stddev=value)(key, shape, dtype)
+    if kind == "truncated_normal":
+        return jinit.truncated_normal(stddev=value)(key, shape, dtype)
+    if kind == "uniform":
+        return jax.random.uniform(key, shape, dtype, minval=-value, maxval=value)
+    if kind == "constant":
+        return jnp.full(shape, value, dtype)
+    if kind == "zeros":
+        return jnp.zeros(shape, dtype)
+    return form[1](key, shape, dtype)
+
+
 def _validate(name: str, params: dict[str, Any]) -> None:
     defaults = _FAMILIES[name].defaults
     for key in params:

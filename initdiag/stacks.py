@@ -28,6 +28,7 @@ import numpy as np
 from initdiag._types import PRNGKey, check_one_of
 from initdiag.activations import Activation, activation as resolve_activation
 from initdiag.initializers import AnyInitializer, initializer as resolve_initializer
+from initdiag.initializers import sample_form, weight_form
 
 NORMS = (None, "batchnorm", "layernorm")
 INPUTS = ("normal", "uniform")
@@ -149,10 +150,17 @@ def split_seed(seed: int | PRNGKey) -> dict[str, PRNGKey]:
 def init_segment(key_w: PRNGKey, key_b: PRNGKey, seg: Segment, init: AnyInitializer,
                  bias_init: AnyInitializer, use_bias: bool, dtype: Any = jnp.float32):
     """Stacked weights ``[count, fan_in, fan_out]`` and biases ``[count, fan_out]`` of a segment."""
+    form, value = weight_form(init, seg.fan_in, seg.fan_out)
+    return _init_segment_jit(key_w, key_b, seg, form, jnp.float32(value), bias_init, use_bias,
+                             dtype)
+
+
+def _init_segment(key_w, key_b, seg: Segment, form: tuple, value, bias_init: AnyInitializer,
+                  use_bias: bool, dtype: Any):
     layers = jnp.arange(seg.start, seg.start + seg.count)
 
     def one(l):
-        w = init(jax.random.fold_in(key_w, l), (seg.fan_in, seg.fan_out), dtype)
+        w = sample_form(form, value, jax.random.fold_in(key_w, l), (seg.fan_in, seg.fan_out), dtype)
         if use_bias:
             b = bias_init.bias(jax.random.fold_in(key_b, l), seg.fan_in, seg.fan_out, dtype)
         else:
@@ -164,15 +172,18 @@ def init_segment(key_w: PRNGKey, key_b: PRNGKey, seg: Segment, init: AnyInitiali
 
 
 def init_stack(key: int | PRNGKey, spec: StackSpec, dtype: Any = jnp.float32):
-    """Weights and biases of every layer, as one ``(W [n, fi, fo], b [n, fo])`` pair per segment."""
+    """Weights and biases of every layer, as one ``(W [n, fi, fo], b [n, fo])`` pair per segment.
+
+    The drawing is compiled per weight-shape and *form* (:func:`initdiag.initializers.weight_form`):
+    initializers of one family share it.
+    """
     keys = split_seed(key)
-    return tuple(
-        _init_segment_jit(keys["weights"], keys["biases"], seg, spec.init, spec.bias_init,
-                          spec.use_bias, dtype)
-        for seg in spec.segments())
+    return tuple(init_segment(keys["weights"], keys["biases"], seg, spec.init, spec.bias_init,
+                              spec.use_bias, dtype)
+                 for seg in spec.segments())
 
 
-_init_segment_jit = jax.jit(init_segment, static_argnums=(2, 3, 4, 5, 6))
+_init_segment_jit = jax.jit(_init_segment, static_argnums=(2, 3, 5, 6, 7))
 
 
 def make_input(key: PRNGKey, batch: int, width: int, kind: str = "normal", dtype: Any = jnp.float32):

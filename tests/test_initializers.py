@@ -151,3 +151,22 @@ def test_user_callable_is_accepted_everywhere():
     r = initdiag.probe("linear", init=mine, depth=2, width=4, batch=3, bias_init=mine)
     np.testing.assert_allclose(r["weight_norm"], [2.0, 2.0])  # ||0.5 * ones(4, 4)||_F
     assert r.config["init"].startswith("custom:") and r.config["bias_init"].startswith("custom:")
+
+
+@pytest.mark.parametrize("name", ["he_normal", "glorot_uniform", "torch_default", "normal(std=0.3)",
+                                  "uniform(scale=0.2)", "lecun_normal(gain=1.3)", "constant(value=0.2)",
+                                  "variance_scaling(scale=2.0, mode=fan_avg, distribution=normal)"])
+def test_stack_drawing_equals_the_initializer_itself(name):
+    """init_stack compiles one drawing per family (a traced scale); the weights must be the
+    initializer's own draws from each layer's key."""
+    from initdiag.stacks import init_stack, make_spec, split_seed
+    spec = make_spec(init=name, depth=3, width=[24, 24, 16], input_width=40)
+    params = init_stack(7, spec)
+    key_w = split_seed(7)["weights"]
+    layer = 0
+    for w, _ in params:
+        for w_l in w:
+            direct = spec.init(jax.random.fold_in(key_w, layer), w_l.shape, jnp.float32)
+            np.testing.assert_allclose(np.asarray(w_l), np.asarray(direct), rtol=1e-6, atol=1e-9)
+            layer += 1
+    assert layer == 3
