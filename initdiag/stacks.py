@@ -168,7 +168,11 @@ def _init_segment(key_w, key_b, seg: Segment, form: tuple, value, bias_init: Any
         return w.astype(dtype), b.astype(dtype)
 
     # Draw a few layers at a time: the drawing's transient memory stays that of a few layers.
-    return jax.lax.map(one, layers, batch_size=min(seg.count, DRAW_BATCH))
+    # Initializers compiled per object (orthogonal's QR, LSUV's start, callables) draw one layer
+    # at a time: jaxlib's batched QR kernel parallelises over the thread pool that the enclosing
+    # loop already occupies, and deadlocked there on a 2-core machine.
+    batch = DRAW_BATCH if form[0] != "object" else 1
+    return jax.lax.map(one, layers, batch_size=min(seg.count, batch))
 
 
 def init_stack(key: int | PRNGKey, spec: StackSpec, dtype: Any = jnp.float32):
