@@ -224,6 +224,34 @@ def test_tolerance_kinds_at_their_boundaries():
         compare(cur, base, tolerances={"act_var": {"tol": 1}})
 
 
+def test_an_empty_metric_list_is_refused_naming_the_valid_metrics():
+    r = hand({"preact_var": [1.0, 2.0], "act_var": [1.0, 1.0]})
+    for empty in ([], (), ""):
+        with pytest.raises(ValueError, match=r"metrics is empty: nothing would be compared; give "
+                                             r"one or more of: preact_var, act_var"):
+            compare(r, r, metrics=empty)
+
+
+def test_a_comparison_of_nothing_does_not_pass():
+    # No (config, seed) on either side, or configs of depth 0: 0 values compared -> not passed.
+    empty = initdiag.SweepResult([])
+    c = compare(empty, empty)
+    assert c.n_compared == 0 and not c.passed and not bool(c)
+    assert c.to_dict()["passed"] is False
+    assert "No values were compared" in c.render()
+    zero = hand({"preact_var": []})
+    c0 = compare(zero, zero)
+    assert c0.n_compared == 0 and not c0.passed
+
+
+def test_a_single_string_names_one_metric():
+    base = hand({"preact_var": [1.0, 2.0, 4.0], "act_var": [1.0, 1.0, 1.0]})
+    cur = hand({"preact_var": [1.0, 2.0, 8.0], "act_var": [9.0, 9.0, 9.0]})
+    c = compare(cur, base, metrics="preact_var")
+    assert list(c.tolerances) == ["preact_var"] and c.n_compared == 3
+    assert [(d.metric, d.layer) for d in c.deviations] == [("preact_var", 3)]
+
+
 def test_error_statistics_match_a_hand_computation():
     base = hand({"preact_var": [1.0, 2.0, 4.0]})
     cur = hand({"preact_var": [1.0, 3.0, 1.0]})

@@ -96,9 +96,10 @@ class Comparison:
 
     @property
     def passed(self) -> bool:
-        """True when nothing deviates and nothing is on one side only."""
-        return not (self.deviations or self.missing or self.extra or self.missing_metrics
-                    or self.extra_metrics)
+        """True when at least one value was compared, nothing deviates and nothing is on one
+        side only. A comparison of nothing (``n_compared == 0``) does not pass."""
+        return self.n_compared > 0 and not (self.deviations or self.missing or self.extra
+                                            or self.missing_metrics or self.extra_metrics)
 
     def __bool__(self) -> bool:
         return self.passed
@@ -198,7 +199,8 @@ def compare(current: Any, baseline: Any, rtol: float | None = None, atol: float 
       baseline: the same forms (typically the path of a file from :func:`save_baseline`).
       rtol: overrides the relative tolerance of every metric (kinds "ratio" and "scaled").
       atol: overrides the absolute tolerance of every metric (kinds "abs" and "scaled").
-      metrics: the metrics to compare (default: every metric on either side).
+      metrics: the metrics to compare (default: every metric on either side); a single
+        string is one metric name. Must not be empty.
       tolerances: per metric ``{"rtol": ..., "atol": ...}``, applied after rtol/atol.
         Kinds and defaults: :mod:`initdiag.regression.tolerance`.
 
@@ -207,22 +209,15 @@ def compare(current: Any, baseline: Any, rtol: float | None = None, atol: float 
 
     Raises:
       SeedMismatchError: a config present on both sides with different seed sets.
-      ValueError: an unknown metric in ``metrics``/``tolerances``, a negative tolerance, or the
-        same (config, seed) twice on one side.
+      ValueError: an empty ``metrics``, an unknown metric in ``metrics``/``tolerances``, a
+        negative tolerance, or the same (config, seed) twice on one side.
       BaselineError: a path that is not a readable baseline.
     """
     cur = _index(list(_flat(as_results(current, "current"))), "current")
     base = _index(list(_flat(as_results(baseline, "baseline"))), "baseline")
     _check_seeds(cur, base)
     every = list(dict.fromkeys(m for idx in (base, cur) for r in idx.values() for m in r.metrics))
-    if metrics is None:
-        chosen = every
-    else:
-        chosen = list(dict.fromkeys(metrics))
-        unknown = [m for m in chosen if m not in every]
-        if unknown:
-            raise ValueError(f"unknown metric(s) {', '.join(map(repr, unknown))}; the results "
-                             f"hold: {', '.join(every)}")
+    chosen = _chosen_metrics(metrics, every)
     tols = tol_mod.resolve(chosen, rtol, atol, tolerances)
     devs: list[Deviation] = []
     miss_m: list[tuple[str, int, str]] = []
@@ -252,6 +247,26 @@ def compare(current: Any, baseline: Any, rtol: float | None = None, atol: float 
     extra = tuple((config_label(c.config), int(c.seed)) for k, c in cur.items() if k not in base)
     return Comparison(tuple(devs), missing, extra, tuple(miss_m), tuple(extra_m), tols, n,
                       _changes(cur, base))
+
+
+def _chosen_metrics(metrics: str | Sequence[str] | None, every: list[str]) -> list[str]:
+    """The metrics to compare: ``every`` for None; a single string is one metric name.
+
+    Raises:
+      ValueError: ``metrics`` is empty (a comparison of nothing must not pass) or names a metric
+        that neither side holds; the message lists the metrics the results hold.
+    """
+    if metrics is None:
+        return every
+    chosen = list(dict.fromkeys([metrics] if isinstance(metrics, str) and metrics else metrics))
+    if not chosen:
+        raise ValueError(f"metrics is empty: nothing would be compared; give one or more of: "
+                         f"{', '.join(every)} (or metrics=None for all)")
+    unknown = [m for m in chosen if m not in every]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {', '.join(map(repr, unknown))}; the results "
+                         f"hold: {', '.join(every)}")
+    return chosen
 
 
 def _changes(cur: Mapping[tuple[str, int], ProbeResult],

@@ -48,6 +48,9 @@ def render_comparison(cmp: "Comparison", max_rows: int = MAX_ROWS) -> str:
             out += [f"  {x}" for x in items[:max_rows]]
             if len(items) > max_rows:
                 out.append(f"  ... and {len(items) - max_rows} more")
+    if cmp.n_compared == 0:
+        out.append("No values were compared (no config, seed and metric on both sides): a "
+                   "comparison of nothing does not pass.")
     if cmp.changes:
         out.append("Closest baseline config, per new config:")
         out += [f"  {x}" for x in cmp.changes[:max_rows]]
