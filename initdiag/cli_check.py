@@ -27,16 +27,62 @@ def _probe_options_given(args: argparse.Namespace) -> bool:
     return any(getattr(args, d, None) not in (None, False) for d in _PROBE_DESTS)
 
 
+def _metric_names(text: str) -> list[str]:
+    """The metrics of ``--metrics`` (comma-separated), each one of :data:`initdiag.METRICS`.
+
+    Raises:
+      ValueError: the list is empty or names an unknown metric; the message lists the valid ones.
+    """
+    from initdiag.results import METRICS
+
+    names = list(dict.fromkeys(_list(text)))
+    valid = ", ".join(METRICS)
+    if not names:
+        raise ValueError(f"--metrics {text!r} names no metric; give a comma-separated list of: "
+                         f"{valid}")
+    unknown = [m for m in names if m not in METRICS]
+    if unknown:
+        raise ValueError(f"--metrics: unknown metric{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(map(repr, unknown))}; valid metrics: {valid}")
+    return names
+
+
+def _positive_int(name: str, text: str | int) -> int:
+    """``int(text)``, or a ValueError naming the option and the value unless it is >= 1."""
+    try:
+        v = int(text)
+    except (TypeError, ValueError):
+        v = 0
+    if v < 1:
+        raise ValueError(f"{name} must be an integer >= 1; got {str(text)!r}")
+    return v
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Parse ``--rtol``, ``--atol``, ``--metrics`` and ``--max-rows`` in place (given as text),
+    before anything is loaded or probed.
+
+    Raises:
+      ValueError: a negative or non-numeric tolerance, an empty or unknown metric list, or a
+        ``--max-rows`` below 1; the message names the option, the value and what is valid.
+    """
+    from initdiag.regression.tolerance import nonnegative
+
+    args.rtol = None if args.rtol is None else nonnegative("--rtol", args.rtol)
+    args.atol = None if args.atol is None else nonnegative("--atol", args.atol)
+    args.metrics = None if args.metrics is None else _metric_names(args.metrics)
+    args.max_rows = _positive_int("--max-rows", args.max_rows)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from initdiag.probe import sweep
     from initdiag.regression import BaselineError, compare, load_baseline, save_baseline
     from initdiag.regression.compare import _flat
     from initdiag.regression.rerun import rerun, sweep_grid
 
+    _check_options(args)
     path = Path(args.baseline)
     say = sys.stderr if args.json else sys.stdout
-    if args.max_rows < 1:
-        raise ValueError(f"--max-rows must be >= 1; got {args.max_rows}")
     unreadable = None
     try:
         baseline = load_baseline(path) if (path.exists() or not args.update) else None
@@ -108,13 +154,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--update", action="store_true",
                    help="write the new results as the baseline (create or replace) and say so")
     c.add_argument("--json", action="store_true", help="print the comparison as JSON on stdout")
-    c.add_argument("--rtol", type=float, default=None,
+    # Parsed by _check_options (not by argparse types) so that a bad value exits 2 before any
+    # probing with a message naming it, also as the JSON error of --json.
+    c.add_argument("--rtol", default=None, metavar="R",
                    help="relative tolerance for every ratio- and scale-compared metric "
                         "(default 1e-3)")
-    c.add_argument("--atol", type=float, default=None,
+    c.add_argument("--atol", default=None, metavar="A",
                    help="absolute tolerance for fractions and means (default: fractions 1e-3, "
                         "means 0)")
-    c.add_argument("--metrics", type=_list, default=None, metavar="LIST",
-                   help="compare only these metrics (default: all)")
-    c.add_argument("--max-rows", type=int, default=100, help="most table rows shown (default 100)")
+    c.add_argument("--metrics", default=None, metavar="LIST",
+                   help="compare only these metrics, comma-separated (default: all)")
+    c.add_argument("--max-rows", default="100", metavar="N",
+                   help="most table rows shown (default 100)")
     c.set_defaults(func=cmd_check)

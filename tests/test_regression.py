@@ -350,7 +350,7 @@ def test_check_cli_update_replaces_an_unreadable_baseline_only_with_probe_option
     assert f"replaced unreadable baseline {bad} (2 probe(s))" in capsys.readouterr().out
     assert main(["check", str(bad)]) == 0
     assert main(["check", str(bad), "--max-rows", "0"]) == 2
-    assert "--max-rows must be >= 1; got 0" in capsys.readouterr().err
+    assert "--max-rows must be an integer >= 1; got '0'" in capsys.readouterr().err
 
 
 def test_check_cli_refuses_other_seeds(sweep2, tmp_path, capsys):
@@ -358,6 +358,38 @@ def test_check_cli_refuses_other_seeds(sweep2, tmp_path, capsys):
     assert main(["check", str(p), "--seeds", "5"]) == 2
     err = capsys.readouterr().err
     assert "seeds [0, 1]" in err and "seeds [5]" in err
+
+
+@pytest.fixture
+def no_probing(monkeypatch):
+    """Make any re-probe of `initdiag check` an error: validation must come first."""
+    def refuse(*a, **k):
+        raise AssertionError("probed before validating the options")
+    monkeypatch.setattr(sys.modules["initdiag.regression.rerun"], "rerun", refuse)
+    monkeypatch.setattr(sys.modules["initdiag.probe"], "sweep", refuse)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--rtol", "-1"], "--rtol must be a number >= 0; got '-1'"),
+    (["--rtol", "abc"], "--rtol must be a number >= 0; got 'abc'"),
+    (["--atol", "nan"], "--atol must be a number >= 0; got 'nan'"),
+    (["--metrics", ""], "--metrics '' names no metric; give a comma-separated list of: "
+                        "preact_mean, preact_var,"),
+    (["--metrics", " , "], "--metrics ' , ' names no metric"),
+    (["--metrics", "preact_var,act_vr"], "--metrics: unknown metric 'act_vr'; valid metrics: "
+                                         "preact_mean, preact_var,"),
+    (["--max-rows", "0"], "--max-rows must be an integer >= 1; got '0'"),
+    (["--max-rows", "x"], "--max-rows must be an integer >= 1; got 'x'"),
+])
+def test_check_cli_validates_options_before_probing(sweep2, tmp_path, capsys, no_probing,
+                                                     options, message):
+    p = save_baseline(sweep2, tmp_path / "b.json")
+    before = p.read_bytes()
+    for extra in ([], ["--update"], CLI_PROBE):
+        assert main(["check", str(p), *extra, *options]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "re-running" not in err
+    assert p.read_bytes() == before  # --update did not touch it
 
 
 # --- assert_healthy ----------------------------------------------------------------------------

@@ -79,8 +79,8 @@ def resolve(metrics: list[str], rtol: float | None, atol: float | None,
       ValueError: a negative tolerance, an unknown key, or a per-metric tolerance for a metric
         that is not compared.
     """
-    rtol = None if rtol is None else _nonnegative("rtol", rtol)
-    atol = None if atol is None else _nonnegative("atol", atol)
+    rtol = None if rtol is None else nonnegative("rtol", rtol)
+    atol = None if atol is None else nonnegative("atol", atol)
     out: dict[str, Tolerance] = {}
     for m in metrics:
         t = DEFAULT_TOLERANCES.get(m, _SCALED)
@@ -95,13 +95,14 @@ def resolve(metrics: list[str], rtol: float | None, atol: float | None,
         for k, v in spec.items():
             if k not in ("rtol", "atol"):
                 raise ValueError(f"tolerances[{m!r}] has key {k!r}; valid keys: rtol, atol")
-        out[m] = out[m]._replace(**{k: _nonnegative(f"tolerances[{m!r}][{k!r}]", v)
+        out[m] = out[m]._replace(**{k: nonnegative(f"tolerances[{m!r}][{k!r}]", v)
                                     for k, v in spec.items()})
     return out
 
 
-def _nonnegative(name: str, value: Any) -> float:
-    """``float(value)``, or a ValueError naming ``name`` unless it is a number >= 0."""
+def nonnegative(name: str, value: Any) -> float:
+    """``float(value)`` (a number or its text), or a ValueError naming ``name`` and the value
+    unless it is a number >= 0 (NaN is refused)."""
     try:
         v = float(value)
     except (TypeError, ValueError):
