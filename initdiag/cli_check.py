@@ -2,8 +2,11 @@
 
 Without probe options it re-runs exactly the (config, seed) pairs stored in the baseline; probe
 options (``--inits``, ``--depth``, ...) override the baseline's grid. Exit status: 0 within
-tolerance, 1 on drift (deviations, or configs/metrics on one side only), 2 on bad input (missing,
-corrupted or other-version baseline, bad option, mismatched seeds). ``--update`` writes the new
+tolerance, 1 on drift (deviations, configs/metrics on one side only, or nothing compared), 2 on
+bad input (missing, corrupted or other-version baseline, bad option, mismatched seeds; with
+``--json`` also as ``{"error": ..., "exit_code": 2}`` on stdout; only what argparse itself
+rejects, such as ``--depth x`` or an unknown option, prints just the usage on stderr, exit 2).
+``--update`` writes the new
 results as the baseline (creating it when absent, replacing it when unreadable if probe options
 say what to probe) and says so; ``--json`` prints the comparison as JSON on stdout instead of
 the table.
@@ -75,6 +78,23 @@ def _check_options(args: argparse.Namespace) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Run ``initdiag check``; returns the exit status (0 ok, 1 drift).
+
+    Bad input raises ValueError, TypeError or OSError, which :func:`initdiag.cli.main` prints on
+    stderr and turns into exit status 2; with ``--json`` the same message is also printed on
+    stdout as ``{"error": "...", "exit_code": 2}`` so that a machine reading stdout sees it.
+    """
+    try:
+        return _check(args)
+    except BrokenPipeError:
+        raise  # stdout is gone: main ends quietly
+    except (ValueError, TypeError, OSError) as e:
+        if args.json:
+            print(json.dumps({"error": str(e), "exit_code": 2}, indent=1))
+        raise
+
+
+def _check(args: argparse.Namespace) -> int:
     from initdiag.probe import sweep
     from initdiag.regression import BaselineError, compare, load_baseline, save_baseline
     from initdiag.regression.compare import _flat

@@ -392,6 +392,30 @@ def test_check_cli_validates_options_before_probing(sweep2, tmp_path, capsys, no
     assert p.read_bytes() == before  # --update did not touch it
 
 
+def test_check_cli_json_reports_bad_input_as_json_on_stdout(sweep2, tmp_path, capsys, no_probing):
+    p = save_baseline(sweep2, tmp_path / "b.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text(p.read_text()[:100])
+    cases = [([str(bad)], f"{bad}: not valid JSON, the file is truncated or corrupted"),
+             ([str(tmp_path / "nope.json")], "no such baseline file"),
+             ([str(p), "--rtol", "-1"], "--rtol must be a number >= 0; got '-1'"),
+             ([str(p), "--metrics", ""], "--metrics '' names no metric")]
+    for argv, message in cases:
+        assert main(["check", *argv, "--json"]) == 2
+        out, err = capsys.readouterr()
+        doc = json.loads(out)
+        assert set(doc) == {"error", "exit_code"} and doc["exit_code"] == 2
+        assert message in doc["error"] and message in err
+
+
+def test_check_cli_json_reports_a_seed_mismatch_as_json(sweep2, tmp_path, capsys):
+    p = save_baseline(sweep2, tmp_path / "b.json")
+    assert main(["check", str(p), "--seeds", "5", "--json"]) == 2
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert doc["exit_code"] == 2 and "seeds [0, 1]" in doc["error"] and "seeds [5]" in err
+
+
 # --- assert_healthy ----------------------------------------------------------------------------
 
 def synthetic(**over):
