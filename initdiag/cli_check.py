@@ -1,14 +1,19 @@
 """``initdiag check BASELINE``: re-probe and compare against a baseline, for CI.
 
 Without probe options it re-runs exactly the (config, seed) pairs stored in the baseline; probe
-options (``--inits``, ``--depth``, ...) override the baseline's grid. Exit status: 0 within
-tolerance, 1 on drift (deviations, configs/metrics on one side only, or nothing compared), 2 on
-bad input (missing, corrupted or other-version baseline, bad option, mismatched seeds; with
-``--json`` also as ``{"error": ..., "exit_code": 2}`` on stdout; only what argparse itself
-rejects, such as ``--depth x`` or an unknown option, prints just the usage on stderr, exit 2).
-``--update`` writes the new
-results as the baseline (creating it when absent, replacing it when unreadable if probe options
-say what to probe) and says so; ``--json`` prints the comparison as JSON on stdout instead of
+options (``--inits``, ``--depth``, ...) override the baseline's grid. ``--rtol``, ``--atol``,
+``--metrics`` and ``--max-rows`` are validated before anything is probed.
+
+Exit status: 0 within tolerance, 1 on drift (deviations, configs/metrics on one side only, or
+nothing compared), 2 on bad input (missing, corrupted or other-version baseline, bad option,
+mismatched seeds). With ``--json`` bad input is also printed on stdout as
+``{"error": ..., "exit_code": 2}``; only what argparse itself rejects (``--depth x``, an unknown
+option) prints just the usage on stderr.
+
+``--update`` writes the new results as the baseline and says so: it creates it when absent,
+replaces it when the results drift or cannot be compared with it (other seeds), or when it is
+unreadable and probe options say what to probe; a baseline within tolerance is left untouched
+("unchanged: within tolerance"). ``--json`` prints the comparison as JSON on stdout instead of
 the table.
 """
 
@@ -130,20 +135,12 @@ def _check(args: argparse.Namespace) -> int:
         return 0
     try:
         cmp = compare(current, baseline, rtol=args.rtol, atol=args.atol, metrics=args.metrics)
-    except ValueError:
+    except ValueError as e:
         if not args.update:
             raise
-        cmp = None
+        cmp, why = None, f" (the old one could not be compared: {e})"
     if args.update:
-        save_baseline(current, path, overwrite=True)
-        was = "" if cmp is None else (" (it was within tolerance)" if cmp.passed else
-                                      f" (replacing {len(cmp.deviations)} deviation(s), "
-                                      f"{len(cmp.missing) + len(cmp.extra)} one-sided config(s))")
-        body = {"baseline": str(path), "updated": True, "created": False}
-        if cmp is not None:
-            body.update(cmp.to_dict())
-        _emit(args, body, f"initdiag check: updated baseline {path}{was}", say)
-        return 0
+        return _update(args, path, current, cmp, why if cmp is None else "", say)
     if args.json:
         print(json.dumps({"baseline": str(path), "updated": False, **cmp.to_dict()}, indent=1))
     else:
@@ -152,6 +149,26 @@ def _check(args: argparse.Namespace) -> int:
             print(f"initdiag check: drift from {path}. If the change is intended, accept it "
                   f"with `initdiag check {path} --update`.")
     return 0 if cmp.passed else 1
+
+
+def _update(args: argparse.Namespace, path: Path, current, cmp, why: str, say) -> int:
+    """``--update`` after comparing: rewrite the baseline unless ``cmp`` passed (then the file
+    is left untouched, as the pytest plugin does), and say which; returns 0."""
+    from initdiag.regression import save_baseline
+
+    body = {"baseline": str(path), "updated": cmp is None or not cmp.passed, "created": False}
+    if cmp is not None:
+        body.update(cmp.to_dict())
+    if cmp is not None and cmp.passed:
+        _emit(args, body, f"initdiag check: baseline {path} unchanged: within tolerance "
+                          f"({cmp.n_compared} values)", say)
+        return 0
+    save_baseline(current, path, overwrite=True)
+    if cmp is not None:
+        why = (f" (replacing {len(cmp.deviations)} deviation(s), "
+               f"{len(cmp.missing) + len(cmp.extra)} one-sided config(s))")
+    _emit(args, body, f"initdiag check: updated baseline {path}{why}", say)
+    return 0
 
 
 def _emit(args: argparse.Namespace, body: dict, text: str, stream) -> None:
@@ -172,7 +189,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("baseline", metavar="BASELINE", help="baseline JSON file (initdiag.save_baseline)")
     add_probe_options(c)
     c.add_argument("--update", action="store_true",
-                   help="write the new results as the baseline (create or replace) and say so")
+                   help="write the new results as the baseline (create it, or replace it when "
+                        "they drift; one within tolerance is left untouched) and say so")
     c.add_argument("--json", action="store_true", help="print the comparison as JSON on stdout")
     # Parsed by _check_options (not by argparse types) so that a bad value exits 2 before any
     # probing with a message naming it, also as the JSON error of --json.

@@ -3,6 +3,7 @@
 import difflib
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -358,6 +359,10 @@ def test_check_cli_refuses_other_seeds(sweep2, tmp_path, capsys):
     assert main(["check", str(p), "--seeds", "5"]) == 2
     err = capsys.readouterr().err
     assert "seeds [0, 1]" in err and "seeds [5]" in err
+    assert main(["check", str(p), "--seeds", "5", "--update"]) == 0
+    out = capsys.readouterr().out
+    assert f"updated baseline {p} (the old one could not be compared: " in out
+    assert {r.seed for r in load_baseline(p)} == {5}
 
 
 @pytest.fixture
@@ -414,6 +419,23 @@ def test_check_cli_json_reports_a_seed_mismatch_as_json(sweep2, tmp_path, capsys
     out, err = capsys.readouterr()
     doc = json.loads(out)
     assert doc["exit_code"] == 2 and "seeds [0, 1]" in doc["error"] and "seeds [5]" in err
+
+
+def test_check_cli_update_leaves_a_baseline_within_tolerance_untouched(tmp_path, capsys):
+    p = tmp_path / "b.json"
+    assert main(["check", str(p), *CLI_PROBE, "--update"]) == 0
+    os.utime(p, ns=(1_000_000_000, 1_000_000_000))  # any rewrite would move the mtime
+    before = p.read_bytes()
+    for json_flag in ([], ["--json"]):
+        capsys.readouterr()
+        assert main(["check", str(p), "--update", *json_flag]) == 0
+        out, err = capsys.readouterr()
+        assert f"initdiag check: baseline {p} unchanged: within tolerance" in (err if json_flag
+                                                                              else out)
+        if json_flag:
+            doc = json.loads(out)
+            assert doc["updated"] is False and doc["passed"] is True
+        assert p.read_bytes() == before and p.stat().st_mtime_ns == 1_000_000_000
 
 
 # --- assert_healthy ----------------------------------------------------------------------------
