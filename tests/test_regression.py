@@ -106,11 +106,99 @@ def test_malformed_and_missing_baselines(sweep2, tmp_path):
         load_baseline(p)
     doc["results"][1]["metrics"]["preact_var"] += ["oops"]
     p.write_text(json.dumps(doc))
-    with pytest.raises(BaselineError, match="not a number"):
+    with pytest.raises(BaselineError, match=r"results\[1\].metrics\['preact_var'\]\[7\] \(layer 8\) "
+                                            r"is \"oops\" \(a string\); expected a number"):
         load_baseline(p)
     with pytest.raises(BaselineError, match="no such baseline file") as e:
         load_baseline(tmp_path / "nope.json")
     assert "nope.json" in str(e.value)
+
+
+def _set(*keys_and_value):
+    """Return a function that sets doc[k1][k2]... = value (``DELETE`` removes the key)."""
+    *keys, value = keys_and_value
+
+    def edit(doc):
+        d = doc
+        for k in keys[:-1]:
+            d = d[k]
+        if value is DELETE:
+            del d[keys[-1]]
+        else:
+            d[keys[-1]] = value
+    return edit
+
+
+DELETE = object()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_set("results", 0, "metrics", "preact_var", 2, True),
+     "results[0].metrics['preact_var'][2] (layer 3) is true (a boolean); expected a number or "
+     "one of \"NaN\", \"Infinity\", \"-Infinity\""),
+    (_set("results", 1, "metrics", "act_var", 0, "1.5"),
+     "results[1].metrics['act_var'][0] (layer 1) is \"1.5\" (a string); expected a number"),
+    (_set("results", 0, "metrics", "act_var", None),
+     "results[0].metrics['act_var'] is null (null); expected an array of 8 numbers (one per "
+     "layer)"),
+    (_set("results", 0, "config", "width", DELETE),
+     "results[0].config has no 'width' (needed to re-run the probe); expected an integer >= 1 "
+     "or an array of depth integers >= 1"),
+    (_set("results", 0, "config", "batch", DELETE), "results[0].config has no 'batch'"),
+    (_set("results", 0, "config", "activation", DELETE), "results[0].config has no 'activation'"),
+    (_set("results", 0, "config", "depth", "8"),
+     "results[0].config['depth'] is \"8\" (a string); expected an integer >= 1"),
+    (_set("results", 0, "config", "depth", True),
+     "results[0].config['depth'] is true (a boolean); expected an integer >= 1"),
+    (_set("results", 0, "config", "width", 0),
+     "results[0].config['width'] is 0 (a number); expected an integer >= 1 or an array of "
+     "depth (8) integers >= 1"),
+    (_set("results", 0, "config", "width", [16] * 7),
+     "results[0].config['width'] is [16, 16, 16, 16, 16, 16, 16] (an array); expected an "
+     "integer >= 1 or an array of depth (8) integers >= 1"),
+    (_set("results", 0, "config", "use_bias", "yes"),
+     "results[0].config['use_bias'] is \"yes\" (a string); expected true or false"),
+    (_set("results", 0, "config", "norm", 1),
+     "results[0].config['norm'] is 1 (a number); expected a string or null"),
+    (_set("results", 0, "config", "saturation_threshold", False),
+     "results[0].config['saturation_threshold'] is false (a boolean); expected a number"),
+    (_set("results", 0, "config", "init", 3.0),
+     "results[0].config['init'] is 3.0 (a number); expected a string"),
+    (_set("results", 0, "seed", "0"),
+     "results[0].seed is \"0\" (a string); expected an integer"),
+    (_set("results", 0, "seed", True), "results[0].seed is true (a boolean); expected an integer"),
+    (_set("kind", "probes"), "'kind' is \"probes\" (a string); expected \"probe\" or \"sweep\""),
+    (_set("environment", [1]), "'environment' is [1] (an array); expected an object"),
+], ids=["metric-bool", "metric-str", "metric-null", "no-width", "no-batch", "no-activation",
+        "depth-str", "depth-bool", "width-0", "width-list-short", "use_bias-str", "norm-number",
+        "threshold-bool", "init-number", "seed-str", "seed-bool", "kind", "environment"])
+def test_malformed_fields_are_named_with_value_and_type(sweep2, tmp_path, edit, message):
+    p = save_baseline(sweep2, tmp_path / "b.json")
+    doc = json.loads(p.read_text())
+    edit(doc)
+    p.write_text(json.dumps(doc, indent=1))
+    with pytest.raises(BaselineError) as e:
+        load_baseline(p)
+    assert str(e.value).startswith(f"{p}: malformed baseline: ")
+    assert message in str(e.value)
+
+
+def test_a_missing_width_is_malformed_not_drift(sweep2, tmp_path, capsys):
+    # before: the re-run used probe's default width 256 and reported drift (exit 1)
+    p = save_baseline(sweep2[0], tmp_path / "b.json")
+    doc = json.loads(p.read_text())
+    del doc["results"][0]["config"]["width"]
+    p.write_text(json.dumps(doc, indent=1))
+    assert main(["check", str(p)]) == 2
+    assert "results[0].config has no 'width'" in capsys.readouterr().err
+
+
+def test_a_result_that_could_not_be_loaded_back_is_not_saved(tmp_path):
+    r = hand({"preact_var": [1.0, 2.0]})  # a hand-made config without the fields of a re-run
+    with pytest.raises(ValueError, match=r"cannot be saved as a baseline: results\[0\].config "
+                                         r"has no 'bias_init'"):
+        save_baseline(r, tmp_path / "b.json")
+    assert not (tmp_path / "b.json").exists()
 
 
 # --- compare -----------------------------------------------------------------------------------
