@@ -79,6 +79,79 @@ def test_baseline_never_overwritten_silently(sweep2, tmp_path):
     assert isinstance(load_baseline(p), initdiag.ProbeResult)
 
 
+def test_a_baseline_that_appears_while_saving_is_not_clobbered(sweep2, tmp_path, monkeypatch):
+    """The file appears between save_baseline's existence check and the publish (another
+    process, e.g. a parallel CI job): overwrite=False must raise, keeping the other bytes."""
+    import initdiag.regression.baseline as bl
+
+    p = tmp_path / "b.json"
+    other = b'{"written by": "someone else"}\n'
+    real = bl.baseline_document
+
+    def document_then_race(result):
+        doc = real(result)
+        p.write_bytes(other)  # after the check, before the write
+        return doc
+    monkeypatch.setattr(bl, "baseline_document", document_then_race)
+    with pytest.raises(FileExistsError, match="never overwritten silently") as e:
+        save_baseline(sweep2, p)
+    assert str(p) in str(e.value)
+    assert p.read_bytes() == other
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["b.json"]  # no temporary file left
+
+
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_atomic_write_without_overwrite_publishes_new_files_only(tmp_path, monkeypatch, hard_links):
+    from initdiag._io import atomic_write_bytes
+
+    if not hard_links:  # a filesystem without hard links (FAT, some network mounts)
+        def no_link(src, dst):
+            raise PermissionError(1, "Operation not permitted")
+        monkeypatch.setattr(os, "link", no_link)
+    p = tmp_path / "sub" / "f.json"
+    assert atomic_write_bytes(p, b"first", overwrite=False) == p
+    assert p.read_bytes() == b"first"
+    assert p.stat().st_mode & 0o777 == 0o666 & ~_umask()  # not mkstemp's 0600
+    with pytest.raises(FileExistsError):
+        atomic_write_bytes(p, b"second", overwrite=False)
+    assert p.read_bytes() == b"first"
+    assert [f.name for f in p.parent.iterdir()] == ["f.json"]
+    atomic_write_bytes(p, b"third")  # overwrite=True (the default) replaces
+    assert p.read_bytes() == b"third"
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize("failing, overwrite", [
+    (["fsync"], True), (["fsync"], False), (["serializer"], True), (["serializer"], False),
+    (["replace"], True),
+    (["link", "replace"], False),  # no hard links, and the fallback's replace fails too
+])
+def test_a_failed_save_leaves_the_old_baseline_intact_and_no_temp_file(
+        sweep2, tmp_path, monkeypatch, failing, overwrite):
+    import initdiag.regression.baseline as bl
+
+    p = save_baseline(sweep2, tmp_path / "b.json")
+    before = p.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError(5, "simulated failure")
+    for name in failing:
+        if name == "serializer":
+            monkeypatch.setattr(bl, "json", type("J", (), {"dumps": staticmethod(boom)}))
+        else:
+            monkeypatch.setattr(os, name, boom)
+    with pytest.raises(OSError, match="simulated failure"):
+        save_baseline(sweep2[0], p if overwrite else tmp_path / "new.json", overwrite=overwrite)
+    monkeypatch.undo()
+    assert p.read_bytes() == before
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["b.json"]  # no temp, no new.json
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda t: t[: len(t) // 2], "truncated or corrupted"),
     (lambda t: t.replace('"metrics": {', '"metrics": {{', 1), "truncated or corrupted"),

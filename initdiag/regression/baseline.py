@@ -83,7 +83,9 @@ def save_baseline(result: Results, path: str | os.PathLike, *, overwrite: bool =
     Args:
       result: the results to freeze.
       path: the file to write (parent folders are created).
-      overwrite: replace an existing file. Without it an existing baseline is never touched.
+      overwrite: replace an existing file. Without it an existing baseline is never touched,
+        even one that another process creates while this one writes (the file is published
+        with a hard link, which fails if the name exists; see :mod:`initdiag._io`).
 
     Returns:
       The path written.
@@ -97,10 +99,7 @@ def save_baseline(result: Results, path: str | os.PathLike, *, overwrite: bool =
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{path}: baseline exists and is never overwritten silently. To update it: "
-            f"save_baseline(..., overwrite=True), `initdiag check {path} --update`, or "
-            f"`pytest --initdiag-update` for a baseline of the pytest fixture.")
+        raise _exists_error(path)
     doc = baseline_document(result)
     try:
         check_document(doc)
@@ -108,7 +107,18 @@ def save_baseline(result: Results, path: str | os.PathLike, *, overwrite: bool =
         raise ValueError(f"{path}: the results cannot be saved as a baseline: {e} "
                          f"(load_baseline would refuse the file)") from None
     # indent=1 puts every value on its own line: a diff of two baselines is per layer.
-    return atomic_write_text(path, json.dumps(doc, indent=1, allow_nan=False) + "\n")
+    text = json.dumps(doc, indent=1, allow_nan=False) + "\n"
+    try:
+        return atomic_write_text(path, text, overwrite=overwrite)
+    except FileExistsError:  # it appeared since the check above: still never overwritten
+        raise _exists_error(path) from None
+
+
+def _exists_error(path: Path) -> FileExistsError:
+    return FileExistsError(
+        f"{path}: baseline exists and is never overwritten silently. To update it: "
+        f"save_baseline(..., overwrite=True), `initdiag check {path} --update`, or "
+        f"`pytest --initdiag-update` for a baseline of the pytest fixture.")
 
 
 def _shown(value: Any) -> str:
