@@ -15,6 +15,9 @@ In the style of pytest-regressions::
 * ``pytest --initdiag-update``: where the results drift, the baseline is rewritten and the test
   fails, saying so (like pytest-regressions' ``--force-regen``); where they do not, nothing is
   written and the test passes.
+* A baseline that cannot be compared (truncated or corrupted, another schema version, other
+  seeds) or a bad argument fails the test with the message (and, for the baseline, how to
+  regenerate it); every failure's traceback ends in the user's test, without initdiag's frames.
 """
 
 from __future__ import annotations
@@ -58,34 +61,64 @@ class InitdiagRegression:
           rtol, atol, metrics, tolerances: as in :func:`initdiag.compare`.
 
         Raises:
-          pytest.fail: baseline created or regenerated, or the results drift.
+          pytest.fail: baseline created or regenerated; the results drift; a bad argument; or
+            a baseline that cannot be compared (corrupted, other schema version, other seeds),
+            with how to regenerate it. The traceback ends in the calling test.
         """
         __tracebackhide__ = True
         from initdiag.regression import compare, save_baseline
+        from initdiag.results import ProbeResult, SweepResult
 
-        path = self.path(basename)
+        if not isinstance(result, (ProbeResult, SweepResult)):
+            pytest.fail(f"initdiag_regression.check: result must be a ProbeResult or a "
+                        f"SweepResult; got {type(result).__name__}")
         kw = dict(rtol=rtol, atol=atol, metrics=metrics, tolerances=tolerances)
+        _, problem = _call(compare, result, result, **kw)  # a bad argument fails on any run
+        if problem:
+            pytest.fail(f"initdiag_regression.check: {problem}")
+        path = self.path(basename)
         if not path.exists():
-            compare(result, result, **kw)  # a bad argument fails now, not on the next run
-            save_baseline(result, path)
+            _, problem = _call(save_baseline, result, path)
+            if problem:
+                pytest.fail(f"initdiag_regression.check: {problem}")
             pytest.fail(f"initdiag baseline not found; created {path}\n"
                         f"Review and commit it; the next run compares against it.")
-        try:
-            cmp = compare(result, path, **kw)
-        except ValueError as e:  # e.g. seeds changed; a corrupted baseline is regenerated too
-            if not self.update:
-                raise
-            save_baseline(result, path, overwrite=True)
-            pytest.fail(f"initdiag baseline regenerated (--initdiag-update): {path}\n"
-                        f"The old one could not be compared: {e}")
+        cmp, problem = _call(compare, result, path, **kw)
+        if problem and self.update:
+            self._regenerate(result, path, f"The old one could not be compared: {problem}")
+        if problem:
+            pytest.fail(f"initdiag: cannot check against the baseline {path}:\n{problem}\n"
+                        f"If the new results are intended (or the file is damaged), regenerate "
+                        f"the baseline with pytest --initdiag-update.")
         if cmp.passed:
             return
         if self.update:
-            save_baseline(result, path, overwrite=True)
-            pytest.fail(f"initdiag baseline regenerated (--initdiag-update): {path}\n"
-                        f"It differed from the new results:\n{cmp.render()}")
+            self._regenerate(result, path, f"It differed from the new results:\n{cmp.render()}")
         pytest.fail(f"initdiag: results drift from the baseline {path}\n{cmp.render()}\n"
                     f"If the change is intended, regenerate with pytest --initdiag-update.")
+
+    def _regenerate(self, result: Any, path: Path, why: str) -> None:
+        """Rewrite the baseline (``--initdiag-update``) and fail, saying so and why."""
+        __tracebackhide__ = True
+        from initdiag.regression import save_baseline
+
+        _, problem = _call(save_baseline, result, path, overwrite=True)
+        if problem:
+            pytest.fail(f"initdiag_regression.check: cannot regenerate {path}: {problem}")
+        pytest.fail(f"initdiag baseline regenerated (--initdiag-update): {path}\n{why}")
+
+
+def _call(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, str | None]:
+    """``(fn(*args, **kwargs), None)``, or ``(None, message)`` when it raises a ValueError
+    (BaselineError and SeedMismatchError are ValueErrors) or an OSError.
+
+    The caller then calls pytest.fail outside any ``except`` block, so that the failure shows
+    neither initdiag's frames nor a chained "During handling of the above exception" traceback.
+    """
+    try:
+        return fn(*args, **kwargs), None
+    except (ValueError, OSError) as e:
+        return None, str(e)
 
 
 @pytest.fixture

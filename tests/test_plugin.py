@@ -124,3 +124,71 @@ def test_readme_cli_example_runs(tmp_path, monkeypatch, capsys):
     assert [main(c[1:]) for c in commands] == [0, 0, 0]
     out = capsys.readouterr().out
     assert "created baseline ci/init-baseline.json" in out and '"passed": true' in out
+
+
+TINY = 'initdiag.probe("tanh", "he_normal", depth=4, width=8, batch=8, seed={seed})'
+
+
+def tiny_test(pytester, seed=0):
+    pytester.makepyfile(test_tiny=f"""
+        import initdiag
+
+        def test_t(initdiag_regression):
+            r = {TINY.format(seed=seed)}
+            initdiag_regression.check(r)
+    """)
+
+
+def assert_points_at_the_users_test(out):
+    assert "initdiag_regression.check(r)" in out  # the user's line ends the traceback
+    for internal in ("compare.py", "baseline.py", "pytest_plugin.py", "During handling"):
+        assert internal not in out, internal
+
+
+def test_a_corrupted_baseline_fails_in_the_users_test_saying_how_to_regenerate(pytester):
+    tiny_test(pytester)
+    pytester.runpytest().assert_outcomes(failed=1)  # creates it
+    baseline = pytester.path / "test_tiny" / "test_t.json"
+    baseline.write_text(baseline.read_text()[:200])
+    res = pytester.runpytest()
+    res.assert_outcomes(failed=1)
+    out = res.stdout.str()
+    assert f"{baseline}: not valid JSON, the file is truncated or corrupted" in out
+    assert "pytest --initdiag-update" in out
+    assert_points_at_the_users_test(out)
+    res = pytester.runpytest("--initdiag-update")
+    res.assert_outcomes(failed=1)
+    out = res.stdout.str()
+    assert f"initdiag baseline regenerated (--initdiag-update): {baseline}" in out
+    assert "truncated or corrupted" in out
+    assert_points_at_the_users_test(out)
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_a_seed_change_fails_in_the_users_test_saying_how_to_regenerate(pytester):
+    tiny_test(pytester, seed=0)
+    pytester.runpytest().assert_outcomes(failed=1)
+    tiny_test(pytester, seed=1)
+    res = pytester.runpytest()
+    res.assert_outcomes(failed=1)
+    out = res.stdout.str()
+    assert "the baseline has seeds [0] but the current results have seeds [1]" in out
+    assert "pytest --initdiag-update" in out
+    assert_points_at_the_users_test(out)
+
+
+def test_a_bad_argument_fails_in_the_users_test(pytester):
+    pytester.makepyfile(test_bad="""
+        import initdiag
+
+        def test_t(initdiag_regression):
+            r = initdiag.probe("tanh", "he_normal", depth=4, width=8, batch=8, seed=0)
+            initdiag_regression.check(r, metrics=[])
+    """)
+    res = pytester.runpytest()
+    res.assert_outcomes(failed=1)
+    out = res.stdout.str()
+    assert "metrics is empty: nothing would be compared" in out
+    assert "initdiag_regression.check(r, metrics=[])" in out
+    assert "compare.py" not in out and "pytest_plugin.py" not in out
+    assert not (pytester.path / "test_bad").exists()
