@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import math
+import numbers
 from typing import Any, Protocol, Sequence
 
 import jax
+import numpy as np
 
 PRNGKey = jax.Array
 Shape = Sequence[int]
@@ -33,3 +36,33 @@ def unknown_choice_message(param: str, value: Any, options: Sequence[Any]) -> st
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return (f"invalid {param} {value!r}.{hint} "
                     f"Valid choices: {', '.join(names)}.")
+
+
+def check_int(param: str, value: Any, minimum: int = 1) -> int:
+    """``value`` as an int, or ``ValueError`` naming ``param`` unless it is an integer >= minimum.
+
+    Booleans and non-integral floats are refused (``width=4.7`` is not silently 4).
+    """
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)) and not (
+            isinstance(value, float) and value.is_integer()):
+        raise ValueError(f"{param} must be an integer >= {minimum}; got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{param} must be an integer >= {minimum}; got {value!r}")
+    return int(value)
+
+
+def check_float(param: str, value: Any, *, finite: bool = True) -> float:
+    """``value`` as a float, or ``ValueError`` naming ``param`` when it is not a (finite) number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{param} must be a number; got {value!r}")
+    value = float(value)
+    if finite and not math.isfinite(value):
+        raise ValueError(f"{param} must be a finite number; got {value!r}")
+    return value
+
+
+def check_bool(param: str, value: Any) -> bool:
+    """``value`` when it is a bool (numpy's too), else ``ValueError`` naming ``param``."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise ValueError(f"{param} must be True or False; got {value!r}")

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from initdiag._spec import format_spec, parse_spec
-from initdiag._types import unknown_choice_message
+from initdiag._types import check_bool, check_float, unknown_choice_message
 
 # jax.nn.selu's constants: scale lambda and alpha; its output is bounded below by -lambda*alpha.
 _SELU_LAMBDA = 1.0507009873554804934193349852946
@@ -117,6 +117,12 @@ class Activation:
         return {"name": self.name, **dict(self.params)}
 
 
+def _elu_activation(alpha: float) -> Activation:
+    if alpha <= 0:
+        raise ValueError(f"elu alpha must be > 0; got {alpha!r}")
+    return Activation("elu", _elu, (("alpha", alpha),), lower=-alpha, bound_scale=alpha)
+
+
 def _make(name: str, params: dict[str, Any]) -> Activation:
     p = params
     table: dict[str, Callable[[], Activation]] = {
@@ -124,12 +130,14 @@ def _make(name: str, params: dict[str, Any]) -> Activation:
         "tanh": lambda: Activation("tanh", jnp.tanh, lower=-1.0, upper=1.0),
         "sigmoid": lambda: Activation("sigmoid", jax.nn.sigmoid, lower=0.0, upper=1.0),
         "relu": lambda: Activation("relu", jax.nn.relu, can_die=True),
-        "leaky_relu": lambda: Activation("leaky_relu", _leaky_relu, (("slope", float(p["slope"])),)),
-        "elu": lambda: Activation("elu", _elu, (("alpha", float(p["alpha"])),), lower=-float(p["alpha"]),
-                                  bound_scale=float(p["alpha"])),
+        "leaky_relu": lambda: Activation("leaky_relu", _leaky_relu,
+                                         (("slope", check_float("leaky_relu slope", p["slope"])),)),
+        "elu": lambda: _elu_activation(check_float("elu alpha", p["alpha"])),
         "selu": lambda: Activation("selu", jax.nn.selu, lower=-_SELU_LAMBDA * _SELU_ALPHA,
                                    bound_scale=_SELU_LAMBDA * _SELU_ALPHA),
-        "gelu": lambda: Activation("gelu", _gelu, (("approximate", bool(p["approximate"])),)),
+        "gelu": lambda: Activation("gelu", _gelu, (("approximate",
+                                                    check_bool("gelu approximate",
+                                                               p["approximate"])),)),
         "silu": lambda: Activation("silu", jax.nn.silu),
         "softplus": lambda: Activation("softplus", jax.nn.softplus, lower=0.0),
     }

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from initdiag import engine, memory, stats
-from initdiag._types import check_one_of
+from initdiag._types import check_bool, check_float, check_int, check_one_of
 from initdiag.activations import activation as resolve_activation
 from initdiag.initializers import initializer as resolve_initializer
 from initdiag.initializers import STANDARD_INITIALIZERS
@@ -85,7 +85,7 @@ def _act_range(spec: StackSpec) -> tuple[float, float]:
 
 
 def _check_threshold(t: float) -> float:
-    t = float(t)
+    t = check_float("saturation_threshold", t)
     if not 0.0 < t < 1.0:
         raise ValueError(f"saturation_threshold must be in (0, 1); got {t}")
     return t
@@ -241,15 +241,15 @@ def prepare(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
     """Validate :func:`probe`'s arguments, draw the weights and build the :class:`Job`."""
     check_one_of("loss", loss, engine.LOSSES)
     threshold = _check_threshold(saturation_threshold)
+    histograms = check_bool("histograms", histograms)
+    hist_bins = check_int("hist_bins", hist_bins)
     spec = make_spec(activation=activation, init=init, depth=depth, width=width,
                      input_width=input_width, bias_init=bias_init, use_bias=use_bias, norm=norm,
                      residual=residual)
     keys = split_seed(seed)
     if isinstance(input, str):
-        batch = 256 if batch is None else batch
-        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
-            raise ValueError(f"batch must be an integer >= 1; got {batch!r}")
-        x0 = make_input(keys["input"], int(batch), spec.input_width, input)
+        batch = check_int("batch", 256 if batch is None else batch)
+        x0 = make_input(keys["input"], batch, spec.input_width, input)
         input_kind = input
     else:
         x0 = jnp.asarray(input, jnp.float32)

@@ -19,13 +19,14 @@ the same keys for the same seed (common random numbers make initializers compara
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Any, Literal, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from initdiag._types import PRNGKey, check_one_of
+from initdiag._types import PRNGKey, check_bool, check_float, check_int, check_one_of
 from initdiag.activations import Activation, activation as resolve_activation
 from initdiag.initializers import AnyInitializer, initializer as resolve_initializer
 from initdiag.initializers import sample_form, weight_form
@@ -113,36 +114,44 @@ def make_spec(*, activation: Any = "relu", init: Any = "he_normal", depth: int =
     Raises:
       ValueError: naming the bad option and the valid choices.
     """
-    if not isinstance(depth, (int, np.integer)) or isinstance(depth, bool) or depth < 1:
-        raise ValueError(f"depth must be an integer >= 1; got {depth!r}")
-    depth = int(depth)
-    if isinstance(width, (int, np.integer)) and not isinstance(width, bool):
-        widths = (int(width),) * depth
+    depth = check_int("depth", depth)
+    if isinstance(width, (str, bytes)) or not (isinstance(width, numbers.Real)
+                                               or hasattr(width, "__iter__")):
+        raise ValueError(f"width must be an integer >= 1 or a list of {depth} of them; "
+                         f"got {width!r}")
+    if isinstance(width, numbers.Real):
+        widths = (check_int("width", width),) * depth
     else:
-        widths = tuple(int(w) for w in width)
+        widths = tuple(check_int(f"width[{i}]", w) for i, w in enumerate(width))
         if len(widths) != depth:
             raise ValueError(f"width lists {len(widths)} layer widths but depth is {depth}")
-    if any(w < 1 for w in widths):
-        raise ValueError(f"every width must be >= 1; got {list(widths)}")
-    input_width = widths[0] if input_width is None else int(input_width)
-    if input_width < 1:
-        raise ValueError(f"input_width must be >= 1; got {input_width}")
+    input_width = widths[0] if input_width is None else check_int("input_width", input_width)
+    if isinstance(norm, str) and norm.lower() == "none":
+        norm = None
     check_one_of("norm", norm, NORMS)
     if residual is not None:
-        residual = float(residual)
+        residual = check_float("residual", residual)
         shapes = [(i, o) for i, o in zip((input_width,) + widths[:-1], widths) if i != o]
         if shapes:
             raise ValueError(f"a residual stack needs equal input and output width on every layer; "
                              f"got layer shapes {shapes[:3]}")
+    use_bias = check_bool("use_bias", use_bias)
     return StackSpec(depth=depth, widths=widths, input_width=input_width,
                      activation=resolve_activation(activation), init=resolve_initializer(init),
-                     bias_init=resolve_initializer(bias_init), use_bias=bool(use_bias), norm=norm,
+                     bias_init=resolve_initializer(bias_init), use_bias=use_bias, norm=norm,
                      residual=residual)
 
 
 def split_seed(seed: int | PRNGKey) -> dict[str, PRNGKey]:
     """The named keys a probe uses, from an integer seed or a jax key."""
-    key = jax.random.key(int(seed)) if isinstance(seed, (int, np.integer)) else seed
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        key = jax.random.key(int(seed))
+    elif isinstance(seed, jax.Array) and jnp.issubdtype(seed.dtype, jax.dtypes.prng_key):
+        key = seed
+    elif isinstance(seed, jax.Array) and seed.dtype == jnp.uint32 and seed.shape == (2,):
+        key = jax.random.wrap_key_data(seed)  # a raw (legacy) PRNGKey
+    else:
+        raise ValueError(f"seed must be an integer or a jax PRNG key; got {seed!r}")
     k_in, k_w, k_b, k_out = jax.random.split(key, 4)
     return {"input": k_in, "weights": k_w, "biases": k_b, "readout": k_out}
 

@@ -183,6 +183,37 @@ def test_bad_input_is_named():
         initdiag.probe(batch=0)
 
 
+@pytest.mark.parametrize("kw, message", [
+    (dict(width=[4, 4.7], depth=2), r"width\[1\] must be an integer >= 1; got 4.7"),
+    (dict(width=2.5), "width must be an integer >= 1; got 2.5"),
+    (dict(width=True), "width must be an integer >= 1; got True"),
+    (dict(width="abc"), "width must be an integer >= 1 or a list of 2 of them; got 'abc'"),
+    (dict(width=0), "width must be an integer >= 1; got 0"),
+    (dict(input_width=0), "input_width must be an integer >= 1; got 0"),
+    (dict(residual=float("nan")), "residual must be a finite number; got nan"),
+    (dict(residual="a"), "residual must be a number; got 'a'"),
+    (dict(use_bias="no"), "use_bias must be True or False; got 'no'"),
+    (dict(hist_bins=0), "hist_bins must be an integer >= 1; got 0"),
+    (dict(histograms="yes"), "histograms must be True or False; got 'yes'"),
+    (dict(activation="leaky_relu(slope='a')"), "leaky_relu slope must be a number; got 'a'"),
+    (dict(activation="elu(alpha=-1)"), r"elu alpha must be > 0; got -1.0"),
+    (dict(seed="a"), "seed must be an integer or a jax PRNG key; got 'a'"),
+    (dict(batch=2.5), "batch must be an integer >= 1; got 2.5"),
+    (dict(saturation_threshold="x"), "saturation_threshold must be a number; got 'x'"),
+])
+def test_bad_option_values_are_named(kw, message):
+    with pytest.raises(ValueError, match=message):
+        initdiag.probe(**{"depth": 2, "width": 4, "batch": 4, **kw})
+
+
+def test_norm_none_as_text_and_legacy_keys_are_accepted():
+    kw = dict(depth=2, width=4, batch=4)
+    assert initdiag.probe(norm="none", **kw).config["norm"] is None
+    a = initdiag.probe(seed=jax.random.PRNGKey(3), **kw)
+    b = initdiag.probe(seed=jax.random.key(3), **kw)
+    np.testing.assert_array_equal(a["act_var"], b["act_var"])
+
+
 def test_probe_params_matches_probe_on_the_same_weights():
     kw = dict(activation="relu", init="he_normal", depth=5, width=24, batch=16, seed=9,
               bias_init="normal(std=0.1)")
