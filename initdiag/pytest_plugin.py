@@ -6,9 +6,14 @@ In the style of pytest-regressions::
         result = initdiag.probe("tanh", "xavier_normal", depth=20, width=64, batch=64, seed=0)
         initdiag_regression.check(result)
 
-* The baseline is ``<test file folder>/<test file name without .py>/<test name>.json``
-  (characters other than letters, digits, ``-`` and ``.`` in the test name, e.g. the brackets
-  of a parametrized test, become ``_``). Commit it with the tests.
+* The baseline is ``<test file folder>/<test file name without .py>/<test name>.json``. The
+  test name is the test's node id after the file path with ``::`` as ``__``: ``test_f.json``
+  for a function, ``TestRelu__test_it.json`` for a method (so same-named methods of two
+  classes do not share a file), ``test_x_relu-0.5_.json`` for ``test_x[relu-0.5]``:
+  characters other than letters, digits, ``_``, ``-`` and ``.`` become ``_``, and a name over
+  200 bytes is cut and ends with a hash of the whole name. Two tests whose names still
+  coincide (``test_c[a/b]``, ``test_c[a:b]``) fail, asking for ``check(..., basename=...)``.
+  Commit the baselines with the tests.
 * First run: the baseline does not exist; it is written and the test fails, saying so.
 * Later runs: the results are compared with :func:`initdiag.compare`; on drift the test fails
   with the drifting layers (expected / got / error / tolerance) and the error statistics.
@@ -22,6 +27,7 @@ In the style of pytest-regressions::
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -44,10 +50,25 @@ class InitdiagRegression:
         self.update = bool(request.config.getoption("initdiag_update"))
 
     def path(self, basename: str | None = None) -> Path:
-        """The baseline file of this test (``basename`` replaces the test name)."""
-        test_file = Path(self._request.node.path)
-        name = basename or self._request.node.name
-        return test_file.parent / test_file.stem / (re.sub(r"[^\w.-]", "_", name) + ".json")
+        """The baseline file of this test (``basename`` replaces the test's name); see the
+        module docstring for how the name is made."""
+        node = self._request.node
+        test_file = Path(node.path)
+        name = basename or _test_name(node.nodeid, node.name)
+        return test_file.parent / test_file.stem / _file_name(name)
+
+    def _claim(self, path: Path) -> None:
+        """Fail when another test of this session already uses ``path`` as its default
+        baseline (two names that differ only in replaced characters)."""
+        __tracebackhide__ = True
+        claims = self._request.config.stash.setdefault(_CLAIMS, {})
+        me = self._request.node.nodeid
+        other = claims.setdefault(path, me)
+        if other != me:
+            pytest.fail(f"initdiag_regression: {me} and {other} map to the same baseline file "
+                        f"{path} (their names differ only in characters that are not kept in "
+                        f"file names); give this check a name of its own: "
+                        f"initdiag_regression.check(result, basename=...)")
 
     def check(self, result: Any, *, basename: str | None = None, rtol: float | None = None,
               atol: float | None = None, metrics: Sequence[str] | None = None,
@@ -77,6 +98,8 @@ class InitdiagRegression:
         if problem:
             pytest.fail(f"initdiag_regression.check: {problem}")
         path = self.path(basename)
+        if basename is None:
+            self._claim(path)
         if not path.exists():
             _, problem = _call(save_baseline, result, path)
             if problem:
@@ -106,6 +129,30 @@ class InitdiagRegression:
         if problem:
             pytest.fail(f"initdiag_regression.check: cannot regenerate {path}: {problem}")
         pytest.fail(f"initdiag baseline regenerated (--initdiag-update): {path}\n{why}")
+
+
+#: Session-wide map of default baseline paths to the node id of the test that uses each.
+_CLAIMS = pytest.StashKey[dict]()
+#: Longest baseline file name kept whole, in bytes (plus ".json"; file systems allow 255).
+_MAX_NAME = 200
+
+
+def _test_name(nodeid: str, name: str) -> str:
+    """A test's node id after the file path, ``::`` as ``__``: ``"test_f"``,
+    ``"TestRelu__test_it"``, ``"test_x[relu-0.5]"`` (``name`` when the id has no ``::``)."""
+    _, sep, rest = nodeid.partition("::")
+    return rest.replace("::", "__") if sep else name
+
+
+def _file_name(name: str) -> str:
+    """``name`` + ``.json`` with every character other than a letter, digit, ``_``, ``-`` or
+    ``.`` replaced by ``_``; a name longer than ``_MAX_NAME`` bytes is cut and ends with a hash
+    of the whole name, so that long parametrized ids stay distinct."""
+    safe = re.sub(r"[^\w.-]", "_", name)
+    if len(safe.encode()) > _MAX_NAME:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+        safe = safe.encode()[:_MAX_NAME - 13].decode(errors="ignore") + "-" + digest
+    return safe + ".json"
 
 
 def _call(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, str | None]:

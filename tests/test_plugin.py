@@ -192,3 +192,65 @@ def test_a_bad_argument_fails_in_the_users_test(pytester):
     assert "initdiag_regression.check(r, metrics=[])" in out
     assert "compare.py" not in out and "pytest_plugin.py" not in out
     assert not (pytester.path / "test_bad").exists()
+
+
+def test_baseline_names_follow_the_node_id(pytester):
+    pytester.makepyfile(test_names="""
+        import pytest, initdiag
+
+        def probe(act):
+            return initdiag.probe(act, "he_normal", depth=4, width=8, batch=8, seed=0)
+
+        class TestTanh:
+            def test_it(self, initdiag_regression):
+                initdiag_regression.check(probe("tanh"))
+
+        class TestRelu:
+            def test_it(self, initdiag_regression):
+                initdiag_regression.check(probe("relu"))
+
+        class TestOuter:
+            class TestInner:
+                def test_it(self, initdiag_regression):
+                    initdiag_regression.check(probe("sigmoid"))
+
+        @pytest.mark.parametrize("act, gain", [("relu", 0.5)])
+        def test_x(initdiag_regression, act, gain):
+            initdiag_regression.check(probe(act))
+
+        @pytest.mark.parametrize("tag", ["a", "b"], ids=["x" * 300 + "a", "x" * 300 + "b"])
+        def test_long(initdiag_regression, tag):
+            initdiag_regression.check(probe("tanh" if tag == "a" else "relu"))
+
+        def test_plain(initdiag_regression):
+            initdiag_regression.check(probe("tanh"))
+    """)
+    pytester.runpytest().assert_outcomes(failed=7)  # each test writes its own baseline
+    folder = pytester.path / "test_names"
+    names = sorted(f.name for f in folder.iterdir())
+    short = [n for n in names if not n.startswith("test_long")]
+    assert short == ["TestOuter__TestInner__test_it.json", "TestRelu__test_it.json",
+                     "TestTanh__test_it.json", "test_plain.json", "test_x_relu-0.5_.json"]
+    long = [n for n in names if n.startswith("test_long_xxx")]
+    assert len(long) == 2 and all(len(n.encode()) <= 255 for n in long)
+    assert initdiag.load_baseline(folder / "TestRelu__test_it.json").config["activation"] == "relu"
+    assert initdiag.load_baseline(folder / "TestTanh__test_it.json").config["activation"] == "tanh"
+    pytester.runpytest().assert_outcomes(passed=7)
+
+
+def test_two_tests_whose_names_sanitize_alike_do_not_share_a_baseline(pytester):
+    pytester.makepyfile(test_clash="""
+        import pytest, initdiag
+
+        @pytest.mark.parametrize("sep", ["a/b", "a:b"])
+        def test_c(initdiag_regression, sep):
+            initdiag_regression.check(initdiag.probe("tanh", "he_normal", depth=4, width=8,
+                                                     batch=8, seed=0))
+    """)
+    pytester.runpytest().assert_outcomes(failed=2)
+    res = pytester.runpytest()
+    res.assert_outcomes(passed=1, failed=1)
+    res.stdout.fnmatch_lines(["*test_clash.py::test_c[[]a:b] and test_clash.py::test_c[[]a/b] "
+                              "map to the same baseline file*test_c_a_b_.json*"])
+    assert "basename=" in res.stdout.str()
+    assert [f.name for f in (pytester.path / "test_clash").iterdir()] == ["test_c_a_b_.json"]
