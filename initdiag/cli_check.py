@@ -133,6 +133,7 @@ def _check(args: argparse.Namespace) -> int:
         _emit(args, {"baseline": str(path), "updated": True, "created": unreadable is None},
               f"initdiag check: {done} ({len(_flat(current))} probe(s))", say)
         return 0
+    why = ""
     try:
         cmp = compare(current, baseline, rtol=args.rtol, atol=args.atol, metrics=args.metrics)
     except ValueError as e:
@@ -140,7 +141,7 @@ def _check(args: argparse.Namespace) -> int:
             raise
         cmp, why = None, f" (the old one could not be compared: {e})"
     if args.update:
-        return _update(args, path, current, cmp, why if cmp is None else "", say)
+        return _update(args, path, current, cmp, why, say)
     if args.json:
         print(json.dumps({"baseline": str(path), "updated": False, **cmp.to_dict()}, indent=1))
     else:
@@ -153,7 +154,8 @@ def _check(args: argparse.Namespace) -> int:
 
 def _update(args: argparse.Namespace, path: Path, current, cmp, why: str, say) -> int:
     """``--update`` after comparing: rewrite the baseline unless ``cmp`` passed (then the file
-    is left untouched, as the pytest plugin does), and say which; returns 0."""
+    is left untouched, as the pytest plugin does), and say which; returns 0. ``cmp`` is None
+    when the comparison failed, ``why`` then says how."""
     from initdiag.regression import save_baseline
 
     body = {"baseline": str(path), "updated": cmp is None or not cmp.passed, "created": False}
