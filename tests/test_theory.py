@@ -57,6 +57,92 @@ def test_edge_of_chaos_with_bias_against_independent_integral():
     assert chi == pytest.approx(1.0, abs=1e-7)
 
 
+SELU_LAMBDA, SELU_ALPHA = 1.0507009873554805, 1.6732632423543772
+# phi' written out in numpy (independent of initdiag and of jax's choice of phi'(0))
+DPHI_KINKED = {
+    "relu": lambda z: 1.0 if z > 0 else 0.0,
+    "leaky_relu": lambda z: 1.0 if z > 0 else 0.01,
+    "leaky_relu(slope=0.2)": lambda z: 1.0 if z > 0 else 0.2,
+    "selu": lambda z: SELU_LAMBDA if z > 0 else SELU_LAMBDA * SELU_ALPHA * np.exp(z),
+    "elu": lambda z: 1.0 if z > 0 else np.exp(z),
+    "elu(alpha=0.5)": lambda z: 1.0 if z > 0 else 0.5 * np.exp(z),
+}
+# lim_{q->0+} E_{z~N(0,q)}[phi'(z)^2] = (phi'(0-)^2 + phi'(0+)^2) / 2, from the one-sided slopes
+KINK_AT_0 = {"relu": (0.0, 1.0), "leaky_relu": (0.01, 1.0), "leaky_relu(slope=0.2)": (0.2, 1.0),
+             "selu": (SELU_LAMBDA * SELU_ALPHA, SELU_LAMBDA), "elu": (1.0, 1.0),
+             "elu(alpha=0.5)": (0.5, 1.0)}
+
+
+@pytest.mark.parametrize("act", list(KINK_AT_0))
+def test_chi1_at_zero_fixed_point_is_the_limit_of_the_one_sided_slopes(act):
+    left, right = KINK_AT_0[act]
+    limit = (left**2 + right**2) / 2
+    w = 0.8 / limit  # below the edge: q -> 0 from q0 = 1, chi_1 = w * limit = 0.8
+    assert theory.fixed_point(act, w, 0.0) == 0.0
+    assert theory.chi1(act, w, 0.0) == pytest.approx(0.8, rel=1e-12)
+    assert theory.depth_scales(act, w, 0.0)["chi1"] == pytest.approx(0.8, rel=1e-12)
+    grid = theory.phase_grid(act, [w], [0.0])
+    assert grid["q_star"][0, 0] == 0.0 and grid["chi1"][0, 0] == pytest.approx(0.8, rel=1e-12)
+    # scipy at a small variance approaches the same limit (selu, elu: E[phi'^2] moves by
+    # ~sqrt(q) from it; q = 1e-10 -> ~1e-5 relative)
+    dphi = DPHI_KINKED[act]
+    assert w * gauss_expect(lambda z: dphi(z) ** 2, 1e-10) == pytest.approx(0.8, rel=1e-4)
+
+
+def test_the_audit_numbers_at_q_star_zero():
+    assert theory.chi1("relu", 1.0, 0.0) == pytest.approx(0.5, rel=1e-12)
+    assert theory.chi1("leaky_relu", 1.0, 0.0) == pytest.approx((1 + 0.01**2) / 2, rel=1e-12)
+    selu = 0.3235 * SELU_LAMBDA**2 * (1 + SELU_ALPHA**2) / 2
+    assert selu == pytest.approx(0.679, abs=1e-3)
+    assert theory.chi1("selu", 0.3235, 0.0) == pytest.approx(selu, rel=1e-12)
+
+
+@pytest.mark.parametrize("act,edge", [
+    ("relu", 2.0), ("linear", 1.0), ("tanh", 1.0), ("elu", 1.0), ("elu(alpha=0.5)", 2 / 1.25),
+    ("leaky_relu", 2 / (1 + 0.01**2)), ("leaky_relu(slope=0.2)", 2 / (1 + 0.2**2)),
+    ("selu", 2 / (SELU_LAMBDA**2 * (1 + SELU_ALPHA**2))),
+])
+def test_edge_of_chaos_without_bias_against_closed_forms(act, edge):
+    # sigma_b^2 = 0, phi(0) = 0: q* = 0 with chi_1 = sigma_w^2 (phi'(0-)^2 + phi'(0+)^2) / 2 up
+    # to the edge (homogeneous phi: at the edge every q is fixed)
+    assert theory.edge_of_chaos(act, 0.0) == pytest.approx(edge, rel=1e-12)
+
+
+def _gelu_edge_by_scipy(b):
+    """sigma_w^2 with chi_1 = 1 for exact gelu, from scipy alone: q* by brentq on quad's F,
+    chi_1 = w E[(Phi(z) + z phi(z))^2] at q*, then brentq on w below the divergence at 2."""
+    phi2 = lambda z: (z * norm.cdf(z)) ** 2  # noqa: E731
+    dphi2 = lambda z: (norm.cdf(z) + z * norm.pdf(z)) ** 2  # noqa: E731
+
+    def chi1_minus_1(w):
+        q = brentq(lambda q: w * gauss_expect(phi2, q) + b - q, 1e-3, 1e4, xtol=1e-13, rtol=1e-13)
+        return w * gauss_expect(dphi2, q) - 1, q
+
+    w = brentq(lambda w: chi1_minus_1(w)[0], 1.9, 1.99, xtol=1e-12, rtol=1e-12)
+    return w, chi1_minus_1(w)[1]
+
+
+@pytest.mark.parametrize("b", [0.2, 0.5])
+def test_gelu_edge_of_chaos_just_below_the_divergence(b):
+    # q diverges at sigma_w^2 = 2 (gelu ~ relu for large q); chi_1 crosses 1 shortly before,
+    # between points of a coarse grid (1.97: chi_1 < 1; 1.975: > 1, at b = 0.2)
+    w_ref, q_ref = _gelu_edge_by_scipy(b)
+    w = theory.edge_of_chaos("gelu", b)
+    assert w == pytest.approx(w_ref, rel=1e-8)
+    assert theory.fixed_point("gelu", w, b) == pytest.approx(q_ref, rel=1e-6)
+    assert 1.95 < w < 1.975 and theory.chi1("gelu", w, b) == pytest.approx(1.0, abs=1e-8)
+
+
+def test_edge_of_chaos_refuses_jumps_and_divergence():
+    # relu with a bias: chi_1 = sigma_w^2 / 2 < 1 wherever q* is finite (q* = b / (1 - w/2))
+    with pytest.raises(ValueError, match="stays below 1.*no edge of chaos"):
+        theory.edge_of_chaos("relu", 0.1)
+    # gelu without bias: q* = 0 and chi_1 = sigma_w^2 / 4 until the orbit from q0 = 1 stops
+    # decaying (an unstable fixed point passes q0) and q jumps to infinity: no chi_1 = 1 on the way
+    with pytest.raises(ValueError, match="jumps past 1"):
+        theory.edge_of_chaos("gelu", 0.0)
+
+
 @pytest.mark.parametrize("act,w,b", [("tanh", 2.0, 0.1), ("sigmoid", 4.0, 0.0), ("gelu", 1.5, 0.2)])
 def test_fixed_point_by_iteration_and_by_root_finder(act, w, b):
     phi = {"tanh": np.tanh, "sigmoid": lambda z: 1 / (1 + np.exp(-z)),

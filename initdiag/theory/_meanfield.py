@@ -94,7 +94,9 @@ def chi1(activation: Any, weight_var: float, bias_var: float, q0: float = 1.0) -
     """chi_1 = sigma_w^2 E[phi'(z)^2] at the fixed point q* (:func:`fixed_point` from ``q0``).
 
     chi_1 < 1: ordered phase (gradients vanish, inputs' correlations go to 1); chi_1 > 1: chaotic
-    (gradients explode, correlations decay). At q* = 0 it is sigma_w^2 phi'(0)^2.
+    (gradients explode, correlations decay). At q* = 0 it is the limit q -> 0+ of
+    sigma_w^2 E[phi'(z)^2], sigma_w^2 (phi'(0-)^2 + phi'(0+)^2) / 2 (relu: sigma_w^2 / 2;
+    tanh: sigma_w^2), not jax's one-sided phi'(0).
 
     Raises:
       ValueError: when q grows without bound (no fixed point, e.g. relu with sigma_w^2 > 2).
@@ -109,34 +111,77 @@ def chi1(activation: Any, weight_var: float, bias_var: float, q0: float = 1.0) -
 def edge_of_chaos(activation: Any, bias_var: float, bracket: tuple[float, float] = (1e-3, 1e3)) -> float:
     """The weight variance sigma_w^2 at which chi_1 = 1 for the given bias variance sigma_b^2.
 
-    Solved by :func:`scipy.optimize.brentq` in ``bracket`` (variances).
+    * With sigma_b^2 = 0 and phi(0) = 0, q* = 0 is a fixed point with chi_1 = sigma_w^2 E0,
+      E0 = (phi'(0-)^2 + phi'(0+)^2) / 2 (:func:`chi1`). When the orbit from q0 = 1 still goes
+      to 0 just below sigma_w^2 = 1 / E0, that is the edge, exactly: tanh, linear, elu 1;
+      relu 2 (He); leaky_relu 2 / (1 + s^2); selu 2 / (lambda^2 (1 + alpha^2)) = 0.4768.
+    * Otherwise chi_1 - 1 is solved by :func:`scipy.optimize.brentq` in ``bracket``
+      (variances). Where q diverges at the top of the bracket, the boundary sigma_w^2 beyond which
+      it does is bisected first (q* from q0 = 1 never decreases as sigma_w^2 grows, since F grows
+      with sigma_w^2 and with q, so there is one such boundary) to relative 1e-13, and chi_1 = 1
+      is looked for below it: by brentq when chi_1 > 1 at the boundary (gelu with
+      sigma_b^2 = 0.2: chi_1 crosses 1 at 1.9707, q diverges only at 2), else on a grid dense
+      near the boundary. The root is accepted only where chi_1 is continuous (|chi_1 - 1| <
+      1e-6 there), not where q* jumps.
 
     Raises:
-      ValueError: when chi_1 - 1 does not change sign in the bracket (e.g. relu with
-        sigma_b^2 > 0, whose q diverges before chi_1 reaches 1).
+      ValueError: when chi_1 - 1 does not change sign in the bracket, e.g. relu with
+        sigma_b^2 > 0, whose chi_1 = sigma_w^2 / 2 approaches 1 only as q* diverges; or when
+        chi_1 jumps past 1 with q* (gelu with sigma_b^2 = 0: q* = 0 and chi_1 = sigma_w^2 / 4
+        until the orbit from q0 = 1 starts to diverge at sigma_w^2 = 2.35).
     """
     _check(1.0, bias_var)
+    memo: dict[float, tuple[float, float]] = {}
 
-    def f(w):
-        q = fixed_point(activation, w, bias_var)
-        if math.isinf(q):
-            return math.inf
-        return float(chi(activation, w, q)) - 1.0
+    def qf(w: float) -> tuple[float, float]:
+        w = float(w)
+        if w not in memo:
+            q = fixed_point(activation, w, bias_var)
+            memo[w] = (q, math.inf if math.isinf(q) else float(chi(activation, w, q)) - 1.0)
+        return memo[w]
 
-    lo, hi = bracket
+    def f(w: float) -> float:
+        return qf(w)[1]
+
+    lo, hi = float(bracket[0]), float(bracket[1])
+    g = gaussian(activation)
+    if float(bias_var) == 0.0 and float(g.phi(0.0)) == 0.0:
+        e0 = float(g.moments(0.0)["dphi2"])
+        w0 = 1.0 / e0 if e0 > 0 else math.inf
+        if lo < w0 < hi and qf(w0 * (1 - 1e-9))[0] == 0.0:
+            return w0
     flo, fhi = f(lo), f(hi)
     if not (flo < 0 < fhi):
         raise ValueError(f"chi_1 = 1 is not bracketed for {activation} with bias_var={bias_var} "
                          f"in weight_var {bracket}: chi_1 - 1 = {flo:.3g}, {fhi:.3g}")
-    if math.isinf(fhi):  # shrink until finite, keeping the sign change
-        grid = np.logspace(np.log10(lo), np.log10(hi), 200)
-        vals = [f(w) for w in grid]
-        k = next(i for i, v in enumerate(vals) if v > 0)
-        lo, hi = grid[k - 1], grid[k]
-        if math.isinf(vals[k]):
-            raise ValueError(f"chi_1 jumps past 1 where q diverges for {activation} with "
-                             f"bias_var={bias_var}: no edge of chaos")
-    return float(brentq(f, lo, hi, xtol=1e-12, rtol=1e-9, maxiter=300))
+    if math.isinf(fhi):
+        a, c = lo, hi  # f(a) finite, f(c) infinite
+        while c / a - 1.0 > 1e-13:
+            m = math.sqrt(a * c)
+            if not a < m < c:
+                break
+            a, c = (m, c) if math.isfinite(f(m)) else (a, m)
+        hi, fhi = a, f(a)
+        if not fhi > 0:
+            near = a * (1.0 - 10.0 ** -np.arange(1.0, 13.0))
+            grid = np.unique(np.concatenate([np.logspace(np.log10(lo), np.log10(a), 60), near]))
+            above = next((w for w in grid[(grid > lo) & (grid < a)] if f(w) > 0), None)
+            if above is None:
+                raise ValueError(
+                    f"chi_1 stays below 1 for {activation} with bias_var={bias_var} up to "
+                    f"weight_var={a:.6g}, beyond which q diverges (chi_1 -> {fhi + 1:.6g}, "
+                    f"q* -> {qf(a)[0]:.3g}): no edge of chaos with a finite q*")
+            hi = float(above)
+        lo = max([w for w, (_, v) in memo.items() if v < 0 and w < hi], default=lo)
+    w = float(brentq(f, lo, hi, xtol=1e-12, rtol=1e-9, maxiter=300))
+    if not abs(f(w)) < 1e-6:
+        left = max(v for v in memo if v < w and f(v) < 0)
+        right = min(v for v in memo if v >= w and f(v) > 0)
+        raise ValueError(
+            f"chi_1 jumps past 1 at weight_var={w:.6g} for {activation} with bias_var={bias_var}: "
+            f"q* (from q0 = 1) jumps from {qf(left)[0]:.3g} to {qf(right)[0]:.3g} and chi_1 from "
+            f"{f(left) + 1:.3g} to {f(right) + 1:.3g} there: no edge of chaos")
+    return w
 
 
 def c_map(activation: Any, weight_var: float, bias_var: float, q: float, c) -> np.ndarray:
@@ -170,7 +215,7 @@ def depth_scales(activation: Any, weight_var: float, bias_var: float, q0: float 
 
     A scale is ``inf`` where its slope is 1 (xi_c at the edge of chaos) and NaN where q* is 0 or
     infinite (no fixed point to converge to, or a degenerate one); chi_1 is NaN only for q* = inf
-    (at q* = 0 it is sigma_w^2 phi'(0)^2).
+    (at q* = 0 it is the limit sigma_w^2 (phi'(0-)^2 + phi'(0+)^2) / 2, see :func:`chi1`).
     """
     w, b = _check(weight_var, bias_var)
     q = fixed_point(activation, w, b, q0)

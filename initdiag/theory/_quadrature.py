@@ -43,6 +43,8 @@ RULE_RANGE = 12.0
 #: Probabilities are located on a grid of this many points over +-PROB_RANGE standard deviations.
 PROB_GRID = 4801
 PROB_RANGE = 12.0  # P(|z| > 12 sd) ~ 4e-33: nothing is lost beyond
+#: Below this variance, derivative moments are taken at it: their q -> 0+ limit (see moments).
+Q_TINY = 1e-40
 
 
 
@@ -91,10 +93,18 @@ class Gaussian:
 
         ``phi``: E[phi], ``phi2``: E[phi^2], ``dphi2``: E[phi'^2],
         ``slope``: E[phi'^2 + phi phi''] = dE[phi^2]/dq (Stein's lemma).
+
+        At q = 0 (and below :data:`Q_TINY`) the derivative moments are their limits as q -> 0+,
+        not jax's phi'(0): the rule is evaluated at standard deviation sqrt(Q_TINY), i.e. at
+        +-1e-20 x_i, which gives (phi'(0-)^2 + phi'(0+)^2) / 2 for a kink at 0 (relu: 1/2, where
+        jax's relu'(0) = 0 would give 0; selu: lambda^2 (1 + alpha^2) / 2) and phi'(0)^2 for
+        smooth phi (to ~1e-20). ``phi`` and ``phi2`` are evaluated at q itself (exact at 0).
         """
         q = np.asarray(q, np.float64)
-        z = np.sqrt(q)[..., None] * _X
-        p, d1, d2 = self.phi(z), self.dphi(z), self.ddphi(z)
+        s = np.sqrt(q)[..., None]
+        z = s * _X
+        zd = np.maximum(s, np.sqrt(Q_TINY)) * _X
+        p, d1, d2 = self.phi(z), self.dphi(zd), self.ddphi(zd)
         return {"phi": p @ _W, "phi2": (p * p) @ _W, "dphi2": (d1 * d1) @ _W,
                 "slope": (d1 * d1 + p * d2) @ _W}
 
