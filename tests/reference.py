@@ -25,27 +25,29 @@ def _norm(h, norm):
     return (h - m) / jnp.sqrt(v + NORM_EPS)
 
 
-def loop_stats(ws, bs, x, phi, readout, loss="projection", norm=None, residual=None):
+def loop_stats(ws, bs, x, phi, readout, loss="projection", norm=None, residual=None, grads=False):
     """Per-layer statistics from jax.grad of a Python loop over layers (float32)."""
-    def forward(ws, deltas):
+    def forward(ws, deltas, out_deltas):
         xs, hs, acts = [x], [], []
         h_in = x
-        for w, b, d in zip(ws, bs, deltas):
+        for w, b, d, e in zip(ws, bs, deltas, out_deltas):
             h = h_in @ w + b[None, :] + d
             a = phi(_norm(h, norm))
-            h_in = a if residual is None else h_in + residual * a
+            h_in = (a if residual is None else h_in + residual * a) + e
             hs.append(h); acts.append(a); xs.append(h_in)
         return xs, hs, acts
 
-    def loss_fn(ws, deltas):
-        out = forward(ws, deltas)[0][-1]
+    def loss_fn(ws, deltas, out_deltas):
+        out = forward(ws, deltas, out_deltas)[0][-1]
         if loss == "projection":
             return jnp.sum(readout * out) / x.shape[0]
         return 0.5 * jnp.sum(out**2) / x.shape[0]
 
+    # dL/dh^l and dL/dx^l as gradients with respect to zero perturbations added to h^l and x^l.
     deltas = [jnp.zeros((x.shape[0], w.shape[1]), jnp.float32) for w in ws]
-    gw, gd = jax.grad(loss_fn, argnums=(0, 1))(ws, deltas)
-    xs, hs, acts = forward(ws, deltas)
+    out_deltas = [jnp.zeros_like(d) for d in deltas]
+    gw, gd, gx = jax.grad(loss_fn, argnums=(0, 1, 2))(ws, deltas, out_deltas)
+    xs, hs, acts = forward(ws, deltas, out_deltas)
     f64 = lambda a: np.asarray(a, np.float64)
     return {
         "preact_mean": np.array([f64(h).mean() for h in hs]),
@@ -53,9 +55,11 @@ def loop_stats(ws, bs, x, phi, readout, loss="projection", norm=None, residual=N
         "act_mean": np.array([f64(v).mean() for v in xs[1:]]),
         "act_var": np.array([f64(v).var() for v in xs[1:]]),
         "grad_preact_rms": np.array([np.sqrt(np.mean(f64(g) ** 2)) for g in gd]),
+        "grad_act_rms": np.array([np.sqrt(np.mean(f64(g) ** 2)) for g in gx]),
         "grad_weight_norm": np.array([np.linalg.norm(f64(g)) for g in gw]),
         "weight_norm": np.array([np.linalg.norm(f64(w)) for w in ws]),
         "acts": [f64(a) for a in acts],
+        **({"grads": [f64(g) for g in gd]} if grads else {}),
     }
 
 
