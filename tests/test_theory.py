@@ -7,6 +7,8 @@ the numbers they check.
 
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.integrate import quad
@@ -186,6 +188,46 @@ def test_quadrature_matches_adaptive_integration(act, q):
     assert m["phi2"] == pytest.approx(gauss_expect(lambda z: phi(z) ** 2, q), rel=1e-10, abs=1e-14)
     assert m["phi"] == pytest.approx(gauss_expect(phi, q), rel=1e-9, abs=1e-12)
     assert m["dphi2"] == pytest.approx(gauss_expect(lambda z: dphi(z) ** 2, q), rel=1e-6)
+
+
+def gauss_expect_split(f, q, breaks):
+    """E_{z~N(0,q)}[f(z)] by scipy quad on pieces split at 0 and the given breaks (in z)."""
+    s = math.sqrt(q)
+    ends = sorted({-40.0, 0.0, 40.0, *[b / s for b in breaks if abs(b / s) < 40]})
+    g = lambda u: f(s * u) * norm.pdf(u)  # noqa: E731
+    return sum(quad(g, a, b, epsabs=1e-14, epsrel=1e-13, limit=200)[0] for a, b in zip(ends[:-1], ends[1:]))
+
+
+USER_KINKED = {  # jax callable, numpy phi, numpy phi', where phi or phi' jumps
+    "relu(z - 0.7)": (lambda z: jnp.maximum(z - 0.7, 0.0), lambda z: max(z - 0.7, 0.0),
+                      lambda z: 1.0 if z > 0.7 else 0.0, [0.7]),
+    "clip(z, -1, 1)": (lambda z: jnp.clip(z, -1.0, 1.0), lambda z: min(max(z, -1.0), 1.0),
+                       lambda z: 1.0 if abs(z) < 1 else 0.0, [-1.0, 1.0]),
+    "z + 1[z > 1] z": (lambda z: jnp.where(z > 1.0, 2 * z, z), lambda z: 2 * z if z > 1 else z,
+                       lambda z: 2.0 if z > 1 else 1.0, [1.0]),
+}
+
+
+@pytest.mark.parametrize("name", list(USER_KINKED))
+@pytest.mark.parametrize("q", [0.3, 1.0, 4.0])
+def test_user_callable_with_kinks_away_from_zero(name, q):
+    f, phi, dphi, breaks = USER_KINKED[name]
+    g = theory.gaussian(f)
+    m = g.moments(q)
+    assert m["dphi2"] == pytest.approx(gauss_expect_split(lambda z: dphi(z) ** 2, q, breaks), rel=1e-10)
+    assert m["phi2"] == pytest.approx(gauss_expect_split(lambda z: phi(z) ** 2, q, breaks), rel=1e-10)
+    assert float(theory.chi(f, 1.7, q)) == pytest.approx(1.7 * m["dphi2"], rel=1e-14)
+    if name == "relu(z - 0.7)":  # closed form: E[phi'^2] = P(z > 0.7)
+        assert m["dphi2"] == pytest.approx(norm.sf(0.7 / math.sqrt(q)), rel=1e-12)
+    np.testing.assert_allclose(g.breaks, breaks, rtol=1e-12)  # located to adjacent floats
+
+
+def test_smooth_user_callables_get_no_breaks():
+    for f in (lambda z: jnp.tanh(z), jnp.sin, lambda z: z * jax.nn.sigmoid(z), jnp.exp):
+        assert theory.gaussian(f).breaks.size == 0
+    q = np.array([0.05, 1.0, 9.0])
+    np.testing.assert_array_equal(theory.gaussian(lambda z: jnp.tanh(z)).moments(q)["dphi2"],
+                                  theory.gaussian("tanh").moments(q)["dphi2"])
 
 
 @pytest.mark.parametrize("t", [0.9, 0.99])
