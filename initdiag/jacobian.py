@@ -1,11 +1,16 @@
 """Singular values of a stack's input-output Jacobian at initialization (dynamical isometry).
 
-For one input point x (a row of the probe's input batch, N(0, 1) entries), J = dx^L / dx^0 is the
-``[n_L, n_0]`` Jacobian of the stack (:func:`initdiag.stacks.apply_stack`, the activation on every
-layer). Pennington, Schoenholz & Ganguli (2017): a deep network trains fast when all singular
-values of J are near 1 (dynamical isometry); a deep linear stack of orthogonal matrices has every
-singular value exactly 1, Gaussian weights spread them more with depth, and tanh near the edge of
-chaos (sigma_w^2 = 1, small sigma_b^2, q* small) keeps orthogonal weights concentrated near 1.
+For one input point x (a row of the probe's input batch, N(0, 1) entries, scaled by
+sqrt(``input_var``)), J = dx^L / dx^0 is the ``[n_L, n_0]`` Jacobian of the stack
+(:func:`initdiag.stacks.apply_stack`, the activation on every layer). Pennington, Schoenholz &
+Ganguli (2017): a deep network trains fast when all singular values of J are near 1 (dynamical
+isometry); a deep linear stack of orthogonal matrices has every singular value exactly 1,
+Gaussian weights spread them more with depth, and tanh *at* criticality -- sigma_w^2 =
+``theory.edge_of_chaos("tanh", sigma_b^2)`` with the pre-activations at the fixed point q* from
+the first layer on, i.e. ``input_var = (q* - sigma_b^2) / sigma_w^2`` -- keeps orthogonal weights
+concentrated near 1 with mean sigma^2 = chi_1^L = 1. (With N(0, 1) inputs instead, q starts far
+above a small q*: sigma_w^2 = 1, sigma_b^2 = 1e-4 is then the ordered phase, chi < 1 on the way
+down, and the mean sigma^2 is ~0.02 at depth 32.)
 
 Two methods:
 
@@ -50,7 +55,7 @@ class JacobianSpectrum:
       singular_values: float64 [m]; all of them (exact) or Lanczos nodes sqrt(theta).
       weights: float64 [m], summing to 1.
       method: "exact" or "lanczos".
-      config: activation, init, bias_init, depth, width, seed, points (labels).
+      config: activation, init, bias_init, depth, width, seed, points, input_var (labels).
       extremes: (smallest, largest) singular value: exact, or the extreme Ritz values.
     """
 
@@ -130,18 +135,24 @@ def _lanczos(f, x, steps: int, probes: int, key) -> tuple[np.ndarray, np.ndarray
 def jacobian_spectrum(activation: Any = "tanh", init: Any = "orthogonal", depth: int = 10,
                       width: int | Sequence[int] = 128, seed: int = 0, bias_init: Any = "zeros",
                       *, points: int = 1, method: Literal["auto", "exact", "lanczos"] = "auto",
-                      steps: int = 80, probes: int = 4, input_width: int | None = None) -> JacobianSpectrum:
+                      steps: int = 80, probes: int = 4, input_width: int | None = None,
+                      input_var: float = 1.0, batch: int = 256) -> JacobianSpectrum:
     """Singular values of the input-output Jacobian of a freshly initialized stack.
 
     The stack and the input points come from ``seed`` exactly as in :func:`initdiag.probe`
-    (same weights, the first ``points`` rows of its input batch).
+    (same weights, the first ``points`` rows of its input batch, times sqrt(``input_var``)).
 
     Args:
       activation, init, depth, width, seed, bias_init, input_width: as in :func:`initdiag.probe`.
+        ``init="lsuv"`` rescales the orthogonal start on the first ``batch`` rows of that input
+        batch (times sqrt(input_var)), as a probe with that batch does.
       points: number of input points whose spectra are pooled.
       method: "exact" (jacfwd + SVD), "lanczos" (SLQ on J^T J) or "auto" (exact for input
         width <= 1024).
       steps, probes: Lanczos steps per run and number of random starting vectors.
+      input_var: E[x0^2] of the input's entries (a variance; default 1, the probe's inputs).
+        At criticality use ``(q* - sigma_b^2) / sigma_w^2`` so that q^1 = q* (module docstring).
+      batch: LSUV's batch (default 256, the probe's); unused for other initializers.
 
     Returns:
       A :class:`JacobianSpectrum`.
@@ -149,12 +160,21 @@ def jacobian_spectrum(activation: Any = "tanh", init: Any = "orthogonal", depth:
     check_one_of("method", method, METHODS)
     if int(points) < 1:
         raise ValueError(f"points must be >= 1; got {points!r}")
+    input_var = float(input_var)
+    if not (np.isfinite(input_var) and input_var > 0):
+        raise ValueError(f"input_var (E[x0^2], a variance) must be finite and > 0; got {input_var!r}")
     spec = make_spec(activation=activation, init=init, depth=depth, width=width,
                      input_width=input_width, bias_init=bias_init)
-    _fail_if_lsuv(spec)
     params = init_stack(seed, spec)
     keys = split_seed(seed)
-    xs = make_input(keys["input"], int(points), spec.input_width)
+    scale = np.float32(np.sqrt(input_var))
+    xs = make_input(keys["input"], int(points), spec.input_width) * scale
+    if getattr(spec.init, "name", None) == "lsuv":  # data-dependent: rescaled as in probe
+        from initdiag import lsuv
+        if int(batch) < 1:
+            raise ValueError(f"batch must be >= 1; got {batch!r}")
+        params = lsuv.rescale(params, make_input(keys["input"], int(batch), spec.input_width) * scale,
+                              spec)
     if method == "auto":
         method = "exact" if spec.input_width <= EXACT_MAX_WIDTH else "lanczos"
     f = lambda x: apply_stack(params, x[None, :], spec)[0]  # noqa: E731
@@ -172,12 +192,7 @@ def jacobian_spectrum(activation: Any = "tanh", init: Any = "orthogonal", depth:
         ws.append(w / points)
     config = {"activation": spec.activation.label, "init": spec.init.label,
               "bias_init": spec.bias_init.label, "depth": spec.depth, "width": list(spec.widths),
-              "seed": seed, "points": int(points)}
+              "seed": seed, "points": int(points), "input_var": input_var}
     return JacobianSpectrum(np.concatenate(svs), np.concatenate(ws), method, config,
                             (float(min(lo)), float(max(hi))))
 
-
-def _fail_if_lsuv(spec) -> None:
-    if getattr(spec.init, "name", None) == "lsuv":
-        raise ValueError("jacobian_spectrum: init='lsuv' needs data; rescale with "
-                         "initdiag.lsuv.lsuv_params first and use jacobian_of_params")

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from initdiag import theory
 from initdiag.jacobian import jacobian_spectrum
 
 GAUSS = "variance_scaling(scale=1.0, mode=fan_in, distribution=normal)"
@@ -28,8 +29,9 @@ def test_gaussian_products_spread_linearly_with_depth():
     assert jacobian_spectrum("linear", "orthogonal", depth=32, width=256).spread() < 1e-6
 
 
-def test_tanh_at_criticality_orthogonal_stays_concentrated():
-    # sigma_w^2 = 1, sigma_b^2 = 1e-4: q* is small, tanh nearly linear, chi_1 ~ 1.
+def test_tanh_with_unit_inputs_at_unit_weight_variance_is_ordered():
+    # sigma_w^2 = 1, sigma_b^2 = 1e-4 with N(0, 1) inputs: q falls from 1 towards a small q*, and
+    # chi < 1 on the way (ordered phase; the chi-product is 0.02 at depth 32), not criticality
     kw = dict(activation="tanh", depth=32, width=256, bias_init="normal(std=0.01)")
     orth = jacobian_spectrum(init="orthogonal", **kw)
     gauss = jacobian_spectrum(init=GAUSS, **kw)
@@ -37,6 +39,48 @@ def test_tanh_at_criticality_orthogonal_stays_concentrated():
     assert gauss.spread() == pytest.approx(32, rel=0.3)  # still the linear Gaussian picture
     assert orth.spread() < 3
     assert orth.log_var() < gauss.log_var()
+    assert orth.mean_sq() < 0.1
+
+
+def test_tanh_at_criticality_orthogonal_stays_concentrated():
+    # At the edge of chaos with q^1 = q* (inputs of variance (q* - sigma_b^2) / sigma_w^2), every
+    # layer has chi = chi_1 = 1: mean sigma^2 = 1. Measured over seeds 0-5 (one point each):
+    # orthogonal mean sigma^2 0.84-1.14, spread 0.33-0.39, 87-96% of sigma in [1/2, 2];
+    # Gaussian spread 31-38, 5-6% in [1/2, 2].
+    b = 1e-4
+    w = theory.edge_of_chaos("tanh", b)
+    q = theory.fixed_point("tanh", w, b)
+    assert w == pytest.approx(1.086, abs=1e-3) and q == pytest.approx(0.0457, abs=1e-4)
+    kw = dict(activation="tanh", depth=32, width=256, bias_init=f"normal(std={b ** 0.5})",
+              input_var=(q - b) / w)
+    for seed in (0, 1, 2):
+        orth = jacobian_spectrum(init=f"orthogonal(gain={w ** 0.5})", seed=seed, **kw)
+        gauss = jacobian_spectrum(init=f"variance_scaling(scale={w}, mode=fan_in, distribution=normal)",
+                                  seed=seed, **kw)
+        near = lambda s: np.mean((s.singular_values > 0.5) & (s.singular_values < 2))  # noqa: E731
+        assert 0.7 < orth.mean_sq() < 1.4
+        assert orth.spread() < 0.6 and near(orth) > 0.75
+        assert gauss.spread() > 20 and near(gauss) < 0.2
+        assert orth.config["input_var"] == pytest.approx((q - b) / w)
+
+
+def test_lsuv_spectrum_is_that_of_the_rescaled_weights():
+    from initdiag.lsuv import lsuv_params
+    from initdiag.stacks import init_stack, make_input, make_spec, split_seed
+    from reference import layers_of
+
+    spec = make_spec(activation="tanh", init="lsuv", depth=6, width=32, bias_init="zeros")
+    x = make_input(split_seed(4)["input"], 64, 32)
+    ws, bs = layers_of(lsuv_params(init_stack(4, spec), x, spec))
+    # J = prod_l diag(phi'(h^l)) W^l^T along the first input row, in float64 numpy
+    h_in, jac = np.asarray(x[0], np.float64), np.eye(32)
+    for wl, bl in zip(ws, bs):
+        h = h_in @ np.asarray(wl, np.float64) + np.asarray(bl, np.float64)
+        jac = (np.asarray(wl, np.float64).T * (1 - np.tanh(h) ** 2)[:, None]) @ jac
+        h_in = np.tanh(h)
+    s = jacobian_spectrum("tanh", "lsuv", depth=6, width=32, seed=4, batch=64)
+    np.testing.assert_allclose(np.sort(s.singular_values), np.sort(np.linalg.svd(jac, compute_uv=False)),
+                               rtol=1e-4)
 
 
 def test_lanczos_estimates_match_the_exact_spectrum():
