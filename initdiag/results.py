@@ -167,6 +167,29 @@ class ProbeResult:
     def to_frame(self):
         return SweepResult([self]).to_frame()
 
+    # -- mean-field theory beside this result (initdiag.theory, imported here only: the module
+    #    stays importable without jax) ------------------------------------------------------
+    def prediction(self, band: bool = True):
+        """The mean-field prediction for this configuration (:func:`initdiag.theory.predict_result`).
+
+        Raises:
+          initdiag.theory.NotApplicable: where the theory does not describe the stack (the reason).
+        """
+        from initdiag import theory
+        return theory.predict_result(self, band=band)
+
+    def theory_deviation(self):
+        """Per-layer prediction and measured / predicted - 1 for every metric the theory predicts
+        (:func:`initdiag.theory.compare`; its ``reason`` says why when the theory does not apply)."""
+        from initdiag import theory
+        return theory.compare(self)
+
+    def theory_frame(self):
+        """:meth:`to_frame`'s rows for the predicted metrics with ``theory``, ``abs_dev``,
+        ``rel_dev`` and ``note`` columns (:func:`initdiag.theory.compare_frame`)."""
+        from initdiag import theory
+        return theory.compare_frame(self)
+
 
 class SweepResult:
     """An ordered collection of :class:`ProbeResult` (configs x seeds)."""
@@ -230,6 +253,17 @@ class SweepResult:
 
     def to_json(self, path: str | os.PathLike) -> Path:
         return _write(self.to_dict(), path)
+
+    # -- mean-field theory beside the results (initdiag.theory, imported here only) -----------
+    def theory_deviation(self) -> list:
+        """:meth:`ProbeResult.theory_deviation` of every result, in order."""
+        from initdiag import theory
+        return theory.compare(self)
+
+    def theory_frame(self):
+        """:meth:`ProbeResult.theory_frame` of every result, concatenated."""
+        from initdiag import theory
+        return theory.compare_frame(self)
 
 
 def _write(body: dict[str, Any], path: str | os.PathLike) -> Path:

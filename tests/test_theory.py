@@ -369,3 +369,52 @@ def test_verdict_reports_theory_beside_measurement_and_names_the_edge_of_chaos()
     assert ev["grad_factor_per_layer"] == pytest.approx(ev["theory_grad_factor_per_layer"], rel=0.05)
     assert ev["layers_per_decade"] == pytest.approx(1 / abs(ev["grad_log10_slope"]))
     assert "sigma_w^2 = 1.76 with sigma_b^2 = 0.05 is at the edge of chaos for tanh" in v.suggestion
+
+
+# ---------------------------------------------------------------- deviation from theory
+
+def test_deviation_against_a_hand_computation():
+    r = initdiag.probe("relu", "glorot_normal", depth=3, width=64, batch=8)
+    # Xavier on equal widths: sigma_w^2 = 1, so q = 1, 1/2, 1/4; E[relu] = sqrt(q / (2 pi));
+    # Var = q/2 - q/(2 pi); half the entries are 0; gradient RMS x sqrt(1/2) per layer back.
+    values = dict(r.values)
+    values.update(preact_var=np.array([1.1, 0.45, 0.25]), act_mean=np.array([0.4, 0.3, 0.2]),
+                  zero_frac=np.array([0.5, 0.55, 0.4]), grad_preact_rms=np.array([1.0, 1.5, 2.0]),
+                  preact_mean=np.array([0.01, -0.02, 0.0]))
+    hand = initdiag.ProbeResult(config=r.config, seed=r.seed, values=values)
+    c = theory.compare(hand)
+    assert c.applicable and c.reason is None
+    np.testing.assert_allclose(c["preact_var"], [0.1, -0.1, 0.0], atol=1e-12)
+    q = np.array([1.0, 0.5, 0.25])
+    np.testing.assert_allclose(c.predicted["act_mean"], np.sqrt(q / (2 * np.pi)), rtol=1e-12)
+    np.testing.assert_allclose(c["act_mean"], [0.4 / np.sqrt(1 / (2 * np.pi)) - 1,
+                                               0.3 / np.sqrt(0.5 / (2 * np.pi)) - 1,
+                                               0.2 / np.sqrt(0.25 / (2 * np.pi)) - 1], atol=1e-12)
+    np.testing.assert_allclose(c["zero_frac"], [0.0, 0.1, -0.2], atol=1e-12)
+    # measured gradient relative to the last layer: 0.5, 0.75, 1 vs 0.5, 0.7071, 1
+    np.testing.assert_allclose(c.measured["grad_preact_rms"], [0.5, 0.75, 1.0])
+    np.testing.assert_allclose(c["grad_preact_rms"], [0.0, 0.75 / np.sqrt(0.5) - 1, 0.0], atol=1e-12)
+    # a zero prediction has no relative deviation; an undefined metric is said to be undefined
+    assert np.all(np.isnan(c["preact_mean"])) and "prediction is 0" in c.notes["preact_mean"]
+    np.testing.assert_allclose(c.abs_dev["preact_mean"], [0.01, -0.02, 0.0])
+    assert np.all(np.isnan(c["saturation"])) and "not defined for relu" in c.notes["saturation"]
+    assert "preact_var" not in c.notes
+    f = hand.theory_frame()
+    row = f[(f.metric == "preact_var") & (f.layer == 2)].iloc[0]
+    assert row.value == 0.45 and row.theory == pytest.approx(0.5, rel=1e-12)
+    assert row.rel_dev == pytest.approx(-0.1, rel=1e-12)
+    assert set(f.metric) == set(theory.COMPARED) and len(f) == 3 * len(theory.COMPARED)
+    assert hand.theory_deviation().predicted.keys() == c.predicted.keys()
+    np.testing.assert_allclose(hand.prediction(band=False)["preact_var"], q, rtol=1e-12)
+
+
+def test_deviation_where_theory_does_not_apply_says_why():
+    s = initdiag.sweep(["tanh"], ["he_normal"], depths=[3], widths=[16], batch=8, norm="layernorm")
+    c = s.theory_deviation()[0]
+    assert not c.applicable and "normalization is not modelled" in c.reason
+    assert all(np.all(np.isnan(v)) for v in c.rel_dev.values())
+    f = s.theory_frame()
+    assert f.theory.isna().all() and f.note.str.contains("normalization is not modelled").all()
+    np.testing.assert_array_equal(f[f.metric == "act_var"].value, s[0]["act_var"])
+    with pytest.raises(theory.NotApplicable, match="normalization"):
+        s[0].prediction()

@@ -3,8 +3,14 @@
 Variances throughout: ``weight_var`` is sigma_w^2 = fan_in * Var(W_ij), ``bias_var`` is
 sigma_b^2 = Var(b_j), ``q`` the variance of a pre-activation. See :mod:`._meanfield` for the maps
 and depth scales, :mod:`._predict` for per-layer predictions of a probe's metrics and where they
-do not apply, :mod:`._finite` for the finite-width band, :mod:`._quadrature` for the integrals.
+do not apply, :mod:`._finite` for the finite-width band, :mod:`._quadrature` for the integrals,
+:mod:`._compare` for measurement beside prediction (:func:`compare`, :func:`compare_frame`).
 """
+
+from initdiag.theory._compare import COMPARED as COMPARED
+from initdiag.theory._compare import Comparison as Comparison
+from initdiag.theory._compare import compare as compare
+from initdiag.theory._compare import compare_frame as compare_frame
 
 from initdiag.theory._finite import correlations as correlations
 from initdiag.theory._meanfield import c_map as c_map
