@@ -28,6 +28,18 @@ backward from L (the largest such l) for gradient findings.
 
 Evidence slopes are least-squares fits (``np.polyfit``, degree 1) of log10 of the per-layer
 values against l, over the layers where the value is finite and > 0 (NaN when fewer than 2).
+
+Theory beside measurement (:func:`_theory_evidence`): a gradient verdict's text gives the
+measured per-layer factor going back (``grad_factor_per_layer`` = 10^-slope) and how many layers
+make a decade ("falls 10x every 6.6 layers"), then mean field's chi (``theory_chi``), sqrt(chi)
+as the gradient RMS factor and its layers per decade, and whether the measured factor is inside
+the finite-width band of the theory (``theory_grad_band``, the spread of the fitted slope at this
+width and depth) or outside it ("measurement and theory part", ``theory_parts``). Where the theory
+does not apply (normalization, residual, ...), ``theory_note`` holds its reason and the text says
+so; with the half_mse loss it notes that the gradient prediction assumes an independent readout.
+When the gradient is exactly 0 at every layer (the forward signal underflowed to 0 in float32,
+and relu'(0) = 0 passes nothing back) the text says that instead of a ratio; tiny but nonzero
+gradients get the ordinary ratio and fit.
 Seeds of one configuration are pooled before diagnosis: positive metrics by the mean of their
 log10 (a geometric mean; a 0 in any seed gives 0), signed means and fractions by the mean.
 """
@@ -183,8 +195,10 @@ def _name(label: Any) -> tuple[str, dict]:
 
 def _suggestion(kind: str, config: dict) -> str:
     act, _ = _name(config.get("activation", ""))
-    if act in _RELU_LIKE:
+    if act == "relu":
         base = "He init (he_normal: variance 2/fan_in, gain sqrt 2) for ReLU"
+    elif act in _RELU_LIKE:
+        base = f"He-like init (he_normal: variance 2/fan_in) for {act}"
     elif act == "tanh":
         base = "xavier_normal or lecun_normal for tanh (variance ~1/fan_in; gain at most 5/3)"
     elif act == "selu":
@@ -197,56 +211,216 @@ def _suggestion(kind: str, config: dict) -> str:
         return "no change needed"
     if kind == "symmetric":
         return f"a random init breaks the symmetry: {base}"
-    if kind in ("vanishing", "collapse") and act not in _RELU_LIKE + ("tanh", "selu", "linear"):
-        slope = "is at most 1/4" if act == "sigmoid" else "is small"
-        return (f"{act or 'this activation'}'s slope {slope}, no init fixes a deep stack of it: "
-                f"use tanh or ReLU, normalization or residual connections")
     if kind == "dead":
         bias, _ = _name(config.get("bias_init", "zeros"))
         fix = "zero biases (bias_init=zeros)" if bias not in ("zeros", "zero", "none") else "leaky_relu"
         return f"{fix} with He init (he_normal), so pre-activations are not pushed below 0"
+    if kind in ("vanishing", "collapse") and act == "sigmoid":
+        return _sigmoid_hint(config)
+    if kind in ("vanishing", "collapse") and act not in _RELU_LIKE + ("tanh", "selu", "linear"):
+        edge = _edge_hint(config)
+        return (f"{base}{edge}" if edge else
+                f"{act or 'this activation'}'s slope is small at this scale and mean-field theory "
+                f"gives no edge of chaos for it here: {_alternatives(config)}")
     if kind in ("exploding", "saturation"):
         return f"smaller weights: {base}" + _edge_hint(config)
     return base + (_edge_hint(config) if kind in ("vanishing", "collapse") else "")
 
 
-def _edge_hint(config: dict) -> str:
-    """'; sigma_w^2 = 1.76 with sigma_b^2 = 0.05 is at the edge of chaos for tanh' (mean-field
-    chi_1 = 1 at the run's bias variance), or '' where the theory does not give one."""
+def _edge(config: dict) -> tuple[float, float] | None:
+    """(sigma_w^2 at the edge of chaos, sigma_b^2 of the run) or None where there is none."""
     from initdiag import theory
 
-    act, _ = _name(config.get("activation", ""))
-    if act in ("relu", "linear"):  # no finite q* at chi_1 = 1 beyond sigma_b^2 = 0 (He / gain 1)
-        return ""
     try:
         b = float(theory.predict_config(config, band=False).bias_var[0])
-        w = theory.edge_of_chaos(config["activation"], b)
+        return theory.edge_of_chaos(config["activation"], b), b
     except (ValueError, KeyError):
+        return None
+
+
+def _edge_hint(config: dict) -> str:
+    """'; sigma_w^2 = 1.76 with sigma_b^2 = 0.05 is at the edge of chaos for tanh' (mean-field
+    chi_1 = 1 at the run's bias variance, :func:`initdiag.theory.edge_of_chaos`), or '' where the
+    theory gives none: relu and linear stacks with a bias (chi_1 < 1 wherever q* is finite),
+    gelu/silu with small biases (chi_1 jumps past 1 where q* does), configs it does not model."""
+    act, _ = _name(config.get("activation", ""))
+    edge = _edge(config)
+    if edge is None:
         return ""
+    w, b = edge
+    if act == "relu" and abs(w - 2.0) < 1e-9:
+        return ""  # He init itself, already the base suggestion
     return (f"; sigma_w^2 = {w:.3g} with sigma_b^2 = {b:.3g} is at the edge of chaos for {act} "
-            f"(init='variance_scaling(scale={w:.3g}, mode=fan_in, distribution=normal)')")
+            f"(init='variance_scaling(scale={w:.4g}, mode=fan_in, distribution=normal)')")
 
 
-def _theory_evidence(config: dict, g_slope: float) -> dict[str, Any]:
-    """Mean-field numbers beside the measured ones (NaN where the theory does not apply):
-    theory_chi = geometric mean over layers of chi_l = sigma_w^2 E[phi'(h^l)^2] (the factor of
-    E|dL/dh|^2 per layer going back), theory_grad_factor_per_layer = its square root (RMS),
-    theory_grad_ratio = predicted grad RMS layer 1 / layer L, and layers_per_decade = layers
-    over which the *measured* gradient RMS changes 10x (1 / |fitted log10 slope|)."""
+def _sigmoid_hint(config: dict) -> str:
+    """Sigmoid's slope is at most 1/4 and its mean 1/2: mean field's edge of chaos needs
+    sigma_w^2 ~ 100, where about half the units are saturated. Say so, with the numbers."""
     from initdiag import theory
 
+    edge = _edge(config)
+    if edge is None:
+        return f"sigmoid's slope is at most 1/4: {_alternatives(config)}"
+    w, b = edge
+    t = float(config.get("saturation_threshold", 0.99))
+    q = theory.fixed_point("sigmoid", w, b)
+    from initdiag.activations import activation
+    act = activation("sigmoid")
+    sat = float(theory.gaussian(act).probability([q], lambda a: act.saturated(a, t))[0])
+    return (f"sigmoid's slope is at most 1/4, so at ~1/fan_in weight variance the gradient "
+            f"shrinks every layer; mean field puts the edge of chaos at sigma_w^2 = {w:.3g} with "
+            f"sigma_b^2 = {b:.3g} (init='variance_scaling(scale={w:.4g}, mode=fan_in, "
+            f"distribution=normal)'), but there q* = {q:.3g} and {sat:.0%} of activations are "
+            f"saturated (at t = {t:g}): {_alternatives(config, 'prefer')}")
+
+
+def _alternatives(config: dict, verb: str = "use") -> str:
+    """'use tanh or ReLU, normalization or residual connections', without what the stack has."""
+    parts = ["tanh or ReLU"]
+    if not config.get("norm"):
+        parts.append("normalization")
+    if config.get("residual") is None:
+        parts.append("residual connections")
+    if len(parts) == 1:
+        return f"{verb} {parts[0]}"
+    if len(parts) == 2:
+        return f"{verb} {parts[0]}, or {parts[1]}"
+    return f"{verb} {parts[0]}, " + " or ".join(parts[1:])
+
+
+#: The finite-width band of the gradient factor spans this many standard deviations each side.
+BAND_SD = 3.0
+
+
+def _every(factor: float) -> str:
+    """'falls 10x every 6.6 layers' for a per-layer factor going back (< 1 falls, > 1 grows)."""
+    if not (math.isfinite(factor) and factor > 0):
+        return ""
+    lg = math.log10(factor)
+    if abs(lg) < 1e-12:
+        return "level with depth"
+    return f"{'falls' if lg < 0 else 'grows'} 10x every {1 / abs(lg):.2g} layers"
+
+
+def _theory_evidence(config: dict, g: np.ndarray, g_slope: float, seeds: int) -> dict[str, Any]:
+    """Mean-field numbers beside the measured ones (NaN where the theory does not apply):
+
+    * theory_chi: geometric mean over layers of chi_l = sigma_w^2 E[phi'(h^l)^2] (the factor of
+      E|dL/dh|^2 per layer going back); theory_grad_factor_per_layer: its square root (RMS);
+      theory_grad_ratio: predicted grad RMS layer 1 / layer L;
+    * layers_per_decade: layers over which the *measured* gradient RMS changes 10x
+      (1 / |fitted log10 slope|); theory_layers_per_decade: the same for the predicted profile;
+    * theory_grad_factor_fit: 10^-slope of the predicted profile fitted like the measured one
+      (same layers); theory_grad_band: (low, high) of the measured factor expected from finite
+      width at this depth: +-BAND_SD sd of the fitted slope of one input's random walk
+      (:func:`initdiag.theory._finite.grad_slope_sd`, divided by sqrt(seeds) when pooled), the
+      low end also moved by that walk's drift exp(-mean step variance) (one input's log RMS
+      falls below the log of its mean; a batch averages most of it away). One input's walk is
+      the widest; a batch's measured factors sit well inside (xavier/relu, width 256, depth 50:
+      within 1 of its sd over 6 seeds). theory_parts: the measured factor lies outside the band;
+    * theory_note: why the theory does not apply (its NotApplicable reason) or where its gradient
+      prediction is not meant to hold (the half_mse loss), else "".
+    """
+    from initdiag import theory
+    from initdiag.theory import _finite
+
+    nan2 = (math.nan, math.nan)
     out = {"theory_chi": math.nan, "theory_grad_factor_per_layer": math.nan,
            "theory_grad_ratio": math.nan,
-           "layers_per_decade": 1.0 / abs(g_slope) if g_slope and math.isfinite(g_slope) else math.inf}
+           "layers_per_decade": 1.0 / abs(g_slope) if g_slope and math.isfinite(g_slope) else math.inf,
+           "theory_layers_per_decade": math.nan, "theory_grad_factor_fit": math.nan,
+           "theory_grad_band": nan2, "theory_parts": False, "theory_note": ""}
     try:
         p = theory.predict_config(config, band=False)
-    except (ValueError, KeyError):
+    except theory.NotApplicable as e:
+        out["theory_note"] = f"mean-field theory does not apply: {e.reason}"
+        return out
+    except (ValueError, KeyError) as e:
+        out["theory_note"] = f"mean-field theory unavailable: {e}"
         return out
     with np.errstate(divide="ignore", invalid="ignore"):
         chi = float(np.exp(np.mean(np.log(p["chi"]))))
     out.update(theory_chi=chi, theory_grad_factor_per_layer=math.sqrt(chi),
                theory_grad_ratio=float(p["grad_preact_rms"][0]))
+    if config.get("loss", "projection") != "projection":
+        out["theory_note"] = (f"loss={config.get('loss')}: the gradient entering the stack depends "
+                              "on its output, while the theory's gradient profile assumes the "
+                              "projection loss's independent readout")
+    keep = np.isfinite(g) & (g > 0)
+    pg = np.asarray(p["grad_preact_rms"], np.float64)
+    t_slope = _log10_slope(np.where(keep, pg, np.nan))
+    if not math.isfinite(t_slope):
+        return out
+    out["theory_grad_factor_fit"] = _pow10(-t_slope)
+    out["theory_layers_per_decade"] = 1.0 / abs(t_slope) if t_slope else math.inf
+    q = np.asarray(p["preact_var"], np.float64)
+    if len(q) < 2 or not np.all(np.isfinite(q) & (q > 0)):
+        return out
+    step = _finite.grad_step_var(theory.gaussian(config["activation"]), q, p.config["widths"])
+    sd = _finite.grad_slope_sd(step, keep) / math.sqrt(max(int(seeds), 1))
+    if not math.isfinite(sd):
+        return out
+    f = out["theory_grad_factor_fit"]
+    # one input's ln RMS drifts by -step_var per layer (E ln R < ln E R); a batch much less
+    drift = math.exp(-float(np.mean(step[keep[:-1]]))) if keep[:-1].any() else 1.0
+    lo, hi = f * drift * _pow10(-BAND_SD * sd), f * _pow10(BAND_SD * sd)
+    out["theory_grad_band"] = (lo, hi)
+    measured = _pow10(-g_slope) if math.isfinite(g_slope) else math.nan
+    out["theory_parts"] = bool(math.isfinite(measured) and not lo <= measured <= hi)
     return out
+
+
+def _grad_text(ev: dict, v: dict[str, np.ndarray], verb: str, threshold: str) -> str:
+    """The measured side of a gradient verdict: the ratio, the fitted per-layer factor and the
+    layers per decade, or where the gradient is exactly 0 (and why, when the forward signal
+    underflowed to 0)."""
+    g = v["grad_preact_rms"]
+    L, zeros, f = len(g), ev["grad_zero_layers"], ev["grad_factor_per_layer"]
+    every = _every(f)
+    fit = (f"x{f:.3g} per layer going back (fitted)" + (f", {every}" if every else "")
+           if math.isfinite(f) else "")
+    if zeros == L:
+        gone = _first((v["act_var"] == 0) & (v["act_mean"] == 0))
+        text = (f"grad RMS is exactly 0 at all {L} layers, layer {L} included: no gradient "
+                f"reaches the stack")
+        if gone is not None:
+            text += (f" (the forward signal is exactly 0 from layer {gone} on, underflowed, and "
+                     f"passes no gradient back)")
+        return text
+    if zeros:
+        top = _first(g == 0, last=True)
+        text = (f"grad RMS falls to exactly 0 at {zeros} of {L} layers (the highest is layer "
+                f"{top})" + (f"; {fit} over the nonzero layers" if fit else ""))
+    else:
+        text = f"grad RMS {verb} {ev['grad_ratio']:.2g}x from layer {L} to layer 1: {fit}"
+    return f"{text}; {threshold}"
+
+
+def _theory_text(ev: dict, config: dict) -> str:
+    """The theory's side of a gradient verdict, and where it parts from the measurement."""
+    if ev["theory_note"].startswith("mean-field theory"):
+        return "; " + ev["theory_note"]
+    if not math.isfinite(ev["theory_chi"]):
+        return ""
+    f = ev["theory_grad_factor_per_layer"]
+    every = _every(ev["theory_grad_factor_fit"] if math.isfinite(ev["theory_grad_factor_fit"]) else f)
+    text = (f"; mean-field theory: chi = {ev['theory_chi']:.3g} per layer, so x{f:.3g} per layer "
+            f"for the gradient RMS (sqrt(chi))" + (f", {every}" if every else ""))
+    lo, hi = ev["theory_grad_band"]
+    if math.isfinite(lo) and math.isfinite(ev["grad_factor_per_layer"]):
+        widths = config.get("width")
+        n = f"width {widths}" if not isinstance(widths, list) else f"widths {min(widths)}-{max(widths)}"
+        band = f"x{lo:.3g}-x{hi:.3g}"
+        if ev["theory_parts"]:
+            text += (f"; measurement and theory part: the measured x{ev['grad_factor_per_layer']:.3g}"
+                     f" per layer is outside the finite-width band {band} ({n}, depth "
+                     f"{ev['depth']})")
+        else:
+            text += f"; the measured factor is within the finite-width band {band}"
+    if ev["theory_note"]:
+        text += f"; {ev['theory_note']}"
+    return text
 
 
 def _pool(results: list[ProbeResult]) -> dict[str, np.ndarray]:
@@ -276,11 +450,8 @@ def _diagnose(v: dict[str, np.ndarray], config: dict, seeds: tuple[int, ...], t:
           "grad_zero_layers": int(np.sum(g == 0)), "overflow": overflow,
           "first_nonfinite_layer": _first(bad_fwd) if bad_fwd.any() else _first(~np.isfinite(g), True),
           "depth": L}
-    ev.update(_theory_evidence(config, g_slope))
+    ev.update(_theory_evidence(config, g, g_slope, len(seeds)))
     init, params = _name(config.get("init", ""))
-    lr = f"from layer {L} to layer 1 (x{ev['grad_factor_per_layer']:.3g} per layer going back, fitted)"
-    if ev["grad_zero_layers"]:
-        lr = f"(exactly 0 at {ev['grad_zero_layers']} of {L} layers)"
     found: dict[str, tuple[float, str, int | None, str]] = {}  # kind -> (key, label, layer, detail)
     zero_w = _first(v["weight_norm"] == 0)
     if init in ("zeros", "zero", "constant") or params.get("gain", 1) == 0 or zero_w is not None:
@@ -310,12 +481,12 @@ def _diagnose(v: dict[str, np.ndarray], config: dict, seeds: tuple[int, ...], t:
     up, down = inner & (g_rel > t.grad_explode), inner & (g_rel < t.grad_vanish)
     if up.any() and not overflow:
         found["exploding"] = (ev["grad_ratio"], "grad RMS layer 1 / layer L", _first(up, True),
-                              f"grad RMS grows {ev['grad_ratio']:.2g}x {lr}; above "
-                              f"{t.grad_explode:g} from layer {_first(up, True)} down")
+                              _grad_text(ev, v, "grows", f"above {t.grad_explode:g} from layer "
+                                         f"{_first(up, True)} down") + _theory_text(ev, config))
     if down.any() and not overflow:
         found["vanishing"] = (ev["grad_ratio"], "grad RMS layer 1 / layer L", _first(down, True),
-                              f"grad RMS falls to {ev['grad_ratio']:.2g}x {lr}; below "
-                              f"{t.grad_vanish:g} from layer {_first(down, True)} down")
+                              _grad_text(ev, v, "falls to", f"below {t.grad_vanish:g} from layer "
+                                         f"{_first(down, True)} down") + _theory_text(ev, config))
     col_l = av_rel < t.act_collapse
     if col_l.any():
         found["collapse"] = (ev["act_var_ratio"], "act var layer L / layer 1", _first(col_l),
@@ -330,9 +501,11 @@ def _diagnose(v: dict[str, np.ndarray], config: dict, seeds: tuple[int, ...], t:
 
     findings = [make(k, *found[k]) for k in PRIORITY if k in found]
     if not findings:
+        na = ev["theory_note"] if ev["theory_note"].startswith("mean-field theory") else ""
         return make("healthy", ev["grad_ratio"], "grad RMS layer 1 / layer L", None,
                     f"grad RMS layer 1 / layer {L} = {ev['grad_ratio']:.2g}, activation variance "
-                    f"layer {L} / layer 1 = {ev['act_var_ratio']:.2g}, no threshold crossed")
+                    f"layer {L} / layer 1 = {ev['act_var_ratio']:.2g}, no threshold crossed"
+                    + (f"; {na}" if na else ""))
     p = findings[0]
     return dataclasses.replace(p, findings=tuple(findings))
 

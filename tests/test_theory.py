@@ -135,6 +135,22 @@ def test_gelu_edge_of_chaos_just_below_the_divergence(b):
     assert 1.95 < w < 1.975 and theory.chi1("gelu", w, b) == pytest.approx(1.0, abs=1e-8)
 
 
+def test_sigmoid_edge_of_chaos_against_scipy():
+    # the diagnosis quotes it: sigmoid's chi_1 reaches 1 only at sigma_w^2 ~ 100, deep in saturation
+    from scipy.special import expit as sig
+
+    def chi1_minus_1(w):
+        q = brentq(lambda q: w * gauss_expect(lambda z: sig(z) ** 2, q) - q, 1e-3, 1e5, xtol=1e-12)
+        return w * gauss_expect(lambda z: (sig(z) * (1 - sig(z))) ** 2, q) - 1, q
+
+    w_ref = brentq(lambda w: chi1_minus_1(w)[0], 50, 200, xtol=1e-10)
+    q_ref = chi1_minus_1(w_ref)[1]
+    assert theory.edge_of_chaos("sigmoid", 0.0) == pytest.approx(w_ref, rel=1e-7)
+    assert w_ref == pytest.approx(103.0, abs=0.05)
+    logit = np.log(0.99 / 0.01)  # saturated: |z| > logit(0.99)
+    assert 2 * norm.sf(logit / np.sqrt(q_ref)) == pytest.approx(0.496, abs=0.002)
+
+
 def test_edge_of_chaos_refuses_jumps_and_divergence():
     # relu with a bias: chi_1 = sigma_w^2 / 2 < 1 wherever q* is finite (q* = b / (1 - w/2))
     with pytest.raises(ValueError, match="stays below 1.*no edge of chaos"):

@@ -27,6 +27,16 @@ adds the input's own sampling noise (entries of variance v: Var of their mean sq
 Var[ln q_L] ~ 5 sum_l 1/n_l. Independent inputs average part of the noise away while their
 correlation is below 1, so a batch's band is narrower. The median of Q_l sits at
 q_l exp(-Var(delta_l)/2) (the mean is unbiased); the band is centred on q_l.
+
+**Gradients.** Going back one layer, g^l = phi'(h^l) * (W^{l+1} g^{l+1}); with the backward
+weights independent of the forward pass (the gradient independence assumption) and one input,
+R_l = |g^l|^2 / |g^{l+1}|^2 = Var(W^{l+1}) sum_j phi'(h^l_j)^2 xi_j^2 over the n_l units, xi_j
+iid N(0, 1): E[R_l] is the chi-product's factor and Var(R_l) / E[R_l]^2 =
+(3 E[phi'^4] - E[phi'^2]^2) / (n_l E[phi'^2]^2) (5 / n for relu, 2 / n for phi' = 1). ln of the
+gradient RMS is then a random walk backward from layer L with steps of variance
+Var(R_l) / (4 E[R_l]^2); :func:`grad_slope_sd` gives the spread of its least-squares slope
+against l. A batch of B inputs averages the unit term over samples, so this one-input spread is
+the widest: a measured slope outside it is not explained by finite width.
 """
 
 from __future__ import annotations
@@ -99,3 +109,30 @@ def log_variance(g: Gaussian, q: np.ndarray, w: np.ndarray, step_var: np.ndarray
         s = q[i] * w[i + 1] * slope[i] / q[i + 1]
         out[i + 1] = s**2 * out[i] + step_var[i + 1]
     return out
+
+
+def grad_step_var(g: Gaussian, q: np.ndarray, widths) -> np.ndarray:
+    """Var of ln(g^l RMS / g^{l+1} RMS) for l = 1..L-1 (one input; module docstring)."""
+    m = g.moments(np.asarray(q, np.float64)[:-1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = (3 * m["dphi4"] - m["dphi2"] ** 2) / (np.asarray(widths, np.float64)[:-1] * m["dphi2"] ** 2)
+    return rel / 4.0
+
+
+def grad_slope_sd(step_var: np.ndarray, keep: np.ndarray | None = None) -> float:
+    """Standard deviation of the least-squares slope of log10 of the gradient RMS against the
+    layer index l, over the layers in ``keep`` (bool [L]; default all), when ln RMS is the
+    backward random walk with per-layer step variances ``step_var`` [L-1] (:func:`grad_step_var`):
+    x_t = sum_{s=t}^{L-1} e_s, slope = sum_t c_t x_t, so Var = sum_s step_var_s (sum_{t<=s} c_t)^2.
+    About sqrt(1.2 / L) times the step's sd for L equal steps."""
+    step_var = np.asarray(step_var, np.float64)
+    L = step_var.size + 1
+    keep = np.ones(L, bool) if keep is None else np.asarray(keep, bool)
+    t = np.arange(1, L + 1, dtype=np.float64)
+    if keep.sum() < 2:
+        return float("nan")
+    tk = t[keep]
+    c = np.zeros(L)
+    c[keep] = (tk - tk.mean()) / np.sum((tk - tk.mean()) ** 2)
+    coef = np.cumsum(c)[:-1]  # e_s (s = 1..L-1) enters x_t for every t <= s
+    return float(np.sqrt(np.sum(step_var * coef**2)) / np.log(10.0))

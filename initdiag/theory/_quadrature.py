@@ -202,7 +202,7 @@ class Gaussian:
     def moments(self, q) -> dict[str, np.ndarray]:
         """For each variance in ``q`` (any shape), with z ~ N(0, q):
 
-        ``phi``: E[phi], ``phi2``: E[phi^2], ``dphi2``: E[phi'^2],
+        ``phi``: E[phi], ``phi2``: E[phi^2], ``dphi2``: E[phi'^2], ``dphi4``: E[phi'^4],
         ``slope``: E[phi'^2 + phi phi''] = dE[phi^2]/dq (Stein's lemma).
 
         At q = 0 (and below :data:`Q_TINY`) the derivative moments are their limits as q -> 0+,
@@ -218,7 +218,7 @@ class Gaussian:
         p, pd, d1, d2 = self.phi(z), self.phi(zd), self.dphi(zd), self.ddphi(zd)
         e = lambda f, w: np.sum(f * w, axis=-1)  # noqa: E731
         return {"phi": e(p, w), "phi2": e(p * p, w), "dphi2": e(d1 * d1, wd),
-                "slope": e(d1 * d1 + pd * d2, wd)}
+                "dphi4": e(d1**4, wd), "slope": e(d1 * d1 + pd * d2, wd)}
 
     def pair(self, q, c) -> dict[str, np.ndarray]:
         """Pair expectations at variances q and correlations c (broadcast):
