@@ -66,6 +66,8 @@ class Activation:
       upper: finite upper bound of phi's range, or None.
       bound_scale: the scale ``s`` in the saturation rule (see the module docstring).
       can_die: True when phi is exactly 0 on a half-line with zero derivative (ReLU family).
+      homogeneous: True when phi(c h) = c phi(h) for every c > 0 (linear, relu, leaky_relu):
+        the engine then evaluates phi on rescaled pre-activations exactly, at any magnitude.
     """
 
     name: str
@@ -75,6 +77,7 @@ class Activation:
     upper: float | None = None
     bound_scale: float = 1.0
     can_die: bool = False
+    homogeneous: bool = False
     defaults: tuple[tuple[str, Any], ...] = dataclasses.field(default=(), compare=False, repr=False)
 
     @property
@@ -90,6 +93,13 @@ class Activation:
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.fn(x, **dict(self.params))
+
+    def taylor0(self) -> tuple[float, float]:
+        """``(phi(0), phi'(0))`` as Python floats (evaluated eagerly, also inside a jit trace)."""
+        with jax.ensure_compile_time_eval():
+            zero = jnp.float32(0.0)
+            value, slope = jax.jvp(self, (zero,), (jnp.float32(1.0),))
+            return float(value), float(slope)
 
     def saturated(self, a: jax.Array, threshold: float = 0.99) -> jax.Array:
         """Boolean mask of outputs ``a`` in the saturated range (all False if phi does not saturate)."""
@@ -126,12 +136,13 @@ def _elu_activation(alpha: float) -> Activation:
 def _make(name: str, params: dict[str, Any]) -> Activation:
     p = params
     table: dict[str, Callable[[], Activation]] = {
-        "linear": lambda: Activation("linear", _identity),
+        "linear": lambda: Activation("linear", _identity, homogeneous=True),
         "tanh": lambda: Activation("tanh", jnp.tanh, lower=-1.0, upper=1.0),
         "sigmoid": lambda: Activation("sigmoid", jax.nn.sigmoid, lower=0.0, upper=1.0),
-        "relu": lambda: Activation("relu", jax.nn.relu, can_die=True),
+        "relu": lambda: Activation("relu", jax.nn.relu, can_die=True, homogeneous=True),
         "leaky_relu": lambda: Activation("leaky_relu", _leaky_relu,
-                                         (("slope", check_float("leaky_relu slope", p["slope"])),)),
+                                         (("slope", check_float("leaky_relu slope", p["slope"])),),
+                                         homogeneous=True),
         "elu": lambda: _elu_activation(check_float("elu alpha", p["alpha"])),
         "selu": lambda: Activation("selu", jax.nn.selu, lower=-_SELU_LAMBDA * _SELU_ALPHA,
                                    bound_scale=_SELU_LAMBDA * _SELU_ALPHA),

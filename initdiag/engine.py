@@ -25,9 +25,9 @@ from typing import Any, Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from initdiag import stats
+from initdiag import scaled, stats
 from initdiag.activations import Activation
-from initdiag.stacks import Norm, branch, layer_output
+from initdiag.stacks import Norm
 
 Loss = Literal["projection", "half_mse"]
 LOSSES = ("projection", "half_mse")
@@ -55,10 +55,19 @@ class Static(NamedTuple):
 
 
 def _forward_layer(static: Static, x_prev, w, b, act_edges):
-    h = x_prev @ w + b[None, :]
-    a = branch(h, static.activation, static.norm)
-    x = layer_output(x_prev, a, static.residual)
-    hmv, xmv = stats.mean_var(h), stats.mean_var(x)
+    """One layer forward on scaled values (:mod:`initdiag.scaled`), with its statistics.
+
+    ``x_prev = (xs, E)``; returns ``x = (xs', E')``, the saved ``(hs, F)`` and the statistics.
+    """
+    xs, e = x_prev
+    hs, f = scaled.affine(xs, e, w, b)
+    a_s, a_e = scaled.branch(hs, f, static.activation, static.norm)
+    if static.residual is None:
+        x = (a_s, a_e)
+    else:
+        x = scaled.add(xs, e, a_s, a_e, static.residual)
+    hmv, xmv = stats.mean_var_scaled(hs, f), stats.mean_var_scaled(*x)
+    a = scaled.value(a_s, a_e)
     out = {
         "preact_mean": hmv["mean"], "preact_var": hmv["var"],
         "act_mean": xmv["mean"], "act_var": xmv["var"],
@@ -66,35 +75,38 @@ def _forward_layer(static: Static, x_prev, w, b, act_edges):
     }
     if static.histograms:
         out["act_hist"] = stats.histogram(a, act_edges)
-    return x, h, out
+    return x, (hs, f), out
 
 
 def _backward_layer(static: Static, carry, x_prev, h, w, grad_edges):
-    """One layer back: from dL/dx^l = gs * 2**E to dL/dx^{l-1}, with the layer's statistics."""
+    """One layer back: from dL/dx^l = gs * 2**E to dL/dx^{l-1}, with the layer's statistics.
+
+    ``x_prev = (xs, E_x)`` and ``h = (hs, F)`` are the saved scaled forward values. At fixed
+    ``F`` the branch ``hs -> as_`` has output exponent ``A``, so ``dL/dh = vjp(dL/da) 2**(A-F)``.
+    """
     gs, e_x = carry
-    _, vjp = jax.vjp(lambda hh: branch(hh, static.activation, static.norm), h)
+    (xs, e_prev), (hs, f) = x_prev, h
+    _, vjp, a_e = jax.vjp(
+        lambda hh: scaled.branch_unnormalized(hh, f, static.activation, static.norm), hs,
+        has_aux=True)
     g_a = gs if static.residual is None else gs * jnp.asarray(static.residual, gs.dtype)
     (gh,) = vjp(g_a)
     gh, e1 = stats.normalized(gh)
-    e_h = e_x + e1  # dL/dh = gh * 2**e_h
-    xs, e_xp = stats.normalized(x_prev)
+    e_h = e_x + a_e - f + e1  # dL/dh = gh * 2**e_h
     gw_v, gw_e = stats.outer_frobenius(xs, gh)
     out = {
         "grad_act_rms": stats.rms(gs, e_x),
         "grad_preact_rms": stats.rms(gh, e_h),
-        "grad_weight_norm": (gw_v, gw_e + e_xp + e_h),
+        "grad_weight_norm": (gw_v, gw_e + e_prev + e_h),
     }
     if static.histograms:
         log2 = jnp.log2(jnp.abs(gh)) + e_h.astype(gh.dtype)
         out["grad_hist"] = stats.histogram(log2 * jnp.log10(2.0).astype(gh.dtype), grad_edges)
-    g_prev = gh @ w.T
+    g_prev, e2 = stats.normalized(gh @ w.T)
     if static.residual is None:
-        g_prev, e2 = stats.normalized(g_prev)
         return (g_prev, e_h + e2), out
-    # dL/dx^{l-1} = dL/dx^l + (gh @ W^T) * 2**e_h: align the branch term to the skip's exponent.
-    g_prev = gs + stats.times_pow2(g_prev, e_h - e_x)
-    g_prev, e2 = stats.normalized(g_prev)
-    return (g_prev, e_x + e2), out
+    # dL/dx^{l-1} = dL/dx^l (the skip) + (gh W^T) 2**e_h (the branch)
+    return scaled.add(gs, e_x, g_prev, e_h + e2), out
 
 
 class Generate(NamedTuple):
@@ -226,10 +238,10 @@ def run_impl(static: Static, params, keys, x0, readout, act_edges, grad_edges) -
 
     Returns:
       Per-layer statistics (scaled pairs and fractions, see :mod:`initdiag.stats`), each with
-      leading dimension L, and the scalar ``loss``.
+      leading dimension L, and the ``loss`` as a scaled pair.
     """
     pieces = _pieces(static, params, keys)
-    x = x0
+    x = stats.normalized(x0)  # every signal is carried scaled: x = xs * 2**e
     fwd_outs, saved = [], []
     for p in pieces:
         if p.chunked:
@@ -238,10 +250,13 @@ def run_impl(static: Static, params, keys, x0, readout, act_edges, grad_edges) -
             x, keep, out = _seg_forward(static, x, p.xs, p.fetch, p.square, act_edges)
         fwd_outs.append(out)
         saved.append(keep)
-    batch = x.shape[0]
-    g_top = readout if static.loss == "projection" else x
-    g_top = g_top / jnp.asarray(batch, x.dtype)
-    carry = stats.normalized(g_top)
+    xs, e = x
+    batch = xs.shape[0]
+    if static.loss == "projection":  # dL/dx^L = g / B
+        carry = stats.normalized(readout / jnp.asarray(batch, xs.dtype))
+    else:  # dL/dx^L = x^L / B
+        g_s, e1 = stats.normalized(xs / jnp.asarray(batch, xs.dtype))
+        carry = (g_s, e + e1)
     bwd_outs = [None] * len(pieces)
     for i in reversed(range(len(pieces))):
         p = pieces[i]
@@ -254,10 +269,10 @@ def run_impl(static: Static, params, keys, x0, readout, act_edges, grad_edges) -
     cat = lambda *xs: jnp.concatenate(xs, axis=0)
     out = jax.tree.map(cat, *fwd_outs)
     out.update(jax.tree.map(cat, *bwd_outs))
-    if static.loss == "projection":
-        out["loss"] = jnp.sum(readout * x) / batch
+    if static.loss == "projection":  # scaled pairs, like every statistic
+        out["loss"] = (jnp.sum(readout * xs) / batch, e)
     else:
-        out["loss"] = 0.5 * jnp.sum(jnp.square(x)) / batch
+        out["loss"] = (0.5 * jnp.sum(jnp.square(xs)) / batch, 2 * e)
     return out
 
 

@@ -125,7 +125,7 @@ def _to_result(raw: dict[str, Any], config: dict[str, Any], seed: int, histogram
                  "grad_hist": np.asarray(raw["grad_hist"], np.int64),
                  "grad_edges": np.asarray(grad_edges, np.float64)}
     return ProbeResult(config=config, seed=int(seed), values=values, histograms=hists,
-                       scalars={"loss": float(raw["loss"])},
+                       scalars={"loss": float(stats.combine(*raw["loss"]))},
                        meta={"environment": environment(), "timing": timing})
 
 

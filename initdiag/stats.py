@@ -30,8 +30,11 @@ def times_pow2(x: jax.Array, k: jax.Array) -> jax.Array:
     """``x * 2**k`` for an integer scalar ``k``, exact barring under/overflow of the result.
 
     Two scalar factors (each a normal float32 for |k| <= 252) multiply the array: much cheaper
-    than an elementwise ``jnp.ldexp``, which XLA evaluates with a ``pow`` per entry.
+    than an elementwise ``jnp.ldexp``, which XLA evaluates with a ``pow`` per entry. ``k`` is
+    clipped to [-252, 252], so the factors are always finite: a larger shift of a normalized
+    value under- or overflows anyway, and 0 times a huge shift stays 0 (never NaN).
     """
+    k = jnp.clip(k, -252, 252)
     k1 = k // 2
     one = jnp.ones((), x.dtype)
     return x * jnp.ldexp(one, k1) * jnp.ldexp(one, k - k1)
@@ -43,9 +46,8 @@ def normalized(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     return times_pow2(x, -e), e
 
 
-def mean_var(x: jax.Array) -> dict[str, tuple[jax.Array, jax.Array]]:
-    """Mean and (population, ddof=0) variance over every entry of ``x``, scaled."""
-    xs, e = normalized(x)
+def mean_var_scaled(xs: jax.Array, e: jax.Array) -> dict[str, tuple[jax.Array, jax.Array]]:
+    """Mean and (population) variance of ``xs * 2**e`` (``xs`` already normalized), scaled."""
     return {"mean": (jnp.mean(xs), e), "var": (jnp.var(xs), e)}
 
 
@@ -63,13 +65,23 @@ def frobenius(x: jax.Array) -> tuple[jax.Array, jax.Array]:
 def outer_frobenius(xs: jax.Array, gs: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``||xs^T gs||_F`` for ``xs: [B, n_in]``, ``gs: [B, n_out]``, both normalized, scaled.
 
-    When the batch is small (``B (n_in + n_out) < n_in n_out``) it uses
-    ``||x^T g||_F^2 = <x x^T, g g^T>`` and never forms the ``[n_in, n_out]`` matrix.
+    When the batch is small (``B (n_in + n_out) < n_in n_out``) it never forms the
+    ``[n_in, n_out]`` matrix. With ``x = xc + 1 m^T`` (``m`` the batch mean of ``x``, ``xc``
+    centred) and ``s = sum_i g_i``, ``x^T g = xc^T g + m s^T``, so
+
+        ||x^T g||_F^2 = <xc xc^T, g g^T> + 2 (xc m)^T (g s) + |m|^2 |s|^2.
+
+    Centring first matters: ``<x x^T, g g^T>`` alone cancels catastrophically when ``x`` has a
+    large mean and ``s`` is near 0 (as under batchnorm, where every unit's ``s`` is 0).
     """
     batch, n_in = xs.shape
     n_out = gs.shape[1]
     if batch * (n_in + n_out) < n_in * n_out:
-        sq = jnp.sum((xs @ xs.T) * (gs @ gs.T))
+        m = jnp.mean(xs, axis=0)
+        xc = xs - m[None, :]
+        s = jnp.sum(gs, axis=0)
+        sq = (jnp.sum((xc @ xc.T) * (gs @ gs.T)) + 2.0 * jnp.dot(xc @ m, gs @ s)
+              + jnp.sum(jnp.square(m)) * jnp.sum(jnp.square(s)))
         return jnp.sqrt(jnp.maximum(sq, 0.0)), jnp.int32(0)
     return frobenius(xs.T @ gs)
 

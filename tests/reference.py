@@ -80,3 +80,51 @@ def numpy64_sigmoid_grad_rms(ws, x, readout):
         out.append(np.sqrt(np.mean(gh**2)))
         g = gh @ w.T
     return np.array(out[::-1])
+
+
+_PHI64 = {
+    "tanh": (np.tanh, lambda h: 1 - np.tanh(h) ** 2),
+    "relu": (lambda h: np.maximum(h, 0), lambda h: (h > 0).astype(np.float64)),
+    "sigmoid": (lambda h: 1 / (1 + np.exp(-h)),
+                lambda h: np.exp(-h) / (1 + np.exp(-h)) ** 2),
+}
+
+
+def numpy64_stats(ws, bs, x, act, readout, norm=None, eps=NORM_EPS):
+    """Every statistic of a plain stack in float64 numpy (tanh, relu or sigmoid; optional
+    batchnorm), with the projection loss: an implementation independent of jax and of scaling."""
+    phi, dphi = _PHI64[act]
+    f64 = lambda a: np.asarray(a, np.float64)
+    ws, bs = [f64(w) for w in ws], [f64(b) for b in bs]
+    xs, hs, us = [f64(x)], [], []
+    for w, b in zip(ws, bs):
+        h = xs[-1] @ w + b
+        u = h
+        if norm == "batchnorm":
+            u = (h - h.mean(0)) / np.sqrt(h.var(0) + eps)
+        hs.append(h); us.append(u); xs.append(phi(u))
+    g = f64(readout) / x.shape[0]
+    grads_h, grads_x, grads_w = [], [], []
+    for l in reversed(range(len(ws))):
+        grads_x.append(g)
+        gu = g * dphi(us[l])
+        if norm == "batchnorm":  # d/dh of (h - mean) / sqrt(var + eps), per unit over the batch
+            h = hs[l]
+            sd = np.sqrt(h.var(0) + eps)
+            n_hat = (h - h.mean(0)) / sd
+            gu = (gu - gu.mean(0) - n_hat * (gu * n_hat).mean(0)) / sd
+        grads_h.append(gu)
+        grads_w.append(xs[l].T @ gu)
+        g = gu @ ws[l].T
+    grads_h, grads_x, grads_w = grads_h[::-1], grads_x[::-1], grads_w[::-1]
+    rms = lambda a: np.sqrt(np.mean(a ** 2))
+    return {
+        "preact_mean": np.array([h.mean() for h in hs]),
+        "preact_var": np.array([h.var() for h in hs]),
+        "act_mean": np.array([v.mean() for v in xs[1:]]),
+        "act_var": np.array([v.var() for v in xs[1:]]),
+        "grad_preact_rms": np.array([rms(g) for g in grads_h]),
+        "grad_act_rms": np.array([rms(g) for g in grads_x]),
+        "grad_weight_norm": np.array([np.linalg.norm(g) for g in grads_w]),
+        "weight_norm": np.array([np.linalg.norm(w) for w in ws]),
+    }
