@@ -31,4 +31,16 @@ from initdiag.stacks import StackSpec as StackSpec
 from initdiag.stacks import apply_stack as apply_stack
 from initdiag.stacks import init_stack as init_stack
 from initdiag.stacks import make_spec as make_spec
-from initdiag import theory as theory
+
+
+def __getattr__(name: str):
+    # initdiag.theory imports scipy.optimize (~0.4-0.9 s): loaded on first use, not on import.
+    if name == "theory":
+        import importlib
+
+        return importlib.import_module("initdiag.theory")
+    raise AttributeError(f"module 'initdiag' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + ["theory"])

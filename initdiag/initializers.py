@@ -44,6 +44,7 @@ fan-dependent initializer uses the fans of its layer: ``he_normal`` as a bias dr
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Callable, Mapping
 
@@ -310,12 +311,33 @@ def weight_form(init: AnyInitializer, fan_in: int, fan_out: int) -> tuple[tuple,
                   "truncated_normal": lambda: p["std"] * p["gain"]}
         if init.name in simple:
             return (init.name,), simple[init.name]()
+        if init.name == "orthogonal":
+            return ("orthogonal",), p["gain"]
     return ("object", init), 0.0
+
+
+#: The forms :func:`sample_indexed` selects among at run time: one compiled drawing function
+#: serves every named initializer except LSUV (and user callables, compiled per object).
+INDEXED_FORMS: tuple[tuple, ...] = (
+    ("variance_scaling", "truncated_normal"), ("variance_scaling", "normal"),
+    ("variance_scaling", "uniform"), ("normal",), ("truncated_normal",), ("uniform",),
+    ("constant",), ("zeros",), ("orthogonal",),
+)
+
+
+def sample_indexed(index: Any, value: Any, key: PRNGKey, shape: Shape,
+                   dtype: Any = jnp.float32) -> jax.Array:
+    """Draw from ``INDEXED_FORMS[index]`` with ``value``; both may be traced (``lax.switch``)."""
+    branches = [functools.partial(sample_form, form, shape=shape, dtype=dtype)
+                for form in INDEXED_FORMS]
+    return jax.lax.switch(index, [lambda v, k, f=f: f(v, k) for f in branches], value, key)
 
 
 def sample_form(form: tuple, value: Any, key: PRNGKey, shape: Shape, dtype: Any = jnp.float32):
     """Draw from a :func:`weight_form`; ``value`` may be a traced scalar."""
     kind = form[0]
+    if kind == "orthogonal":
+        return jinit.orthogonal(scale=value)(key, shape, dtype)
     if kind == "variance_scaling":
         return jinit.variance_scaling(value, "fan_in", form[1])(key, shape, dtype)
     if kind == "normal":

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from initdiag import engine, memory, stats
+from initdiag._threads import single_threaded_blas
 from initdiag._types import check_bool, check_float, check_int, check_one_of
 from initdiag.activations import activation as resolve_activation
 from initdiag.initializers import initializer as resolve_initializer
@@ -178,8 +179,9 @@ def finish(job: Job, raw: dict[str, Any], run_s: float) -> ProbeResult:
 def run_job(job: Job) -> ProbeResult:
     """Run one job on the default device."""
     t0 = time.perf_counter()
-    raw = engine.run(job.static, *job.args())
-    jax.block_until_ready(raw)
+    with single_threaded_blas():  # weights drawn in the scan may call LAPACK (orthogonal)
+        raw = engine.run(job.static, *job.args())
+        jax.block_until_ready(raw)
     return finish(job, raw, time.perf_counter() - t0)
 
 
@@ -260,22 +262,27 @@ def prepare(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
         input_kind = "array"
     batch = int(x0.shape[0])
     readout = jax.random.normal(keys["readout"], (batch, spec.widths[-1]), jnp.float32)
+    check_one_of("draw_weights", draw_weights, memory.DRAW)
+    if getattr(spec.init, "name", None) == "lsuv":  # LSUV rescales stored weights
+        if draw_weights == "in_scan":
+            raise ValueError("init='lsuv' rescales stored weights; it cannot be drawn in the scan "
+                             "(draw_weights='in_scan'); use draw_weights='upfront' or 'auto'")
+        draw_weights = "upfront"
     mem = memory.plan(spec, batch, remat=remat, draw_weights=draw_weights, budget=memory_budget)
     rm = mem.remat
     t0 = time.perf_counter()
     generate = None
     if mem.draw_in_scan:
-        if getattr(spec.init, "name", None) == "lsuv":
-            raise ValueError("init='lsuv' rescales stored weights; use draw_weights='upfront'")
         generate = engine.Generate(spec.init, spec.bias_init, spec.use_bias,
                                    tuple((s.fan_in, s.fan_out) for s in spec.segments()))
         params = tuple(jnp.arange(s.start, s.start + s.count) for s in spec.segments())
     else:
-        params = init_stack(seed, spec)
-        if getattr(spec.init, "name", None) == "lsuv":  # data-dependent: rescaled on x0
-            from initdiag import lsuv
-            params = lsuv.rescale(params, x0, spec)
-        jax.block_until_ready(params)
+        with single_threaded_blas():  # orthogonal's QR (see initdiag._threads)
+            params = init_stack(seed, spec)
+            if getattr(spec.init, "name", None) == "lsuv":  # data-dependent: rescaled on x0
+                from initdiag import lsuv
+                params = lsuv.rescale(params, x0, spec)
+            jax.block_until_ready(params)
     init_s = time.perf_counter() - t0
     config = _config(spec, batch, loss, input_kind, threshold)
     return _job(spec, params, x0, readout, loss=loss, threshold=threshold, histograms=histograms,

@@ -26,6 +26,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from initdiag import engine
+from initdiag._threads import single_threaded_blas
 
 AXIS = "config"
 
@@ -83,7 +84,8 @@ def run_sharded(prepare_jobs: Sequence[Callable[[], Any]], finish: Callable, *,
         args = _stack_on_devices([(d, job) for d, (_, job) in zip(devices, padded)], sharding,
                                  local)
         t0 = time.perf_counter()
-        raw = _gather(fn(*args))
+        with single_threaded_blas():  # see initdiag._threads
+            raw = _gather(fn(*args))
         run_s = (time.perf_counter() - t0) / len(step)
         for slot, (i, job) in enumerate(step):
             results[i] = finish(job, jax.tree.map(lambda a: a[slot], raw), run_s)

@@ -29,13 +29,11 @@ import numpy as np
 from initdiag._types import PRNGKey, check_bool, check_float, check_int, check_one_of
 from initdiag.activations import Activation, activation as resolve_activation
 from initdiag.initializers import AnyInitializer, initializer as resolve_initializer
-from initdiag.initializers import sample_form, weight_form
+from initdiag.initializers import INDEXED_FORMS, sample_form, sample_indexed, weight_form
 
 NORMS = (None, "batchnorm", "layernorm")
 INPUTS = ("normal", "uniform")
 NORM_EPS = 1e-5
-#: Layers whose weights are drawn together (bounds the transient memory of drawing).
-DRAW_BATCH = 16
 
 Norm = Literal[None, "batchnorm", "layernorm"]
 
@@ -158,37 +156,49 @@ def split_seed(seed: int | PRNGKey) -> dict[str, PRNGKey]:
 
 def init_segment(key_w: PRNGKey, key_b: PRNGKey, seg: Segment, init: AnyInitializer,
                  bias_init: AnyInitializer, use_bias: bool, dtype: Any = jnp.float32):
-    """Stacked weights ``[count, fan_in, fan_out]`` and biases ``[count, fan_out]`` of a segment."""
+    """Stacked weights ``[count, fan_in, fan_out]`` and biases ``[count, fan_out]`` of a segment.
+
+    Named initializers (all but LSUV) are drawn by one compiled function per segment shape and
+    bias initializer that selects the form at run time
+    (:func:`initdiag.initializers.sample_indexed`); callables are compiled per object.
+    """
     form, value = weight_form(init, seg.fan_in, seg.fan_out)
-    return _init_segment_jit(key_w, key_b, seg, form, jnp.float32(value), bias_init, use_bias,
-                             dtype)
+    if form in INDEXED_FORMS:
+        index, form = jnp.int32(INDEXED_FORMS.index(form)), None
+    else:
+        index = jnp.int32(-1)
+    return _init_segment_jit(key_w, key_b, seg, form, index, jnp.float32(value), bias_init,
+                             use_bias, dtype)
 
 
-def _init_segment(key_w, key_b, seg: Segment, form: tuple, value, bias_init: AnyInitializer,
-                  use_bias: bool, dtype: Any):
+def _init_segment(key_w, key_b, seg: Segment, form: tuple | None, index, value,
+                  bias_init: AnyInitializer, use_bias: bool, dtype: Any):
     layers = jnp.arange(seg.start, seg.start + seg.count)
+    shape = (seg.fan_in, seg.fan_out)
 
     def one(l):
-        w = sample_form(form, value, jax.random.fold_in(key_w, l), (seg.fan_in, seg.fan_out), dtype)
+        key = jax.random.fold_in(key_w, l)
+        if form is None:
+            w = sample_indexed(index, value, key, shape, dtype)
+        else:
+            w = sample_form(form, value, key, shape, dtype)
         if use_bias:
             b = bias_init.bias(jax.random.fold_in(key_b, l), seg.fan_in, seg.fan_out, dtype)
         else:
             b = jnp.zeros((seg.fan_out,), dtype)
         return w.astype(dtype), b.astype(dtype)
 
-    # Draw a few layers at a time: the drawing's transient memory stays that of a few layers.
-    # Initializers compiled per object (orthogonal's QR, LSUV's start, callables) draw one layer
-    # at a time: jaxlib's batched QR kernel parallelises over the thread pool that the enclosing
-    # loop already occupies, and deadlocked there on a 2-core machine.
-    batch = DRAW_BATCH if form[0] != "object" else 1
-    return jax.lax.map(one, layers, batch_size=min(seg.count, batch))
+    # One layer at a time: the drawing's transient memory is one layer's, and measured faster
+    # than drawing 16 at once (0.5x the time at width 512). jaxlib's batched QR (orthogonal)
+    # also deadlocked inside a batched loop on a 2-core machine.
+    return jax.lax.map(one, layers)
 
 
 def init_stack(key: int | PRNGKey, spec: StackSpec, dtype: Any = jnp.float32):
     """Weights and biases of every layer, as one ``(W [n, fi, fo], b [n, fo])`` pair per segment.
 
-    The drawing is compiled per weight-shape and *form* (:func:`initdiag.initializers.weight_form`):
-    initializers of one family share it.
+    The drawing is compiled per weight shape and bias initializer: every named weight initializer
+    but LSUV shares it (:func:`init_segment`).
     """
     keys = split_seed(key)
     return tuple(init_segment(keys["weights"], keys["biases"], seg, spec.init, spec.bias_init,
@@ -196,7 +206,7 @@ def init_stack(key: int | PRNGKey, spec: StackSpec, dtype: Any = jnp.float32):
                  for seg in spec.segments())
 
 
-_init_segment_jit = jax.jit(_init_segment, static_argnums=(2, 3, 5, 6, 7))
+_init_segment_jit = jax.jit(_init_segment, static_argnums=(2, 3, 6, 7, 8))
 
 
 def make_input(key: PRNGKey, batch: int, width: int, kind: str = "normal", dtype: Any = jnp.float32):

@@ -76,9 +76,6 @@ def test_bad_parameters():
         initdiag.probe("tanh", "he_normal", depth=2, width=8, batch=4, bias_init="lsuv")
 
 
-@pytest.mark.xfail(strict=True, reason="needs the probe.py change proposed to the engine developer: "
-                   "with init='lsuv', plan memory with draw_weights='upfront' (LSUV rescales "
-                   "stored weights), so 'auto' falls back to remat instead of raising")
 def test_auto_weight_drawing_keeps_lsuv_weights_upfront():
     from initdiag import memory
 
@@ -95,3 +92,8 @@ def test_auto_weight_drawing_keeps_lsuv_weights_upfront():
                            memory_budget=budget)
     assert not r.meta["memory"]["draw_in_scan"] and r.meta["memory"]["remat"] == k
     assert np.all(np.abs(r["preact_var"] - 1) < 0.05)
+
+
+def test_lsuv_cannot_be_drawn_in_the_scan():
+    with pytest.raises(ValueError, match="cannot be drawn in the scan.*'upfront' or 'auto'"):
+        initdiag.probe("tanh", "lsuv", depth=3, width=8, batch=8, draw_weights="in_scan")
