@@ -1,15 +1,20 @@
 """One look for every initdiag figure: the initializer palette, the theme and tidy-data helpers.
 
 The palette maps each initializer label to a :class:`LineStyle` once, from the *sorted* labels, so
-the same initializer has the same colour (and dash) in every panel of every figure. Colours come
-from seaborn's ``"colorblind"`` palette (10 colours, distinguishable with the common colour-vision
-deficiencies; its light yellow is darkened to :data:`DARK_YELLOW`); from the 11th label on the
-colours repeat with a different dash pattern, so every label stays unique.
+the same initializer has the same colour (and marker, and dash) in every panel of every figure.
+Colours (:data:`COLORS`): the Okabe–Ito / seaborn ``"colorblind"`` colours that read on white
+(the pale pink and the light yellow of ``"colorblind"`` are left out; the yellow is darkened), plus
+black and Tol's wine: 10 colours, distinguishable with the common colour-vision deficiencies, each
+with a contrast ratio of at least 2 against white. Symmetric initializers (``zeros``,
+``constant``) are drawn in a neutral grey (:data:`NEUTRAL`). Markers cycle with a period (7)
+coprime to the number of colours (10), so the first 70 labels all get distinct (colour, marker)
+pairs; the dash pattern changes with every round of the colours.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -19,10 +24,19 @@ from initdiag.results import ProbeResult, SweepResult
 
 #: Replaces the colorblind palette's light yellow (#ECE133), too faint for lines on white.
 DARK_YELLOW = (0.74, 0.66, 0.0)
-#: Dash patterns, one per round of the 10 colours.
+#: Line colours in the order they are given to the sorted labels (hex, then RGB in COLORS).
+COLOR_HEX = ("#0173B2", "#DE8F05", "#029E73", "#D55E00", "#CC78BC", "#CA9161", "#56B4E9",
+             "#000000", "#BDA800", "#882255")
+#: Neutral grey for the symmetric initializers (every weight equal): zeros, constant.
+NEUTRAL = (0.5, 0.5, 0.5)
+#: Initializer names drawn in :data:`NEUTRAL`.
+NEUTRAL_NAMES = ("zeros", "zero", "constant")
+#: Dash patterns, one per round of the colours.
 DASHES = ("-", "--", ":", "-.")
-#: Markers cycle with the colour so lines stay distinguishable in greyscale too.
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+#: Markers; 7 is coprime to the 10 colours, so (colour, marker) repeats only after 70 labels.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+#: Markers of the neutral (symmetric) initializers.
+NEUTRAL_MARKERS = ("x", "+", "1", "2", "3", "4")
 #: Columns of the tidy frame that describe a configuration besides activation and init.
 VARIANT_COLUMNS = ("bias_init", "depth", "width", "batch", "norm", "residual", "loss")
 
@@ -47,17 +61,59 @@ class LineStyle:
         return {"color": self.color, "linestyle": self.dash}
 
 
-def init_palette(labels: Iterable[str]) -> dict[str, LineStyle]:
-    """The initializer -> style mapping, built from the sorted unique labels."""
-    import seaborn as sns
+def _rgb(hex_color: str) -> tuple[float, float, float]:
+    return tuple(int(hex_color[k:k + 2], 16) / 255.0 for k in (1, 3, 5))
 
-    colors = list(sns.color_palette("colorblind", 10))
-    colors[8] = DARK_YELLOW
+
+#: :data:`COLOR_HEX` as RGB tuples.
+COLORS = tuple(_rgb(h) for h in COLOR_HEX)
+
+
+def is_neutral(label: str) -> bool:
+    """True for the symmetric initializers drawn in grey (``zeros``, ``constant(value=0.5)``)."""
+    return str(label).split("(", 1)[0].strip() in NEUTRAL_NAMES
+
+
+def init_palette(labels: Iterable[str]) -> dict[str, LineStyle]:
+    """The initializer -> style mapping, built from the sorted unique labels.
+
+    Every label gets a distinct (colour, marker) pair (up to 70 labels, and a distinct
+    (colour, marker, dash) beyond); ``zeros`` and ``constant`` get the neutral grey.
+    """
     out = {}
-    for i, label in enumerate(sorted(set(labels))):
-        out[label] = LineStyle(tuple(colors[i % 10]), DASHES[(i // 10) % len(DASHES)],
+    ordered = sorted(set(labels))
+    coloured = [lab for lab in ordered if not is_neutral(lab)]
+    neutral = [lab for lab in ordered if is_neutral(lab)]
+    n = len(COLORS)
+    for i, label in enumerate(coloured):
+        out[label] = LineStyle(COLORS[i % n], DASHES[(i // n) % len(DASHES)],
                                MARKERS[i % len(MARKERS)])
+    for i, label in enumerate(neutral):
+        k = len(NEUTRAL_MARKERS)
+        out[label] = LineStyle(NEUTRAL, DASHES[(i // k) % len(DASHES)], NEUTRAL_MARKERS[i % k])
     return out
+
+
+def wrap_label(label: str, width: int = 24) -> str:
+    """A long label broken into lines of about ``width`` characters, after ``(`` and ``,``
+    (``variance_scaling(`` / ``distribution=normal,`` / ``scale=1.76)``); a piece without a
+    break point is cut every ``width`` characters. Short labels are unchanged."""
+    label = str(label)
+    if len(label) <= width:
+        return label
+    pieces = re.findall(r"[^(,]*(?:[(,]\s*|$)", label)
+    lines, cur = [], ""
+    for piece in (p for p in pieces if p):
+        if cur and len(cur) + len(piece.rstrip()) > width:
+            lines.append(cur.rstrip())
+            cur = ""
+        cur += piece
+    if cur.strip():
+        lines.append(cur.rstrip())
+    out = []
+    for line in lines:  # a piece without a break point: cut it every `width` characters
+        out += [line[k:k + width] for k in range(0, len(line), width)] or [line]
+    return "\n".join(out)
 
 
 def layer_colors(n: int) -> list[tuple[float, float, float]]:
@@ -134,3 +190,47 @@ def seed_summary(frame: pd.DataFrame, metric: str, activation: str) -> pd.DataFr
                         "n_seeds": g.size()}).reset_index()
     out["variant"] = [variant_label(r, cols) for r in out.to_dict("records")] if cols else ""
     return out
+
+
+def config_key(config: Mapping[str, Any]) -> str:
+    """A hashable identity of a configuration dict (values compared by ``repr``)."""
+    return repr(sorted((str(k), repr(v)) for k, v in config.items()))
+
+
+def configurations(results: Iterable[ProbeResult]) -> list[tuple[dict, list[ProbeResult]]]:
+    """The results grouped by configuration (every config key; seeds pooled), in order of
+    appearance: ``[(config, [results of its seeds]), ...]``."""
+    groups: dict[str, tuple[dict, list[ProbeResult]]] = {}
+    for r in results:
+        groups.setdefault(config_key(r.config), (dict(r.config), []))[1].append(r)
+    return list(groups.values())
+
+
+def varying_keys(configs: Iterable[Mapping[str, Any]],
+                 exclude: Iterable[str] = ("activation", "init")) -> list[str]:
+    """The config keys (besides ``exclude``) whose values differ between ``configs``: those of
+    :data:`VARIANT_COLUMNS` first, then any other; ``input_width`` is left out when ``width``
+    varies too (it follows the width)."""
+    configs = list(configs)
+    exclude = set(exclude)
+    keys = list(dict.fromkeys(k for c in configs for k in c))
+    varying = [k for k in keys if k not in exclude
+               and len({repr(c.get(k)) for c in configs}) > 1]
+    ordered = [k for k in VARIANT_COLUMNS if k in varying]
+    ordered += [k for k in varying if k not in ordered]
+    if "width" in ordered and "input_width" in ordered:
+        ordered.remove("input_width")
+    return ordered
+
+
+def config_label(config: Mapping[str, Any], keys: Iterable[str]) -> str:
+    """``"depth 4, width 8"``: the values of ``keys`` in one configuration ('' if none)."""
+    parts = []
+    for k in keys:
+        v = config.get(k)
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            v = "none"
+        elif isinstance(v, (list, tuple)):
+            v = "/".join(map(str, v))
+        parts.append(f"{k.replace('_', ' ')} {v}")
+    return ", ".join(parts)
