@@ -7,8 +7,9 @@ histograms). A panel shows one activation (``activation=``; optional when the da
 Lines: one per initializer (and per variant, e.g. depth, when the data holds several), coloured by
 :func:`initdiag.report.style.init_palette`. With several seeds the line is the median over seeds
 and the shaded band spans the minimum to the maximum over seeds. Values that are exactly 0 cannot
-be drawn on a log axis; the initializers that are 0 at every layer are named in a note at the
-bottom of the panel.
+be drawn on a log axis; the initializers with such values are named in a note at the bottom of
+the panel, with where (e.g. "zeros: = 0 below layer 50": zero weights pass no gradient
+below the last layer).
 
 Colours: every panel drawn from the same data gets the same initializer colours. When you draw
 panels from *different subsets*, pass one ``palette=style.init_palette(all_labels)`` to all.
@@ -82,7 +83,7 @@ def plot_metric(data: Any, metric: str, *, activation: str | None = None, ax=Non
     log = metric in LOG_METRICS if log is None else log
     variants = list(dict.fromkeys(summary["variant"]))
     order = sorted(palette)
-    all_zero = []
+    zero_notes = []
     for (init, variant), g in summary.groupby(["init", "variant"], sort=False):
         st = palette.get(init) or style.init_palette([init])[init]
         g = g.sort_values("layer")
@@ -90,9 +91,10 @@ def plot_metric(data: Any, metric: str, *, activation: str | None = None, ax=Non
         dash = linestyle or (st.dash if len(variants) == 1
                              else style.DASHES[variants.index(variant) % len(style.DASHES)])
         label = init + (f", {variant}" if variant else "")
-        if log and np.all((y <= 0) | ~np.isfinite(y)) and np.any(y == 0):
-            all_zero.append(label)
         if log:
+            note = zero_layers_note(x, y)
+            if note:
+                zero_notes.append(f"{label}: {note}")
             y = np.where(y > 0, y, np.nan)
         # Markers every ~L/6 layers, offset per initializer so they do not hide each other.
         every = max(1, len(x) // 6)
@@ -100,6 +102,10 @@ def plot_metric(data: Any, metric: str, *, activation: str | None = None, ax=Non
         ax.plot(x, y, color=st.color, linestyle=dash, marker=st.marker,
                 markevery=(offset, every), markersize=3.5,
                 label=label + label_suffix if label_suffix != "_nolegend_" else "_nolegend_")
+        alone = _isolated(y)
+        if alone.any():  # a finite value between gaps draws no line segment: mark it
+            ax.plot(x[alone], y[alone], color=st.color, marker=st.marker, markersize=3.5,
+                    linestyle="none", label="_nolegend_")
         if band and int(g["n_seeds"].max()) > 1:
             lo, hi = g["lo"].to_numpy(dtype=float), g["hi"].to_numpy(dtype=float)
             if log:
@@ -107,16 +113,54 @@ def plot_metric(data: Any, metric: str, *, activation: str | None = None, ax=Non
             ax.fill_between(x, lo, hi, color=st.color, alpha=0.2, linewidth=0, label="_nolegend_")
     if log:
         ax.set_yscale("log")
-        if all_zero:
-            ax.text(0.01, 0.01, "= 0 at every layer (not drawn): " + ", ".join(all_zero),
+        if zero_notes:
+            sep = "\n" if len(zero_notes) > 1 else " "
+            ax.text(0.01, 0.01, "not drawn on the log scale:" + sep + "\n".join(zero_notes),
                     transform=ax.transAxes, fontsize="x-small", color="0.35", va="bottom")
     ax.set_xlabel(r"layer $l$")
     ax.set_ylabel(YLABELS.get(metric, metric))
     ax.set_title(act if title is None else title)
     ax.set_xlim(1, max(int(summary["layer"].max()), 2))
+    integer_layers(ax)
     if legend:
         ax.legend(loc="best", frameon=False)
     return ax
+
+
+def integer_layers(ax, axis: str = "x") -> None:
+    """Layer axes get integer ticks only (at small depths matplotlib would put ticks at 1.5)."""
+    from matplotlib.ticker import MaxNLocator
+
+    getattr(ax, f"{axis}axis").set_major_locator(MaxNLocator(integer=True))
+
+
+def _isolated(y: np.ndarray) -> np.ndarray:
+    """Finite entries whose neighbours are both missing (NaN) or absent."""
+    ok = np.isfinite(y)
+    left = np.concatenate([[False], ok[:-1]])
+    right = np.concatenate([ok[1:], [False]])
+    return ok & ~left & ~right
+
+
+def zero_layers_note(layers: np.ndarray, y: np.ndarray) -> str:
+    """Where a per-layer value is exactly 0 (not drawable on a log axis), in words:
+    ``"= 0 at every layer"``, ``"= 0 below layer 8"`` (layers 1..7), ``"= 0 at layers 3-5"``
+    or ``"= 0 at 4 layers"``; '' when no value is 0."""
+    layers = np.asarray(layers)
+    y = np.asarray(y, np.float64)
+    zero = y == 0
+    if not zero.any():
+        return ""
+    drawable = np.isfinite(y) & (y > 0)
+    if not drawable.any():
+        return "= 0 at every layer"
+    z = layers[zero]
+    lead = int(np.argmin(zero)) if not zero.all() else zero.size  # leading zeros
+    if lead and lead == zero.sum():
+        return f"= 0 below layer {layers[lead]}"
+    if z.size == z.max() - z.min() + 1:
+        return f"= 0 at layers {z.min()}-{z.max()}" if z.size > 1 else f"= 0 at layer {z.min()}"
+    return f"= 0 at {z.size} layers"
 
 
 def plot_act_var(data: Any, **kwargs: Any):
@@ -186,38 +230,64 @@ def _results(data: Any) -> list[ProbeResult]:
                     f"histograms); got {type(data).__name__}")
 
 
+#: Where in the stack the distribution panel looks: fractions of the depth L.
+LAYER_FRACTIONS = (0.0, 0.1, 0.25, 0.5, 1.0)
+#: Legend names of :data:`LAYER_FRACTIONS` when depths differ between panels.
+LAYER_FRACTION_NAMES = ("layer 1", "layer ~L/10", "layer ~L/4", "layer ~L/2", "layer L")
+
+
 def default_layers(depth: int) -> list[int]:
     """Layers shown by the distribution panel: 1, L/10, L/4, L/2 and L (rounded, unique)."""
-    return sorted({max(1, min(depth, int(round(f * depth)))) for f in (0, 0.1, 0.25, 0.5, 1.0)})
+    return sorted({max(1, min(depth, int(round(f * depth)))) for f in LAYER_FRACTIONS})
+
+
+def fraction_layers(depth: int) -> list[tuple[int, int]]:
+    """``(layer, index into LAYER_FRACTIONS)`` of :func:`default_layers`: each layer with the
+    first fraction that rounds to it (so panels of different depths can share colours)."""
+    out: dict[int, int] = {}
+    for k, f in enumerate(LAYER_FRACTIONS):
+        out.setdefault(max(1, min(depth, int(round(f * depth)))), k)
+    return sorted(out.items())
 
 
 def plot_act_hist(data: Any, *, activation: str | None = None, init: str | None = None,
                   layers: Sequence[int] | None = None, ax=None, legend: bool = True,
-                  title: str | None = None):
-    """Figure d: distribution of the activation output a^l at chosen layers, one config.
+                  title: str | None = None, colors: Sequence[Any] | None = None,
+                  labels: Sequence[str] | None = None, **where: Any):
+    """Figure d: distribution of the activation output a^l at chosen layers, one configuration.
 
-    Counts are pooled over seeds and shown as the fraction of entries per bin (log y). The outer
-    bins also hold the values beyond the histogram range. Needs results probed with
-    ``histograms=True``.
+    Counts are pooled over the seeds of that one configuration (never across depths, widths or
+    any other setting) and shown as the fraction of entries per bin (log y). The outer bins also
+    hold the values beyond the histogram range. Needs results probed with ``histograms=True``.
 
     Args:
       data: SweepResult or ProbeResult.
       activation, init: which configuration (optional when the data holds only one).
       layers: layers to show (default :func:`default_layers`).
+      colors, labels: one per layer (default: dark to light, ``"layer l"``).
+      **where: further config values that pick the configuration, e.g. ``depth=100, width=512``.
 
     Returns:
       The axes: one step line per layer, dark (first layer) to light (last).
+
+    Raises:
+      ValueError: when the selection holds several configurations (naming what differs).
     """
     ax = _ax(ax)
     rs = _results(data)
     if activation is not None:
-        rs = [r for r in rs if r.config["activation"] == activation]
+        where["activation"] = activation
     if init is not None:
-        rs = [r for r in rs if r.config["init"] == init]
-    configs = {(r.config["activation"], r.config["init"]) for r in rs}
-    if len(configs) != 1:
-        raise ValueError(f"select one configuration with activation= and init=; matching: "
-                         f"{sorted(configs) or 'none'}")
+        where["init"] = init
+    rs = [r for r in rs if all(r.config.get(k) == v for k, v in where.items())]
+    groups = style.configurations(rs)
+    if len(groups) != 1:
+        configs = [c for c, _ in groups]
+        keys = style.varying_keys(configs, exclude=())
+        found = ("; ".join(style.config_label(c, keys) for c in configs)) or "none"
+        raise ValueError(f"select one configuration with activation=, init= (and e.g. depth=, "
+                         f"width=); matching: {found}")
+    config, rs = groups[0]
     if not all("act_hist" in r.histograms for r in rs):
         raise ValueError("these results have no histograms; probe with histograms=True")
     counts = np.sum([r.histograms["act_hist"] for r in rs], axis=0).astype(float)
@@ -230,15 +300,16 @@ def plot_act_hist(data: Any, *, activation: str | None = None, init: str | None 
     total = counts.sum(axis=1, keepdims=True)
     frac = np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
     used = np.flatnonzero(frac[[l - 1 for l in layers]].sum(axis=0) > 0)
-    for color, l in zip(style.layer_colors(len(layers)), layers):
+    colors = style.layer_colors(len(layers)) if colors is None else list(colors)
+    labels = [f"layer {l}" for l in layers] if labels is None else list(labels)
+    for color, l, lab in zip(colors, layers, labels):
         y = np.where(frac[l - 1] > 0, frac[l - 1], np.nan)
-        ax.stairs(y, edges, color=color, linewidth=1.4, label=f"layer {l}", baseline=None)
+        ax.stairs(y, edges, color=color, linewidth=1.4, label=lab, baseline=None)
     ax.set_yscale("log")
     ax.set_ylim(0.5 / max(float(total.max()), 1.0), 1.5)
     if used.size:
         ax.set_xlim(edges[used[0]], edges[used[-1] + 1])
-    act, ini = next(iter(configs))
-    ax.set_title(f"{act} / {ini}" if title is None else title)
+    ax.set_title(f"{config['activation']} / {config['init']}" if title is None else title)
     ax.set_xlabel(r"$a^l$ (activation output)")
     ax.set_ylabel("fraction of entries")
     if legend:
@@ -290,6 +361,7 @@ def plot_grad_heatmap(data: Any, *, activation: str | None = None, ax=None,
     ax.invert_yaxis()
     ax.set_xlabel(r"layer $l$")
     ax.set_title(act)
+    integer_layers(ax)
     if colorbar:
         ax.figure.colorbar(mesh, ax=ax, label=HEATMAP_LABEL)
     return ax
