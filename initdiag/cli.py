@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from initdiag._spec import split_top_level
@@ -28,6 +29,7 @@ def _ints(text: str) -> list[int]:
 
 def add_probe_options(p: argparse.ArgumentParser) -> None:
     """The options that define a sweep; shared by every subcommand that probes."""
+    from initdiag.initializers import STANDARD_INITIALIZERS
     from initdiag.probe import DEFAULT_SWEEP
 
     d = DEFAULT_SWEEP
@@ -37,20 +39,23 @@ def add_probe_options(p: argparse.ArgumentParser) -> None:
                         f"(default: {','.join(d['activations'])})")
     g.add_argument("--inits", type=_list, default=None, metavar="LIST",
                    help="comma-separated initializers, e.g. he_normal,'normal(std=0.1)' "
-                        "(default: every standard initializer)")
+                        f"(default: every standard initializer: "
+                        f"{', '.join(d.get('inits', STANDARD_INITIALIZERS))})")
     g.add_argument("--depth", type=_ints, default=None, metavar="L[,L...]",
-                   help=f"depth(s) (default: {d['depths'][0]})")
+                   help=f"depth(s), number of layers >= 1 (default: {d['depths'][0]})")
     g.add_argument("--width", type=_ints, default=None, metavar="W[,W...]",
-                   help=f"width(s) (default: {d['widths'][0]})")
-    g.add_argument("--batch", type=int, default=None, help=f"batch size (default: {d['batch']})")
+                   help=f"width(s) of every layer, >= 1 (default: {d['widths'][0]})")
+    g.add_argument("--batch", type=int, default=None,
+                   help=f"batch size, >= 1 (default: {d['batch']})")
     g.add_argument("--seeds", type=_ints, default=None, metavar="S[,S...]",
-                   help="seed(s) (default: 0)")
+                   help=f"seed(s) (default: {','.join(map(str, d['seeds']))})")
     g.add_argument("--bias-init", default=None, help="bias initializer (default: zeros)")
-    g.add_argument("--no-bias", action="store_true", help="layers without bias")
+    g.add_argument("--no-bias", action="store_true", help="layers without bias (default: with)")
     g.add_argument("--norm", choices=["none", "batchnorm", "layernorm"], default=None,
                    help="normalization before the activation (default: none)")
     g.add_argument("--residual", type=float, default=None, metavar="ALPHA",
-                   help="residual stack x <- x + ALPHA * phi(norm(W x + b))")
+                   help="residual stack x <- x + ALPHA * phi(norm(W x + b)) (default: none, a "
+                        "plain stack)")
     g.add_argument("--loss", choices=["projection", "half_mse"], default=None,
                    help="loss backpropagated (default: projection)")
     g.add_argument("--input", choices=["normal", "uniform"], default=None,
@@ -58,7 +63,55 @@ def add_probe_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--saturation-threshold", type=float, default=None, metavar="T",
                    help="saturation threshold t (default: 0.99)")
     g.add_argument("--remat", type=int, default=None, metavar="K",
-                   help="recompute activations in chunks of K layers to bound memory")
+                   help="recompute activations in chunks of K layers to bound memory (default: "
+                        "off, keep every layer)")
+
+
+#: Options that must be integers >= 1 (argparse dest -> option name).
+_POSITIVE = {"depth": "--depth", "width": "--width", "batch": "--batch", "remat": "--remat",
+             "every": "--every"}
+
+
+def check_probe_args(args: argparse.Namespace) -> None:
+    """Reject sizes below 1 before any work, naming the option: ``--width must be >= 1; got 0``.
+
+    Raises:
+      ValueError: for the first option with a value below 1.
+    """
+    for dest, opt in _POSITIVE.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{opt} must be >= 1; got {v}")
+
+
+def check_writable(path: str | Path, option: str) -> None:
+    """Fail now, not after probing, when ``path`` (a file to write) cannot be written: it is a
+    folder, a parent is a file, or its nearest existing folder refuses a new file (tested by
+    creating and removing a temporary file there).
+
+    Raises:
+      ValueError / OSError: naming the option and the path.
+    """
+    import os
+    import tempfile
+
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{option} {path}: is a folder; give a file name")
+    anchor = path.absolute().parent
+    while not anchor.exists():
+        anchor = anchor.parent
+    if not anchor.is_dir():
+        raise ValueError(f"{option} {path}: {anchor} is not a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".initdiag-write-test-", dir=anchor)
+    except OSError as e:
+        raise OSError(f"{option} {path}: cannot write in {anchor}: {e.strerror or e}") from None
+    os.close(fd)
+    os.unlink(tmp)
 
 
 def sweep_kwargs(args: argparse.Namespace, base: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -85,11 +138,32 @@ def _fmt(v: float) -> str:
     return f"{v:10.3e}" if v == v else f"{'nan':>10}"
 
 
+#: Metrics ``initdiag table`` prints by default.
+TABLE_METRICS = ("preact_var", "act_var", "saturation", "dead_frac", "grad_preact_rms",
+                 "grad_weight_ratio")
+
+
+def _metrics(text: str) -> list[str]:
+    """``--metrics``: comma-separated names of :data:`initdiag.METRICS` (argparse type)."""
+    from initdiag.results import METRICS
+
+    names = list(dict.fromkeys(_list(text)))
+    unknown = [m for m in names if m not in METRICS]
+    if not names or unknown:
+        what = (f"unknown metric{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(map(repr, unknown))}" if unknown else f"no metric in {text!r}")
+        raise argparse.ArgumentTypeError(f"{what}; valid metrics: {', '.join(METRICS)}")
+    return names
+
+
 def cmd_table(args: argparse.Namespace) -> int:
     import numpy as np
 
     from initdiag.probe import sweep
 
+    check_probe_args(args)
+    if args.json:
+        check_writable(args.json, "--json")
     kw = sweep_kwargs(args)
     result = sweep(**kw)
     metrics = args.metrics
@@ -123,12 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Probe a sweep (default: the built-in default sweep) and print "
                                    "per-layer statistics.")
     add_probe_options(t)
-    t.add_argument("--metrics", type=_list,
-                   default=["preact_var", "act_var", "saturation", "dead_frac", "grad_preact_rms",
-                            "grad_weight_ratio"],
-                   help="comma-separated metrics to print")
-    t.add_argument("--every", type=int, default=10, help="print every N-th layer (plus first/last)")
-    t.add_argument("--json", default=None, metavar="PATH", help="also save the results as JSON")
+    from initdiag.results import METRICS
+
+    t.add_argument("--metrics", type=_metrics, default=list(TABLE_METRICS), metavar="LIST",
+                   help=f"comma-separated metrics to print, of: {', '.join(METRICS)} (default: "
+                        f"{', '.join(TABLE_METRICS)})")
+    t.add_argument("--every", type=int, default=10,
+                   help="print every N-th layer, plus the first and last (default: 10)")
+    t.add_argument("--json", default=None, metavar="PATH",
+                   help="also save the results as JSON (default: not saved)")
     t.set_defaults(func=cmd_table)
     from initdiag import cli_check
     cli_check.register(sub)
