@@ -3,8 +3,11 @@
 Output folder (default ``reports/<slug of --title, or "default">/``)::
 
     index.html          the self-contained report (open it in any browser, mail it)
-    <figure>.png        one PNG per figure (initdiag.report.figures.FIGURES)
+    <figure>.png        one PNG per figure (initdiag.report.figures.FIGURES) that applies
     results.json        every probe result, loadable with initdiag.load()
+
+The folder is written atomically (:class:`ReportFolder`): a failed or interrupted run leaves
+nothing behind (and an existing folder as it was).
 
 Options can also come from a TOML file (``--config``) whose keys are the option names (with ``_``
 or ``-``); options given on the command line win over the file.
@@ -14,13 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from initdiag.cli import _ints, _list, add_probe_options, sweep_kwargs
+from initdiag._io import atomic_write_text
+from initdiag.cli import _ints, _list, add_probe_options, check_probe_args, sweep_kwargs
 
 DESCRIPTION = """\
 Probe a sweep (default: every standard initializer x tanh, sigmoid, relu at depth 50, width 256),
@@ -65,13 +72,16 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     add_probe_options(p)
     g = p.add_argument_group("report")
     g.add_argument("--title", default=None,
-                   help="title shown on the page; also names the default output folder")
+                   help="title shown on the page; also names the default output folder "
+                        "(default: none; the page is titled 'initdiag report')")
     g.add_argument("--out", default=None, metavar="DIR",
                    help="output folder (default: reports/<slug of the title, or 'default'>)")
     g.add_argument("--config", default=None, metavar="FILE.toml",
-                   help=f"read options from a TOML file; keys: {', '.join(CONFIG_KEYS)}")
+                   help=f"read options from a TOML file; keys: {', '.join(CONFIG_KEYS)} "
+                        f"(default: none; options given on the command line win)")
     g.add_argument("--quiet", action="store_true",
-                   help="no progress bar and no summary (errors still go to stderr)")
+                   help="no progress bar and no summary (errors still go to stderr; default: "
+                        "a progress bar on a terminal and the summary)")
     p.set_defaults(func=run)
     return p
 
@@ -194,9 +204,84 @@ def _print_summary(verdicts, header: str, footer: str) -> None:
     Console(highlight=False, soft_wrap=True).print(text, end="")
 
 
+class ReportFolder:
+    """Where a report is written: a hidden temporary folder, moved into place when complete.
+
+    Created before any probing, so an output folder that cannot be written is reported at once.
+    If ``out`` does not exist, the temporary folder is made in its nearest existing ancestor and
+    renamed to ``out`` at the end (one atomic step). If ``out`` exists (a folder), it is made
+    inside it and its files are moved into ``out`` one by one (each ``os.replace`` atomic),
+    ``index.html`` last, so ``out`` never holds a page without its figures; PNGs of report
+    figures this run did not draw are removed. On failure the temporary folder is deleted and
+    ``out`` is left as it was.
+    """
+
+    def __init__(self, out: str | Path):
+        self.out = Path(out)
+        if self.out.exists() and not self.out.is_dir():
+            raise ValueError(f"output folder {self.out} exists and is not a folder")
+        self.existed = self.out.is_dir()
+        anchor = self.out if self.existed else self.out.absolute().parent
+        while not anchor.exists():
+            anchor = anchor.parent
+        if not anchor.is_dir():
+            raise ValueError(f"cannot create the output folder {self.out}: {anchor} is not a "
+                             f"folder")
+        try:
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name or 'report'}.partial-",
+                                             dir=anchor))
+        except OSError as e:
+            raise OSError(f"cannot write the report to {self.out}: "
+                          f"{e.strerror or e} ({anchor})") from None
+
+    def commit(self, names: Any = ()) -> Path:
+        """Move the finished report into place; ``names``: the report figures this run wrote."""
+        from initdiag.report.figures import FIGURES
+
+        if not self.existed:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.tmp, 0o777 & ~_umask())
+            try:
+                os.rename(self.tmp, self.out)
+                return self.out
+            except OSError:
+                if not self.out.is_dir():  # e.g. another file system: copy, then remove
+                    shutil.copytree(self.tmp, self.out)
+                    shutil.rmtree(self.tmp, ignore_errors=True)
+                    return self.out
+        files = sorted(p.name for p in self.tmp.iterdir())
+        for name in sorted(files, key=lambda n: n == "index.html"):  # the page last
+            os.replace(self.tmp / name, self.out / name)
+        for spec in FIGURES:
+            if spec.name not in names:
+                (self.out / f"{spec.name}.png").unlink(missing_ok=True)
+        self.tmp.rmdir()
+        return self.out
+
+    def discard(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: Row of the timings table for the page itself.
+HTML_TIMING = "page (render + embed the PNGs; measured on a first rendering)"
+#: Row of the timings table for the whole run.
+TOTAL_TIMING = "total (until the page is written)"
+
+
 def build_report(kwargs: dict[str, Any], out: Path, *, title: str | None = None,
                  command: str | None = None, progress: Any = None):
     """Probe ``kwargs`` (for :func:`initdiag.sweep`), diagnose, write the report into ``out``.
+
+    The folder is written atomically (:class:`ReportFolder`): on any error nothing is left
+    behind. Timings on the page: the sweep, the diagnosis, the theory computations (mean-field
+    predictions, Jacobian spectra), the figures, the page itself (the page is rendered twice:
+    the second rendering shows how long the first took) and the total.
 
     Returns:
       (sweep, verdicts, paths): the SweepResult, its verdicts and {"html", "results", figure
@@ -204,29 +289,47 @@ def build_report(kwargs: dict[str, Any], out: Path, *, title: str | None = None,
     """
     from initdiag.diagnosis import diagnose
     from initdiag.probe import sweep as run_sweep
-    from initdiag.report.figures import write_figures
-    from initdiag.report.html import write_html
+    from initdiag.report.figures import Context, write_figures
+    from initdiag.report.html import render_html
     from initdiag.results import _encode
 
     t0 = time.perf_counter()
-    sweep = run_sweep(**kwargs, histograms=True, progress=progress)
-    t_sweep = time.perf_counter() - t0
-    # Plain JSON types, so the file loads back equal to this object.
-    sweep.meta = json.loads(json.dumps(_encode({
-        "report": {"title": title, "command": command, "sweep": kwargs,
-                   "sweep_s": t_sweep}}), default=str))
-    verdicts = diagnose(sweep)
-    out.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {"results": sweep.to_json(out / "results.json")}
-    t1 = time.perf_counter()
-    figs = write_figures(sweep, out)
-    t_fig = time.perf_counter() - t1
-    paths.update({f.name: f.path for f in figs})
-    t2 = time.perf_counter()
-    timings = {"sweep (probing, incl. compilation)": t_sweep, "figures": t_fig}
-    paths["html"] = write_html(out / "index.html", sweep, verdicts, figs, title=title,
-                               timings=timings, command=command)
-    timings["html"] = time.perf_counter() - t2
+    folder = ReportFolder(out)
+    try:
+        sweep = run_sweep(**kwargs, histograms=True, progress=progress)
+        t_sweep = time.perf_counter() - t0
+        # Plain JSON types, so the file loads back equal to this object.
+        sweep.meta = json.loads(json.dumps(_encode({
+            "report": {"title": title, "command": command, "sweep": kwargs,
+                       "sweep_s": t_sweep}}), default=str))
+        timings = {"sweep (probing, incl. compilation)": t_sweep}
+        t = time.perf_counter()
+        verdicts = diagnose(sweep)
+        timings["diagnosis"] = time.perf_counter() - t
+        sweep.to_json(folder.tmp / "results.json")
+        ctx = Context(sweep)
+        t = time.perf_counter()
+        ctx.predictions  # noqa: B018 (computed once, shared by the figures)
+        timings["theory: mean-field predictions"] = time.perf_counter() - t
+        t = time.perf_counter()
+        ctx.spectra  # noqa: B018
+        timings["theory: Jacobian spectra"] = time.perf_counter() - t
+        t = time.perf_counter()
+        figs = write_figures(sweep, folder.tmp, ctx=ctx)
+        timings["figures"] = time.perf_counter() - t
+        t = time.perf_counter()
+        render_html(sweep, verdicts, figs, title=title, timings=timings, command=command)
+        timings[HTML_TIMING] = time.perf_counter() - t
+        timings[TOTAL_TIMING] = time.perf_counter() - t0
+        page = render_html(sweep, verdicts, figs, title=title, timings=timings, command=command)
+        atomic_write_text(folder.tmp / "index.html", page)
+        final = folder.commit({f.name for f in figs if f.path is not None})
+    except BaseException:
+        folder.discard()
+        raise
+    paths: dict[str, Path] = {"results": final / "results.json"}
+    paths.update({f.name: final / f.path.name for f in figs if f.path is not None})
+    paths["html"] = final / "index.html"
     return sweep, verdicts, paths
 
 
@@ -236,6 +339,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     args = merge_config(args)
+    check_probe_args(args)
     kwargs = sweep_kwargs(args)
     out = Path(args.out) if args.out else Path("reports") / slug(args.title)
     command = "initdiag " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -251,9 +355,10 @@ def run(args: argparse.Namespace) -> int:
         print("initdiag: interrupted; no report written", file=sys.stderr)
         return 130
     if not args.quiet:
-        c = sweep[0].config
+        from initdiag.report.summary import setup_text
+
         header = (f"initdiag report: {len(verdicts)} configurations, {len(sweep)} probes "
-                  f"(depth {c['depth']}, width {c['width']}, batch {c['batch']})")
+                  f"({setup_text(sweep)})")
         footer = (f"report: {paths['html']}  (results: {paths['results'].name}, "
                   f"{len(paths) - 2} figures; {time.perf_counter() - t0:.1f} s)")
         _print_summary(verdicts, header, footer)

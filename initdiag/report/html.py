@@ -6,8 +6,9 @@ Images are embedded as ``data:image/png;base64`` URIs; the page has no scripts, 
 stylesheets or links that load anything.
 
 Page order: title, verdict table (initializer x activation, coloured by verdict, with the key
-number), suggestions, figures with one-sentence captions that state each definition, the
-configuration, the diagnosis thresholds, the environment and the timings.
+number), suggestions, figures with one-sentence captions that state each definition (a figure
+that does not apply to the run is replaced by a note saying why), the configuration with what
+each initializer is exactly, the diagnosis thresholds, the environment and the timings.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Mapping, Sequence
 
 from initdiag._io import atomic_write_text
 from initdiag.report.figures import WrittenFigure
-from initdiag.report.summary import fmt, verdict_grid
+from initdiag.report.summary import fmt, setup_text, verdict_grid
 from initdiag.results import SweepResult
 
 TEMPLATE = "report.html.j2"
@@ -55,15 +56,51 @@ def _config_rows(sweep: SweepResult) -> list[tuple[str, str]]:
     return rows
 
 
-def _setup(sweep: SweepResult) -> str:
-    """``"depth 50, width 256, batch 256, seeds 0"`` (several values joined by '/')."""
-    parts = []
-    for key in ("depth", "width", "batch"):
-        values = list(dict.fromkeys(str(r.config.get(key)) for r in sweep))
-        parts.append(f"{key} {'/'.join(values)}")
-    seeds = list(dict.fromkeys(str(r.seed) for r in sweep))
-    parts.append(f"seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}")
-    return ", ".join(parts)
+def describe_init(label: str, widths: Sequence[Any] = ()) -> str:
+    """What an initializer label means exactly: its distribution (``describe()``), its
+    parameters and, for each layer width of the run (square layers), the variance of one weight
+    entry: ``"N(0, (gain*std)^2) with std=0.01, gain=1; Var(W_ij) = 0.0001, sigma_w^2 =
+    fan_in Var(W_ij) = 0.0256 at width 256"``."""
+    from initdiag.initializers import initializer
+
+    try:
+        ini = initializer(label)
+    except (ValueError, TypeError):
+        return "recorded by name only"
+    text = ini.describe()
+    name = getattr(ini, "label", label)
+    if text.startswith(f"{name}: "):
+        text = text[len(name) + 2:]
+    kwargs = getattr(ini, "kwargs", None)
+    if kwargs and ("gain" in text or set(kwargs) != {"gain"}):
+        text += " with " + ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                     for k, v in kwargs.items())
+    at = []
+    for width in widths:
+        if not isinstance(width, int) or isinstance(width, bool):
+            continue
+        try:
+            var = ini.weight_variance(width, width)
+        except (ValueError, TypeError, KeyError):
+            var = None
+        if var is not None and var == var:
+            at.append(f"Var(W_ij) = {var:.4g}, sigma_w^2 = fan_in Var(W_ij) = {width * var:.4g} "
+                      f"at width {width}")
+    return "; ".join([text] + at)
+
+
+def _init_rows(sweep: SweepResult) -> list[tuple[str, str]]:
+    """(label, exact description) of every weight initializer and bias initializer used."""
+    widths = list(dict.fromkeys(r.config.get("width") for r in sweep
+                                if not isinstance(r.config.get("width"), list)))
+    rows: dict[str, str] = {}
+    for r in sweep:
+        rows.setdefault(r.config["init"], describe_init(r.config["init"], widths))
+    for r in sweep:
+        if r.config.get("use_bias", True):
+            b = r.config.get("bias_init")
+            rows.setdefault(f"bias: {b}", describe_init(b))
+    return list(rows.items())
 
 
 def _suggestions(verdicts: Sequence[Any]) -> list[tuple[str, list[str]]]:
@@ -94,7 +131,7 @@ def render_html(sweep: SweepResult, verdicts: Sequence[Any], figures: Sequence[W
       figures: the PNGs written by :func:`initdiag.report.figures.write_figures`; their bytes are
         embedded.
       title: shown at the top of the page (escaped).
-      timings: seconds per phase, e.g. ``{"sweep": 31.2, "figures": 8.1}``.
+      timings: seconds per phase, e.g. ``{"sweep": 31.2, "figures": 8.1}``, shown in order.
       command: the command line that made the report (escaped).
       thresholds: the diagnosis thresholds used (default ``initdiag.Thresholds()``).
     """
@@ -109,15 +146,17 @@ def render_html(sweep: SweepResult, verdicts: Sequence[Any], figures: Sequence[W
                     ("sum of weight initializations", f"{probe_init:.2f} s")]
     t = thresholds or Thresholds()
     threshold_rows = [(f.name, f"{getattr(t, f.name):g}") for f in dataclasses.fields(t)]
-    figs = [{"name": f.name, "title": f.title, "caption": f.caption, "width": f.size[0],
-             "height": f.size[1], "src": data_uri(Path(f.path).read_bytes())} for f in figures]
+    figs = [{"name": f.name, "title": f.title, "caption": f.caption,
+             "width": f.size[0] if f.size else None, "height": f.size[1] if f.size else None,
+             "src": data_uri(Path(f.path).read_bytes()) if f.path else None,
+             "skipped": getattr(f, "skipped", None)} for f in figures]
     return _environment().get_template(TEMPLATE).render(
         title=title or "initdiag report", grid=grid, fmt=fmt, figures=figs,
         suggestions=_suggestions(verdicts), key_labels=_key_labels(verdicts),
-        config_rows=_config_rows(sweep),
+        config_rows=_config_rows(sweep), init_rows=_init_rows(sweep),
         env_rows=[(k, env[k]) for k in ENVIRONMENT_KEYS if k in env],
         timing_rows=timing_rows, threshold_rows=threshold_rows, command=command,
-        setup=_setup(sweep), n_results=len(sweep), n_ok=sum(v.ok for v in verdicts),
+        setup=setup_text(sweep), n_results=len(sweep), n_ok=sum(v.ok for v in verdicts),
         n_verdicts=len(verdicts),
         created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
 

@@ -51,6 +51,20 @@ def verdict_grid(verdicts: Sequence[Any]) -> Grid:
     return Grid(rows, cols, cells)
 
 
+def setup_text(results: Sequence[Any]) -> str:
+    """``"depth 50, width 256, batch 256, seed 0"``: every value of each setting (several joined
+    by '/', e.g. ``"width 8/64"``; per-layer widths in brackets)."""
+    parts = []
+    for key in ("depth", "width", "batch"):
+        values = list(dict.fromkeys(
+            "[" + ", ".join(map(str, v)) + "]" if isinstance(v, list) else str(v)
+            for v in (r.config.get(key) for r in results)))
+        parts.append(f"{key} {'/'.join(values)}")
+    seeds = list(dict.fromkeys(str(r.seed) for r in results))
+    parts.append(f"seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}")
+    return ", ".join(parts)
+
+
 def fmt(x: float) -> str:
     """A number in 2 significant digits: ``0.12``, ``3.4e-17``, ``inf``, ``nan``."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
