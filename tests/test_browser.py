@@ -52,8 +52,10 @@ def test_report_renders_offline_without_errors(browser, report):
     browser.load(str(report["html"]))
     images = browser.evaluate(
         "Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
+    from initdiag.report.figures import FIGURES
+
     n_png = len([p for k, p in report.items() if str(p).endswith(".png")])
-    assert len(images) == n_png == 6
+    assert len(images) == n_png == len(FIGURES) == 8
     assert all(done and w > 0 and h > 0 for done, w, h in images), images
     assert browser.console_errors() == []
     assert browser.network_requests() == []

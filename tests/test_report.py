@@ -144,14 +144,42 @@ def test_panel_errors_name_the_choices(sweep2):
         figures.draw_figure("x", sweep2)
 
 
-def test_figures_written_at_fixed_pixel_size(sweep2, tmp_path):
+def _panel_grid(name, sweep):
+    """(columns, rows, inner width, inner height) in inches of report figure ``name``: the
+    plotting areas, whose sizes are fixed; the figure adds the measured text around them."""
+    n_act = len({r.config["activation"] for r in sweep})
+    n_rows = len(figures.hist_rows(sweep))
+    if name == "act_hist":
+        return n_act, n_rows, n_act * figures.HIST_W, n_rows * figures.HIST_H
+    if name == "grad_heatmap":
+        return n_act, 1, n_act * figures.HEAT_W + figures.CBAR_W, max(
+            1.2, figures.HEAT_ROW_H * len({r.config["init"] for r in sweep}))
+    if name == "phase_diagram":
+        return n_act, 1, n_act * figures.PANEL_W + figures.CBAR_W, figures.PANEL_H
+    return n_act, 1, n_act * figures.PANEL_W, figures.PANEL_H
+
+
+def _check_png_size(path, size, name, sweep):
+    """The PNG has the recorded size, at least the panels' area and at most that plus the text
+    around them: per column <= 1.6 in (tick labels and a y label, row labels wrapped to 24
+    characters), <= 3.5 in for a legend on the right (entries wrapped to 24 characters), per
+    row <= 0.5 in and 3 in for the title, column titles, x labels and notes below a panel."""
+    with Image.open(path) as im:
+        im.load()
+        assert im.format == "PNG"
+        assert im.size == size
+    cols, rows, w, h = _panel_grid(name, sweep)
+    dpi = figures.DPI
+    assert w * dpi <= size[0] <= (w + 1.6 * cols + 3.5) * dpi, (name, size)
+    assert h * dpi <= size[1] <= (h + 0.5 * rows + 3.0) * dpi, (name, size)
+
+
+def test_figures_written_at_measured_pixel_size(sweep2, tmp_path):
     written = figures.write_figures(sweep2, tmp_path)
     assert [w.name for w in written] == [f.name for f in figures.FIGURES]
     for w in written:
-        with Image.open(w.path) as im:
-            im.load()
-            assert im.format == "PNG"
-            assert im.size == w.size == figures.figure_size_px(w.name, sweep2)
+        assert w.skipped is None and w.path == tmp_path / f"{w.name}.png"
+        _check_png_size(w.path, w.size, w.name, sweep2)
         assert w.path.stat().st_size <= 300_000
         assert "=" in w.caption  # states a definition
 
@@ -209,10 +237,15 @@ def test_cli_end_to_end(tmp_path):
             np.testing.assert_array_equal(a[m], b[m], err_msg=m)
         for k in a.histograms:
             np.testing.assert_array_equal(a.histograms[k], b.histograms[k], err_msg=k)
+    page = (out / "index.html").read_text(encoding="utf-8")
     for n in names:
         with Image.open(out / f"{n}.png") as im:
             im.load()
-            assert im.size == figures.figure_size_px(n, loaded)
+            size = im.size
+        _check_png_size(out / f"{n}.png", size, n, loaded)
+        # the page reserves the PNG's own size
+        assert re.search(rf'<figure id="fig-{n}">.*?width="{size[0]}" height="{size[1]}"',
+                         page, re.S), n
     # The one-screen summary: a row per init, a column per activation, the report's path.
     lines = stdout.splitlines()
     assert re.match(r"initializer\s+tanh\s+relu\s*$", lines[1])
@@ -308,17 +341,350 @@ def test_help_is_complete():
 
 
 def test_committed_example_report_is_the_default_sweep():
-    root = __import__("pathlib").Path(__file__).parents[1] / "reports" / "example"
+    """The committed example is the default sweep drawn by the current report code: the same
+    figures in the same order, the current captions, each PNG at the size the page gives it.
+    (Fails until reports/example is regenerated after a change of figures or captions.)"""
+    check_default_report(__import__("pathlib").Path(__file__).parents[1] / "reports" / "example")
+
+
+def check_default_report(root):
+    """The checks of :func:`test_committed_example_report_is_the_default_sweep` on a folder."""
+    from markupsafe import escape
+
     res = initdiag.load(root / "results.json")
     d = initdiag.DEFAULT_SWEEP
     assert {(r.config["activation"], r.config["init"]) for r in res} == {
         (a, i) for a in d["activations"] for i in d["inits"]}
     assert {(r.depth, r.config["width"], r.config["batch"], r.seed) for r in res} == {
         (d["depths"][0], d["widths"][0], d["batch"], 0)}
+    page = (root / "index.html").read_text(encoding="utf-8")
+    assert re.findall(r'<figure id="fig-([\w-]+)">', page) == [f.name for f in figures.FIGURES]
+    assert page.count('src="data:image/png;base64,') == len(figures.FIGURES)
+    ctx = figures.Context(res)
     for f in figures.FIGURES:
+        block = page.split(f'<figure id="fig-{f.name}">', 1)[1].split("</figure>", 1)[0]
+        assert f"<h3>{figures.FIGURES.index(f) + 1}. {escape(f.title)}</h3>" in block, f.name
+        caption = re.search(r"<figcaption>(.*?)</figcaption>", block, re.S).group(1)
+        assert caption == str(escape(f.caption(res, ctx))), f.name
         png = root / f"{f.name}.png"
         assert png.stat().st_size <= 300_000, png
         with Image.open(png) as im:
-            assert im.size == figures.figure_size_px(f.name, res)
-    page = (root / "index.html").read_text(encoding="utf-8")
-    assert page.count('src="data:image/png;base64,') == len(figures.FIGURES)
+            size = im.size
+        assert f'width="{size[0]}" height="{size[1]}"' in block, f.name
+        _check_png_size(png, size, f.name, res)
+
+
+# --- several configurations per (activation, init) -------------------------------------------
+
+@pytest.fixture(scope="module")
+def sweep_dw():
+    """One (activation, init) at two depths x two widths, two seeds, with histograms."""
+    return initdiag.sweep(activations=["tanh"], inits=["he_normal"], depths=[4, 6],
+                          widths=[8, 16], seeds=[0, 1], batch=4, histograms=True)
+
+
+def test_distributions_keep_depths_and_widths_apart(sweep_dw):
+    fig = figures.draw_figure("act_hist", sweep_dw)
+    rows = [ax for ax in fig.axes if any(isinstance(p, StepPatch) for p in ax.patches)]
+    assert len(rows) == 4  # one row per (depth, width); nothing pooled across them
+    labels = [ax.get_ylabel() for ax in rows]
+    for depth in (4, 6):
+        for width in (8, 16):
+            (ax,) = [a for a, lab in zip(rows, labels)
+                     if f"depth {depth}, width {width}" in lab]
+            assert "he_normal" in ax.get_ylabel()
+            # the last layer's step = the two seeds of this configuration only, pooled
+            runs = [r for r in sweep_dw if r.depth == depth and r.config["width"] == width]
+            assert len(runs) == 2
+            counts = runs[0].histograms["act_hist"][-1] + runs[1].histograms["act_hist"][-1]
+            want = counts / counts.sum()
+            (last,) = [p for p in ax.patches if p.get_label() == f"layer {depth}"]
+            np.testing.assert_allclose(np.nan_to_num(last.get_data().values), want)
+    # rows of different depths share colours by place in the stack: the legend says so
+    legend = [t.get_text() for ax in fig.axes if ax.get_legend()
+              for t in ax.get_legend().get_texts()]
+    assert legend == ["layer 1", "layer ~L/10", "layer ~L/4", "layer ~L/2", "layer L"]
+
+
+def test_histogram_panel_refuses_to_pool_configurations(sweep_dw):
+    fig, ax = plt.subplots()
+    with pytest.raises(ValueError, match=r"select one configuration.*width 8.*width 16"):
+        plots.plot_act_hist(sweep_dw.select(depth=4), ax=ax)  # two widths: not added up
+    plots.plot_act_hist(sweep_dw, depth=4, width=16, ax=ax)  # config values select one
+
+
+def test_cli_report_with_two_depths_and_two_widths(tmp_path, capsys):
+    out = tmp_path / "dw"
+    assert cli.main(["report", "--activations", "tanh", "--inits", "he_normal", "--depth", "4,6",
+                     "--width", "8,16", "--batch", "4", "--out", str(out)]) == 0
+    assert (out / "index.html").is_file() and (out / "act_hist.png").is_file()
+    stdout = capsys.readouterr().out
+    # the summary header names every depth and width, not those of the first probe
+    assert "(depth 4/6, width 8/16, batch 4, seed 0)" in stdout.splitlines()[0]
+    assert list(tmp_path.iterdir()) == [out]  # no temporary folder left beside it
+
+
+def test_failed_report_leaves_no_folder_and_an_existing_one_untouched(tmp_path, monkeypatch,
+                                                                      capsys):
+    def boom(*args, **kwargs):
+        raise ValueError("figure drawing failed")
+
+    args = ["report", "--activations", "tanh", "--inits", "he_normal", "--depth", "3",
+            "--width", "4", "--batch", "4", "--quiet"]
+    monkeypatch.setattr(figures, "write_figures", boom)
+    new = tmp_path / "sub" / "new"
+    assert cli.main([*args, "--out", str(new)]) == 2
+    assert "figure drawing failed" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor a temporary one
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "notes.txt").write_text("mine")
+    (old / "index.html").write_text("previous report")
+    assert cli.main([*args, "--out", str(old)]) == 2
+    assert sorted(p.name for p in old.iterdir()) == ["index.html", "notes.txt"]
+    assert (old / "index.html").read_text() == "previous report"
+    monkeypatch.undo()
+    # a report into an existing folder replaces the report's files, keeps the user's, and
+    # removes PNGs of figures this run does not draw (no theory figures with normalization)
+    (old / "phase_diagram.png").write_bytes(b"stale")
+    assert cli.main([*args, "--norm", "layernorm", "--out", str(old)]) == 0
+    names = {p.name for p in old.iterdir()}
+    assert "notes.txt" in names and "phase_diagram.png" not in names
+    assert "jacobian.png" not in names and "act_var.png" in names
+    page = (old / "index.html").read_text()
+    assert "<!DOCTYPE html>" in page
+    # the page says why the theory figures are missing
+    for fig_id in ("fig-phase_diagram", "fig-jacobian"):
+        block = page.split(f'<figure id="{fig_id}">', 1)[1].split("</figure>", 1)[0]
+        assert "Not drawn for this run:" in block and "norm" in block and "<img" not in block
+    assert not [p for p in old.iterdir() if p.name.startswith(".")]
+
+
+# --- layout: nothing clipped ------------------------------------------------------------------
+
+LONG_INITS = ["orthogonal(gain=2.0)", "variance_scaling(scale=1.76, mode=fan_in, "
+              "distribution=normal)", "zeros", "he_normal"]
+
+
+@pytest.fixture(scope="module")
+def sweep_long():
+    """One activation, long initializer names."""
+    return initdiag.sweep(activations=["tanh"], inits=LONG_INITS, depths=[6], widths=[8],
+                          seeds=[0], batch=4, histograms=True)
+
+
+def _drawn_texts(fig):
+    """Every visible, non-empty text artist that a draw of ``fig`` renders."""
+    fig.canvas.draw()
+    hidden = set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            lo, hi = sorted(axis.get_view_interval())
+            eps = 1e-9 * max(abs(lo), abs(hi), 1.0)
+            shown = [t for t in axis.get_major_ticks() + axis.get_minor_ticks()
+                     if lo - eps <= t.get_loc() <= hi + eps]
+            pool = axis.majorTicks + axis.minorTicks
+            hidden |= {id(lab) for t in pool if t not in shown for lab in (t.label1, t.label2)}
+    return [t for t in fig.findobj(matplotlib.text.Text)
+            if t.get_visible() and t.get_text().strip() and id(t) not in hidden
+            and (t.axes is None or t.axes.get_visible())]
+
+
+@pytest.mark.parametrize("name", [f.name for f in figures.FIGURES])
+def test_no_text_is_clipped_with_long_labels_and_one_activation(sweep_long, name):
+    fig = figures.draw_figure(name, sweep_long)
+    renderer = fig.canvas.get_renderer()
+    W, H = fig.bbox.width, fig.bbox.height
+    texts = _drawn_texts(fig)
+    assert texts
+    for t in texts:
+        bb = t.get_window_extent(renderer)
+        assert bb.x0 >= -0.5 and bb.y0 >= -0.5 and bb.x1 <= W + 0.5 and bb.y1 <= H + 0.5, (
+            name, t.get_text(), bb, (W, H))
+    every = " ".join(t.get_text() for t in texts)
+    if name in ("act_var", "grad_rms", "act_hist", "grad_heatmap", "jacobian"):
+        assert "variance_scaling(" in every and "orthogonal(gain=2.0)" in every
+
+
+def test_grad_panel_with_minor_tick_labels_keeps_its_y_label(sweep_long):
+    """A narrow log range gets minor tick labels (wider); the y label must still fit."""
+    sub = sweep_long.select(init="he_normal")
+    fig = figures.draw_figure("grad_rms", sub)
+    ax = fig.axes[0]
+    texts = _drawn_texts(fig)
+    minor = [t for t in ax.yaxis.get_minorticklabels() if t in texts]
+    assert minor, "expected minor tick labels on a range below one decade"
+    bb = ax.yaxis.label.get_window_extent(fig.canvas.get_renderer())
+    assert ax.yaxis.label in texts and bb.x0 >= 0
+
+
+# --- palette ----------------------------------------------------------------------------------
+
+def _contrast_with_white(rgb):
+    """WCAG 2 contrast ratio of an sRGB colour against white."""
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    lum = 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    return 1.05 / (lum + 0.05)
+
+
+def test_palette_distinct_readable_and_zeros_neutral():
+    std = list(initdiag.initializers.STANDARD_INITIALIZERS)
+    pal = style.init_palette(std)
+    assert pal["zeros"].color[0] == pal["zeros"].color[1] == pal["zeros"].color[2]  # grey
+    others = [lab for lab in std if lab != "zeros"]
+    assert len({matplotlib.colors.to_hex(pal[lab].color) for lab in others}) == len(others)
+    assert pal["zeros"].color not in {pal[lab].color for lab in others}
+    assert (pal["zeros"].color, pal["zeros"].marker) != (pal["glorot_normal"].color,
+                                                        pal["glorot_normal"].marker)
+    for n in (12, 13, 30):
+        labels = [f"init{k:02d}" for k in range(n)] + ["zeros"]
+        p = style.init_palette(labels)
+        pairs = [(st.color, st.marker) for st in p.values()]
+        assert len(set(pairs)) == len(pairs), n
+    for st in style.init_palette([f"i{k}" for k in range(12)] + ["zeros"]).values():
+        assert _contrast_with_white(st.color) >= 2.0, st.color
+    assert "#fbafe4" not in {matplotlib.colors.to_hex(c) for c in style.COLORS}
+
+
+# --- HTML contents ----------------------------------------------------------------------------
+
+def _custom_init(key, shape, dtype):
+    import jax
+
+    return jax.random.normal(key, shape, dtype) * (2.0 / shape[0]) ** 0.5
+
+
+_custom_init.__qualname__ = "<lambda>"  # labelled 'custom:<lambda>', HTML characters
+
+
+class _Tables(__import__("html.parser").parser.HTMLParser):
+    """Rows of every <table> (by id) as lists of (tag, class, text) cells."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self._stack, self._cell = {}, [], None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "table":
+            self._stack.append(a.get("id") or a.get("class") or f"t{len(self.tables)}")
+            self.tables[self._stack[-1]] = []
+        elif tag == "tr" and self._stack:
+            self.tables[self._stack[-1]].append([])
+        elif tag in ("td", "th") and self._stack:
+            self._cell = [tag, a.get("class", ""), ""]
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[self._stack[-1]][-1].append(tuple(self._cell))
+            self._cell = None
+        elif tag == "table" and self._stack:
+            self._stack.pop()
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell[2] += data
+
+
+@pytest.fixture(scope="module")
+def html_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("html")
+    sweep, verdicts, paths = command.build_report(
+        dict(activations=["relu", "tanh"], inits=["glorot_normal", "he_normal", _custom_init,
+                                                  "normal"],
+             depths=[16], widths=[16], batch=8, seeds=[0]), out, title="contents")
+    page = paths["html"].read_text(encoding="utf-8")
+    parser = _Tables()
+    parser.feed(page)
+    return sweep, page, parser.tables
+
+
+def test_html_environment_configuration_and_timings(html_report):
+    import importlib.metadata as md
+    import platform
+
+    import jax
+
+    sweep, page, tables = html_report
+    env = {c[0][2]: c[1][2] for c in tables["environment-table"]}
+    assert env["initdiag"] == md.version("initdiag")
+    assert env["jax"] == md.version("jax") and env["jaxlib"] == md.version("jaxlib")
+    assert env["numpy"] == md.version("numpy")
+    assert env["platform"] == platform.platform()
+    assert env["device"].startswith(jax.devices()[0].platform + ":")
+    config = {c[0][2]: c[1][2] for c in tables["config-table"]}
+    assert config["activation"] == "relu, tanh" and config["depth"] == "16"
+    assert config["width"] == "16" and config["batch"] == "8" and config["seeds"] == "0"
+    assert config["init"] == "glorot_normal, he_normal, custom:<lambda>, normal"
+    inits = {c[0][2]: c[1][2] for c in tables["init-table"]}
+    assert inits["normal"].startswith("N(0, (gain*std)^2) with")
+    assert "std=0.01" in inits["normal"] and "Var(W_ij) = 0.0001" in inits["normal"]
+    assert "sigma_w^2 = fan_in Var(W_ij) = 2 at width 16" in inits["he_normal"]
+    timings = {c[0][2]: c[1][2] for c in tables["timings-table"]}
+    seconds = {k: float(v.removesuffix(" s")) for k, v in timings.items()}
+    assert seconds[command.HTML_TIMING] > 0  # measured, shown
+    total = seconds[command.TOTAL_TIMING]
+    parts = [v for k, v in seconds.items() if k in (
+        "sweep (probing, incl. compilation)", "diagnosis", "theory: mean-field predictions",
+        "theory: Jacobian spectra", "figures", command.HTML_TIMING)]
+    assert len(parts) == 6 and sum(parts) <= total + 0.05
+
+
+def test_html_verdict_cells_match_the_diagnosis(html_report):
+    sweep, page, tables = html_report
+    want = {(v.config["init"], v.config["activation"]): v for v in initdiag.diagnose(sweep)}
+    rows = tables["verdicts"]
+    header = [c[2] for c in rows[0]][1:]
+    assert header == ["relu", "tanh"]
+    seen = 0
+    for row in rows[1:]:
+        init = row[0][2]
+        for (tag, cls, text), act in zip(row[1:], header):
+            v = want[(init, act)]
+            assert cls == f"v-{v.kind}", (init, act)
+            number = float(re.search(r"([-+0-9.e]+|inf|nan)\s*(?:·|$)", text.split("\n", 1)[1]
+                                     .strip()).group(1))
+            assert number == pytest.approx(v.key_value, rel=0.05, abs=1e-300), (init, act)
+            seen += 1
+    assert seen == len(want) == 8
+    # Xavier (glorot) + ReLU at depth 16 vanishes; the page suggests He init for it
+    assert want[("glorot_normal", "relu")].kind == "vanishing"
+    item = re.search(r"<li>([^<]*)<span class=\"configs\">\(([^)]*relu / glorot_normal[^)]*)\)",
+                     page)
+    assert item and "He init" in item.group(1)
+
+
+def test_html_escapes_an_initializer_label(html_report):
+    sweep, page, tables = html_report
+    assert "custom:&lt;lambda&gt;" in page
+    assert "<lambda>" not in page
+
+
+# --- layer axes and zeros on log axes --------------------------------------------------------
+
+def test_layer_axes_have_integer_ticks_at_small_depth():
+    s = initdiag.sweep(activations=["tanh"], inits=["he_normal"], depths=[3], widths=[8],
+                       batch=4)
+    for fig in (figures.draw_figure("act_var", s), figures.draw_figure("grad_heatmap", s)):
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        lo, hi = sorted(ax.get_xlim())
+        ticks = [t for t in ax.get_xticks() if lo - 1e-9 <= t <= hi + 1e-9]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_zero_gradient_below_the_last_layer_is_named_in_the_panel(sweep2):
+    # zero weights: the last layer's gradient is the readout's, every layer below gets 0
+    r = sweep2.select(activation="tanh", init="zeros", seed=0)[0]
+    assert np.all(r["grad_preact_rms"][:-1] == 0) and r["grad_preact_rms"][-1] > 0
+    fig, ax = plt.subplots()
+    plots.plot_grad_rms(sweep2, activation="tanh", ax=ax)
+    notes = " ".join(t.get_text() for t in ax.texts)
+    assert "zeros: = 0 below layer 8" in notes and "not drawn on the log scale" in notes
+    assert "zeros" in [l.get_label() for l in _lines(ax)]  # still in the legend
+    # its one drawable value (layer 8) is marked, not lost as a line without segments
+    marks = [l for l in ax.lines if l.get_label() == "_nolegend_" and l.get_linestyle() == "None"]
+    assert any(list(m.get_xdata()) == [8] for m in marks)
+    fig2, ax2 = plt.subplots()
+    plots.plot_act_var(sweep2, activation="tanh", ax=ax2)  # tanh(0) = 0 at every layer
+    assert "zeros: = 0 at every layer" in " ".join(t.get_text() for t in ax2.texts)
