@@ -436,6 +436,13 @@ def _pool(results: list[ProbeResult]) -> dict[str, np.ndarray]:
 
 
 def _diagnose(v: dict[str, np.ndarray], config: dict, seeds: tuple[int, ...], t: Thresholds) -> Verdict:
+    # an overflowing or nearly overflowing pass (values near 1e308) is data here, not an error
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _diagnose_values(v, config, seeds, t)
+
+
+def _diagnose_values(v: dict[str, np.ndarray], config: dict, seeds: tuple[int, ...],
+                     t: Thresholds) -> Verdict:
     g, av, L = v["grad_preact_rms"], v["act_var"], len(v["grad_preact_rms"])
     pre2 = v["preact_mean"] ** 2 + v["preact_var"]
     forward = np.vstack([v["preact_var"], av, v["act_mean"]])

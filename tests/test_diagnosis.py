@@ -141,8 +141,10 @@ def test_large_gain_explodes(act, init):
         assert v.evidence["grad_factor_per_layer"] == pytest.approx(gain, rel=0.05)
 
 
-@pytest.mark.parametrize("act,init,depth", [("linear", "orthogonal(gain=3)", 100),
-                                            ("relu", "he_normal(gain=4)", 80)])
+# The engine carries the signal scaled (x = xs 2^E), so the pass overflows only where its float64
+# statistics do: variance 9^L (gain 3) or 16^L (relu, gain 4) beyond 1e308.
+@pytest.mark.parametrize("act,init,depth", [("linear", "orthogonal(gain=3)", 400),
+                                            ("relu", "he_normal(gain=4)", 300)])
 def test_overflowing_pass_is_exploding_not_a_crash(act, init, depth):
     for v in verdicts(act, init, depth=depth, width=64, batch=64):
         assert v.kind == "exploding" and v.evidence["overflow"]
@@ -172,7 +174,7 @@ def test_underflowed_relu_is_not_dead_but_vanished():
     for v in verdicts("relu", "normal(std=0.01)"):
         assert v.kind == "vanishing" and "dead" not in kinds(v.findings)
         text = str(v)
-        assert "0x" not in text.split(";")[0]  # never "falls to 0x"
+        assert "falls to 0x" not in text
         if v.evidence["grad_zero_layers"] == 50:
             assert v.evidence["max_dead_frac"] == 1.0 and v.key_value == 0.0
             assert ("grad RMS is exactly 0 at all 50 layers, layer 50 included: no gradient "

@@ -206,8 +206,9 @@ def predict(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
     }
     back = np.array([fo * init_o.weight_variance(fi, fo) for fi, fo in shapes])
     g2 = np.ones(depth)
-    for i in range(depth - 2, -1, -1):
-        g2[i] = g2[i + 1] * m["dphi2"][i] * back[i + 1]
+    with np.errstate(over="ignore", invalid="ignore"):  # products beyond 1e308 are inf
+        for i in range(depth - 2, -1, -1):
+            g2[i] = g2[i + 1] * m["dphi2"][i] * back[i + 1]
     values["grad_preact_rms"] = np.sqrt(g2)
     values["chi"] = w * m["dphi2"]
 

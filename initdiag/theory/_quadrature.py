@@ -217,8 +217,9 @@ class Gaussian:
         zd, wd = self._rule(np.maximum(s, np.sqrt(Q_TINY)))
         p, pd, d1, d2 = self.phi(z), self.phi(zd), self.dphi(zd), self.ddphi(zd)
         e = lambda f, w: np.sum(f * w, axis=-1)  # noqa: E731
-        return {"phi": e(p, w), "phi2": e(p * p, w), "dphi2": e(d1 * d1, wd),
-                "dphi4": e(d1**4, wd), "slope": e(d1 * d1 + pd * d2, wd)}
+        with np.errstate(over="ignore", invalid="ignore"):  # q near 1e308 overflows to inf
+            return {"phi": e(p, w), "phi2": e(p * p, w), "dphi2": e(d1 * d1, wd),
+                    "dphi4": e(d1**4, wd), "slope": e(d1 * d1 + pd * d2, wd)}
 
     def pair(self, q, c) -> dict[str, np.ndarray]:
         """Pair expectations at variances q and correlations c (broadcast):
