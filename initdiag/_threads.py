@@ -16,6 +16,9 @@ from typing import Iterator
 
 @functools.lru_cache(maxsize=1)
 def _controller():
+    # jaxlib loads scipy's LAPACK (its own OpenBLAS) on its first QR; load it now, so that the
+    # controller, which sees only the libraries loaded when it is made, limits it too.
+    import scipy.linalg.cython_lapack  # noqa: F401
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
