@@ -94,8 +94,8 @@ def find_breaks(g: "Gaussian") -> np.ndarray:
     phi but equal the jump of phi' (r1) or of phi (r0) when there is one inside. An interval with
     |r| > 1e-9 (1 + |values at its ends|) is bisected, keeping the half with the larger |r|,
     until a and b are adjacent floats: a jump keeps its residual, a smooth stretch loses it (and
-    is dropped, also where the grid aliases a fast oscillation). Breaks within 1e-12 relative of each other are merged; the :data:`MAX_BREAKS`
-    largest are kept.
+    is dropped, also where the grid aliases a fast oscillation). Breaks within 1e-12 relative of
+    each other are merged; the :data:`MAX_BREAKS` largest are kept.
     """
     lo, hi = BREAK_DECADES
     pos = np.unique(np.concatenate([np.linspace(10.0**k, 10.0 ** (k + 1), BREAK_PER_DECADE + 1)
@@ -125,8 +125,10 @@ def find_breaks(g: "Gaussian") -> np.ndarray:
                     right = np.abs(fb - fm - (b - m) * (dfm + dfb) / 2)
                 go_left = live & ~(right > left)
                 go_right = live & (right > left)
-                b, fb, dfb = np.where(go_left, m, b), np.where(go_left, fm, fb), np.where(go_left, dfm, dfb)
-                a, fa, dfa = np.where(go_right, m, a), np.where(go_right, fm, fa), np.where(go_right, dfm, dfa)
+                b, fb = np.where(go_left, m, b), np.where(go_left, fm, fb)
+                dfb = np.where(go_left, dfm, dfb)
+                a, fa = np.where(go_right, m, a), np.where(go_right, fm, fa)
+                dfa = np.where(go_right, dfm, dfa)
             with np.errstate(invalid="ignore", over="ignore"):  # a, b adjacent floats now
                 jump = np.abs(fb - fa - (b - a) * (dfa + dfb) / 2)
             keep = np.isfinite(jump) & (jump > 1e-9 * (1 + np.abs(fa) + np.abs(fb)))
