@@ -60,9 +60,13 @@ HISTOGRAMS: dict[str, str] = {
     "grad_hist": "counts of log10|dL/dh^l| (entries) in the bins grad_edges",
 }
 
-#: Columns of :meth:`SweepResult.to_frame` (tidy: one row per config, seed, layer and metric).
-FRAME_COLUMNS = ("activation", "init", "bias_init", "depth", "width", "batch", "norm", "residual",
-                 "loss", "seed", "layer", "metric", "value")
+#: Columns of :meth:`SweepResult.to_frame` (tidy: one row per config, seed, layer and metric):
+#: the config (``width`` is the layer's output width n_l, ``input_width`` n_0, ``norm`` "none"
+#: without normalization, ``residual`` NaN for a plain stack), the seed, the layer l = 1..L, the
+#: metric name (:data:`METRICS`) and its value.
+FRAME_COLUMNS = ("activation", "init", "bias_init", "depth", "width", "input_width", "batch",
+                 "use_bias", "norm", "residual", "input", "loss", "saturation_threshold", "seed",
+                 "layer", "metric", "value")
 
 
 def _encode(value: Any) -> Any:
@@ -223,11 +227,8 @@ class SweepResult:
         return SweepResult([r for r in self.results if ok(r)], self.meta)
 
     def to_frame(self):
-        """Tidy DataFrame, one row per (config, seed, layer, metric); columns FRAME_COLUMNS.
-
-        ``width`` is the layer's output width n_l; ``layer`` runs 1..L; ``residual`` is NaN for
-        a plain stack and ``norm`` is "none" without normalization.
-        """
+        """Tidy DataFrame, one row per (config, seed, layer, metric); columns
+        :data:`FRAME_COLUMNS` (defined there)."""
         import pandas as pd
 
         frames = []
@@ -238,11 +239,13 @@ class SweepResult:
             for metric, values in r.values.items():
                 frames.append(pd.DataFrame({
                     "activation": c["activation"], "init": c["init"], "bias_init": c["bias_init"],
-                    "depth": r.depth, "width": widths, "batch": c["batch"],
-                    "norm": c.get("norm") or "none",
+                    "depth": r.depth, "width": widths,
+                    "input_width": c.get("input_width", widths[0]), "batch": c["batch"],
+                    "use_bias": c.get("use_bias", True), "norm": c.get("norm") or "none",
                     "residual": np.nan if c.get("residual") is None else c["residual"],
-                    "loss": c["loss"], "seed": r.seed, "layer": layers, "metric": metric,
-                    "value": values}))
+                    "input": c.get("input", "normal"), "loss": c["loss"],
+                    "saturation_threshold": c.get("saturation_threshold", np.nan),
+                    "seed": r.seed, "layer": layers, "metric": metric, "value": values}))
         if not frames:
             return pd.DataFrame(columns=list(FRAME_COLUMNS))
         return pd.concat(frames, ignore_index=True)[list(FRAME_COLUMNS)]

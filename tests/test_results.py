@@ -50,6 +50,10 @@ def test_tidy_frame(small_sweep):
              & (df.metric == "grad_preact_rms")].sort_values("layer")
     np.testing.assert_array_equal(sub.value.to_numpy(), r["grad_preact_rms"])
     assert list(sub.layer) == [1, 2, 3, 4]
+    c = r.config
+    row = sub.iloc[0]
+    assert (row.input_width, row.use_bias, row.input, row.saturation_threshold, row.norm) == (
+        c["input_width"], c["use_bias"], c["input"], c["saturation_threshold"], "none")
 
 
 @pytest.mark.parametrize("text,problem", [
