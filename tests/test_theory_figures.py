@@ -144,3 +144,22 @@ def test_report_jacobian_figure_one_histogram_per_initializer():
     legend = [t.get_text() for ax in fig.axes if ax.get_legend()
               for t in ax.get_legend().get_texts()]
     assert legend == ["orthogonal", "lecun_normal", "zeros"]
+
+
+def test_report_predictions_shared_only_between_equal_distributions():
+    """glorot_normal and lecun_normal draw the same distribution at equal fans (one computation);
+    he_normal and he_uniform differ in distribution (two). Each equals its own prediction."""
+    import initdiag
+    from initdiag.report import style
+    from initdiag.report.theory_figures import predictions
+
+    s = initdiag.sweep(["tanh"], ["glorot_normal", "lecun_normal", "he_normal", "he_uniform"],
+                       depths=[4], widths=[16], seeds=[0], batch=8)
+    preds = predictions(s)
+    for config, runs in style.configurations(s):
+        p = preds[style.config_key(config)]
+        want = theory.predict("tanh", config["init"], depth=4, width=16, batch=8)
+        assert p.config["init"] == config["init"]
+        for m in ("act_var", "grad_preact_rms"):
+            np.testing.assert_allclose(p[m], want[m], rtol=1e-12)
+        np.testing.assert_allclose(p.log_sd, want.log_sd, rtol=1e-12)

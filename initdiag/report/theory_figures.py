@@ -98,9 +98,10 @@ def phase_diagram(activation: Any, *, inits: Iterable[Any] = (),
     if pts:
         b_hi = max(b_hi, max(p[2] for p in pts) * 1.1)
     if weight_var_range is None:  # show the edge of chaos, wherever it is (sigmoid: ~100)
-        for b in (b_lo, b_hi):
+        for b in (b_hi, b_lo):  # it moves right with sigma_b^2 (tanh: 1 at 0, 2.8 at 0.5)
             try:
                 hi = max(hi, 1.3 * theory.edge_of_chaos(act, b))
+                break
             except ValueError:  # no edge with a finite q* at this bias variance
                 pass
     W = np.logspace(np.log10(lo), np.log10(hi), grid[0])
@@ -332,16 +333,62 @@ def log_density_bins(spectra: Mapping[str, Any] | Sequence[Any], per_decade: flo
 BAND_K = 2.0
 
 
+def _distribution(label: Any, shapes: Sequence[tuple[int, int]], bias: bool = False) -> Any:
+    """What a prediction depends on about an initializer: for the variance-scaling family its
+    distribution (normal, truncated_normal, uniform) and the variance of every layer, so that
+    initializers that draw the *same distribution* (glorot_normal and lecun_normal at equal
+    fans) compare equal; for any other initializer its label."""
+    try:
+        ini = resolve_initializer(label)
+        vs = ini._vs_params()  # (scale, mode, distribution), None outside the family
+    except (AttributeError, TypeError, ValueError):
+        return ("label", str(label))
+    if vs is None:
+        return ("label", ini.label)
+    var = ini.bias_variance if bias else ini.weight_variance
+    return ("vs", vs[2], tuple(float(var(fi, fo)) for fi, fo in shapes))
+
+
+def _prediction_key(config: Mapping[str, Any]) -> str:
+    """Configurations with equal keys have equal mean-field predictions: every setting but the
+    initializers' names, which enter through the distributions they draw (:func:`_distribution`)."""
+    from initdiag.report import style
+
+    widths = config["width"] if isinstance(config["width"], list) else \
+        [config["width"]] * int(config["depth"])
+    fans = [int(config.get("input_width") or widths[0])] + [int(w) for w in widths]
+    shapes = list(zip(fans[:-1], fans[1:]))
+    rest = {k: v for k, v in config.items() if k not in ("init", "bias_init")}
+    rest["init"] = _distribution(config["init"], shapes)
+    rest["bias_init"] = _distribution(config["bias_init"], shapes, bias=True) \
+        if config.get("use_bias", True) else None
+    return style.config_key(rest)
+
+
 def predictions(sweep: Any) -> dict[str, Any]:
     """The mean-field prediction of every configuration of ``sweep`` (with the finite-width
-    band), computed once: ``{style.config_key(config): Prediction or NotApplicable}``."""
+    band), computed once: ``{style.config_key(config): Prediction or NotApplicable}``.
+    Configurations that differ only in the name of an initializer drawing the same distribution
+    (glorot_normal and lecun_normal at equal widths) share one computation."""
+    import dataclasses
+
     from initdiag.report import style
 
     out: dict[str, Any] = {}
+    done: dict[str, Any] = {}
     for config, runs in style.configurations(sweep):
         key = style.config_key(config)
         try:
-            out[key] = theory.predict_result(runs[0], band=True)
+            same = _prediction_key(config)
+        except (KeyError, TypeError, ValueError):
+            same = key
+        try:
+            if same not in done:
+                done[same] = theory.predict_result(runs[0], band=True)
+            pred = done[same]
+            if isinstance(pred, theory.Prediction) and pred.config.get("init") != config["init"]:
+                pred = dataclasses.replace(pred, config={**pred.config, "init": config["init"]})
+            out[key] = pred
         except theory.NotApplicable as e:
             out[key] = e
     return out
