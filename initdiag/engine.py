@@ -35,7 +35,7 @@ LOSSES = ("projection", "half_mse")
 #: Forward statistics, each a pair (value, exponent) or a plain fraction; see results.METRICS.
 SCALED_FORWARD = ("preact_mean", "preact_var", "act_mean", "act_var", "weight_norm")
 SCALED_BACKWARD = ("grad_preact_rms", "grad_act_rms", "grad_weight_norm")
-FRACTIONS = ("saturation", "zero_frac", "dead_frac")
+FRACTIONS = ("saturation", "zero_frac", "dead_frac", "unit_spread")
 #: Power of two applied to the exponent when combining (variances scale as 2**(2e)).
 POWERS = {"preact_var": 2, "act_var": 2}
 
@@ -71,6 +71,7 @@ def _forward_layer(static: Static, x_prev, w, b, act_edges):
     out = {
         "preact_mean": hmv["mean"], "preact_var": hmv["var"],
         "act_mean": xmv["mean"], "act_var": xmv["var"],
+        "unit_spread": stats.unit_spread(x[0]),
         **stats.fractions(a, static.activation, static.saturation_threshold),
     }
     if static.histograms:

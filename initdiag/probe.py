@@ -110,7 +110,8 @@ def _to_result(raw: dict[str, Any], config: dict[str, Any], seed: int, histogram
     raw = jax.device_get(raw)
     values: dict[str, np.ndarray] = {}
     for name in ("preact_mean", "preact_var", "act_mean", "act_var", "saturation", "zero_frac",
-                 "dead_frac", "grad_preact_rms", "grad_act_rms", "grad_weight_norm", "weight_norm"):
+                 "dead_frac", "unit_spread", "grad_preact_rms", "grad_act_rms", "grad_weight_norm",
+                 "weight_norm"):
         item = raw[name]
         if name in engine.FRACTIONS:
             values[name] = np.asarray(item, np.float64)

@@ -46,6 +46,10 @@ METRICS: dict[str, str] = {
     "zero_frac": "fraction of entries of a^l exactly 0; NaN unless phi can die (ReLU)",
     "dead_frac": ("fraction of units j with a^l_ij = 0 for every sample i of the batch; NaN "
                   "unless phi can die (ReLU)"),
+    "unit_spread": ("fraction of the variance of x^l that lies across units, "
+                    "mean_i Var_j x^l_ij / Var_ij x^l_ij: 0 when every unit of the layer computes "
+                    "the same function (symmetric weights, e.g. a constant init); NaN where x^l "
+                    "is constant"),
     "grad_preact_rms": "root mean square of dL/dh^l over batch and units",
     "grad_act_rms": "root mean square of dL/dx^l over batch and units",
     "grad_weight_norm": "Frobenius norm of dL/dW^l",

@@ -51,6 +51,16 @@ def mean_var_scaled(xs: jax.Array, e: jax.Array) -> dict[str, tuple[jax.Array, j
     return {"mean": (jnp.mean(xs), e), "var": (jnp.var(xs), e)}
 
 
+def unit_spread(xs: jax.Array) -> jax.Array:
+    """Fraction of the variance of ``x`` ([B, n]) that lies across units:
+    ``mean_i Var_j x_ij / Var_ij x_ij`` (0 when every unit computes the same function of the
+    input, 1 when no sample shifts all units together; NaN where ``x`` is constant). Scale-free,
+    so the normalized ``xs`` gives the same value as ``x``."""
+    total = jnp.var(xs)
+    across = jnp.mean(jnp.var(xs, axis=1))
+    return jnp.where(total > 0, across / jnp.where(total > 0, total, 1.0), jnp.nan)
+
+
 def rms(xs: jax.Array, e: jax.Array) -> tuple[jax.Array, jax.Array]:
     """RMS over every entry of ``xs * 2**e`` (``xs`` already normalized), scaled."""
     return jnp.sqrt(jnp.mean(jnp.square(xs))), e

@@ -7,6 +7,11 @@ import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
+# `import initdiag` leaves initdiag.theory (scipy, numpy.fft) to its first use. pytester's inline
+# runs drop the modules a run imported, and numpy.fft's extension cannot be loaded twice in one
+# process: load them here, outside any inline run.
+import initdiag.theory  # noqa: E402,F401
+
 pytest_plugins = ["pytester"]
 
 

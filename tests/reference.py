@@ -54,6 +54,7 @@ def loop_stats(ws, bs, x, phi, readout, loss="projection", norm=None, residual=N
         "preact_var": np.array([f64(h).var() for h in hs]),
         "act_mean": np.array([f64(v).mean() for v in xs[1:]]),
         "act_var": np.array([f64(v).var() for v in xs[1:]]),
+        "unit_spread": np.array([f64(v).var(axis=1).mean() / f64(v).var() for v in xs[1:]]),
         "grad_preact_rms": np.array([np.sqrt(np.mean(f64(g) ** 2)) for g in gd]),
         "grad_act_rms": np.array([np.sqrt(np.mean(f64(g) ** 2)) for g in gx]),
         "grad_weight_norm": np.array([np.linalg.norm(f64(g)) for g in gw]),

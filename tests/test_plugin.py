@@ -58,7 +58,8 @@ def test_drift_fails_with_the_table_pointing_at_the_users_test(example):
     res.assert_outcomes(passed=1, failed=1)
     out = res.stdout.str()
     assert f"initdiag: results drift from the baseline {baseline}" in out
-    assert "20 of 1920 values out of tolerance." in out  # 20 layers of one config and seed
+    # 20 layers of one config and seed, of 8 (config, seed) pairs x 20 layers x every metric
+    assert f"20 of {8 * 20 * len(initdiag.METRICS)} values out of tolerance." in out
     assert "Error statistics over them:" in out and "--initdiag-update" in out
     assert re.search(r"tanh / glorot_normal depth=20 width=64 batch=64, seed 0:\n\S*\s+metric\s+"
                      r"layer\s+expected\s+got\s+error\s+tolerance", out)

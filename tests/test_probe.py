@@ -44,6 +44,18 @@ def test_zero_init_is_symmetric_and_frozen(act):
         assert r["grad_weight_norm"][-1] > 0
 
 
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+def test_identical_units_have_no_spread(act):
+    # every column of W equal: every unit computes the same function (not detectable by act_var)
+    same = lambda key, shape, dtype: jnp.full(shape, 1.0 / shape[0], dtype)
+    r = initdiag.probe(act, same, depth=5, width=32, batch=16)
+    # identical columns differ only by float32 rounding (~1e-7 relative): spread ~1e-14
+    assert np.all(r["act_var"] > 0) and np.all(r["unit_spread"] < 1e-10)
+    healthy = initdiag.probe(act, "orthogonal", depth=5, width=32, batch=16)["unit_spread"]
+    assert np.all(healthy > 0.5)
+    assert np.all(np.isnan(initdiag.probe(act, "zeros", depth=3, width=8, batch=4)["unit_spread"]))
+
+
 def test_tanh_small_std_collapses():
     r = initdiag.probe("tanh", "normal(std=0.01)", depth=30, width=512, batch=128)
     # each layer multiplies the variance by about n std^2 = 0.0512
@@ -92,6 +104,7 @@ def test_statistics_equal_jax_grad_of_a_python_loop(case):
               "grad_weight_norm", "weight_norm"):
         np.testing.assert_allclose(r[m], ref[m], rtol=1e-5, atol=0, err_msg=m)
     np.testing.assert_allclose(r["preact_mean"], ref["preact_mean"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(r["unit_spread"], ref["unit_spread"], rtol=1e-5)
     np.testing.assert_allclose(r["grad_weight_ratio"], ref["grad_weight_norm"] / ref["weight_norm"],
                                rtol=1e-5)
     if spec.activation.can_die:

@@ -60,7 +60,8 @@ _SCALED = Tolerance("scaled", 1e-3, 0.0)
 #: The default tolerance of every metric of :data:`initdiag.results.METRICS`.
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "preact_mean": _SCALED, "preact_var": _RATIO, "act_mean": _SCALED, "act_var": _RATIO,
-    "saturation": _ABS, "zero_frac": _ABS, "dead_frac": _ABS, "grad_preact_rms": _RATIO,
+    "saturation": _ABS, "zero_frac": _ABS, "dead_frac": _ABS, "unit_spread": _ABS,
+    "grad_preact_rms": _RATIO,
     "grad_act_rms": _RATIO, "grad_weight_norm": _RATIO, "weight_norm": _RATIO,
     "grad_weight_ratio": _RATIO,
 }
