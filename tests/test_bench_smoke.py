@@ -1,5 +1,6 @@
 """Smoke test of the benchmark harness (scripts/_bench) without torch: the FLOP count, the
-interleaved timer, the naive JAX peer against initdiag, the equality check, targets and table.
+interleaved timer, the jnp.dot ceiling runner and the per-round ratio, the naive
+JAX peer against initdiag, the equality check, targets and table.
 
 The harness itself (scripts/bench) is run by hand; this keeps its torch-free parts from rotting.
 """
@@ -13,9 +14,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
+import importlib  # noqa: E402
+import importlib.util  # noqa: E402
+
 import initdiag  # noqa: E402
 from _bench import measure, naive, render, systems  # noqa: E402
 from _bench.workloads import METRICS, STANDARD_INITIALIZERS, flops_per_pass, workloads  # noqa: E402
+
+bench_main = importlib.import_module("_bench.__main__")
 
 
 def test_no_torch_imported():
@@ -44,6 +50,88 @@ def test_interleaved_is_round_robin():
     assert out["x"]["min"] <= out["x"]["median"] <= out["x"]["max"]
 
 
+@pytest.mark.parametrize("quick", [False, True])
+def test_matmul_ceiling_does_the_workloads_flops(quick):
+    for key, wl in workloads(quick).items():
+        assert wl.matmuls == 3 * wl.depth * len(wl.configs), key
+        chain = measure.MatmulChain("jnp.dot", wl.matmuls, wl.batch, wl.width, run=lambda: None)
+        assert chain.flops == wl.flops == 6 * wl.depth * wl.width**2 * wl.batch * len(wl.configs)
+
+
+@pytest.fixture
+def no_torch(monkeypatch):
+    """The harness as it runs where torch is not installed (it may be in .venv)."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "torch" else real(name, *a))
+
+
+def test_matmul_runners_without_torch(no_torch):
+    wl = workloads(quick=True)["b"]
+    runners, skipped = bench_main.matmul_runners(wl)
+    assert list(runners) == ["jnp.dot"] and skipped == {"torch.mm": "torch not installed"}
+    dot = runners["jnp.dot"]
+    assert (dot.dots, dot.batch, dot.width) == (3 * 20, 128, 128)
+    assert dot.flops == wl.flops == 6 * 20 * 128**2 * 128
+    assert dot.compile_s is not None and "torch" not in sys.modules
+
+
+def test_jnp_dot_chain_computes_x_times_q_to_the_n():
+    for n in (1, 2, 7):
+        chain = measure.jnp_dot_chain(n, batch=5, width=8, seed=1)
+        x, q = measure.orthogonal_data(5, 8, seed=1)
+        assert x.dtype == q.dtype == np.float32
+        np.testing.assert_allclose(q.T @ q, np.eye(8), atol=1e-5)
+        out = np.asarray(chain())
+        assert out.dtype == np.float32
+        np.testing.assert_allclose(out, x @ np.linalg.matrix_power(q, n), rtol=1e-4, atol=1e-5)
+    # Values stay O(1) over a long chain: Q orthogonal keeps every row's norm.
+    chain = measure.jnp_dot_chain(3000, batch=4, width=16)
+    x, _ = measure.orthogonal_data(4, 16)
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(chain()), axis=1),
+                               np.linalg.norm(x, axis=1), rtol=1e-3)
+
+
+def test_round_ratios_is_the_median_of_per_round_ratios():
+    r = measure.round_ratios([1.0, 1.0, 4.0], [2.0, 1.0, 2.0])
+    assert r["rounds"] == [0.5, 1.0, 2.0]
+    assert (r["median"], r["min"], r["max"]) == (1.0, 0.5, 2.0)
+    # not the ratio of the medians (1 / 2), nor the ratio of the means
+    with pytest.raises(ValueError):
+        measure.round_ratios([1.0], [1.0, 2.0])
+
+
+def test_bench_workload_pairs_rounds(no_torch, monkeypatch):
+    """One workload through the harness with stub systems: the ceiling runner is in the same
+    round-robin, and each system's fraction is the median of t(jnp.dot)_i / t(system)_i."""
+    wl = workloads(quick=True)["c"]
+    calls = []
+
+    def fake_run(system, workload, seed=0):
+        calls.append(system)
+        return []
+
+    monkeypatch.setattr(systems, "run", fake_run)
+    monkeypatch.setattr(bench_main, "_worker", lambda *a: {
+        "first_s": 1.0, "e2e_s": 2.0, "import_s": 0.5, "peak_rss": 1, "baseline_rss": 1})
+    args = bench_main.parse(["--quick", "--reps", "3"])
+    out = bench_main.bench_workload("c", wl, args, {"jnp_dot": 1.0, "torch_mm": None}, None)
+    assert out["round_order"] == ["initdiag", "jnp.dot", "torch", "naive-jax"]
+    assert calls == ["initdiag", "torch", "naive-jax"] * 4  # 1 warm-up + 3 rounds
+    dot = out["matmul"]["jnp.dot"]
+    assert dot["status"] == "ok" and dot["dots"] == wl.matmuls and dot["flops"] == wl.flops
+    assert len(dot["times"]) == 3
+    assert out["matmul"]["torch.mm"] == {"status": "skipped", "reason": "torch not installed"}
+    for s in systems.SYSTEMS:
+        rec = out["systems"][s]
+        rounds = [d / t for d, t in zip(dot["times"], rec["times"])]
+        assert rec["frac_jnp_dot_rounds"] == rounds
+        assert rec["frac_jnp_dot"] == sorted(rounds)[1]
+        assert (rec["frac_jnp_dot_min"], rec["frac_jnp_dot_max"]) == (min(rounds), max(rounds))
+        assert rec["frac_torch_mm"] is None
+        assert math.isclose(rec["frac_jnp_dot_standalone"], rec["gflops"] / 1.0)
+
+
 @pytest.mark.parametrize("activation,init", [("tanh", "glorot_normal"), ("sigmoid", "orthogonal"),
                                              ("relu", "he_normal")])
 def test_naive_peer_equals_initdiag(activation, init):
@@ -64,13 +152,21 @@ def _result():
     def rec(median, e2e, peak, frac):
         return {"status": "ok", "median_s": median, "min_s": median, "max_s": median,
                 "first_s": e2e, "compile_s": e2e - median, "e2e_s": e2e, "gflops": 10.0,
-                "frac_jnp_dot": frac, "frac_torch_mm": None, "peak_rss": peak}
-    wl = lambda sysmap: {"shape": "L=2, W=4, B=4", "configs": 1, "systems": sysmap}
+                "frac_jnp_dot": frac, "frac_jnp_dot_min": frac - 0.1,
+                "frac_jnp_dot_max": frac + 0.1, "frac_torch_mm": None, "peak_rss": peak}
+    matmul = {"jnp.dot": {"status": "ok", "dots": 6, "median_s": 0.5, "min_s": 0.4,
+                          "max_s": 0.6, "first_s": 0.7, "compile_s": 0.1, "gflops": 20.0},
+              "torch.mm": {"status": "skipped", "reason": "torch not installed"}}
+    wl = lambda sysmap: {"shape": "L=2, W=4, B=4", "configs": 1, "systems": sysmap,
+                         "matmul": matmul}
     return {
         "command": "scripts/bench --quick", "quick": True, "started": "now",
         "machine": {"nproc": 2, "cpu": "cpu", "mem_total_gib": 1.0, "platform": "linux",
                     "loadavg_start": [1.0, 1.0, 1.0], "loadavg_end": [2.0, 2.0, 2.0]},
-        "versions": {"jax": "0"}, "settings": {"reps": 5, "warmup": 1},
+        "versions": {"jax": "0"},
+        "settings": {"reps": 5, "warmup": 1, "torch_threads": 2,
+                     "round_order": ["initdiag", "jnp.dot", "torch.mm", "torch", "naive-jax"]},
+        "rooflines": {"4x4": {"batch": 4, "width": 4, "jnp_dot": 1.0, "torch_mm": None}},
         "workloads": {
             "a": wl({"initdiag": rec(1.0, 2.0, 100, 0.8), "torch": rec(3.0, 7.0, 100, 0.3)}),
             "b": wl({"initdiag": rec(1.0, 2.0, 100, 0.7), "torch": rec(0.9, 1.0, 100, 0.3)}),
@@ -103,3 +199,20 @@ def test_targets_pass_and_fail():
     assert "skipped: too big <here>" in md and "3.00x" in md
     assert md.count("**FAIL**") == 5 and md.count("| PASS |") == 3
     assert math.isclose(float(md.split("ratio ")[1].split(".\n")[0]), 1.4)
+    # the interleaved fraction, median [min–max] over the rounds, is what the table shows
+    assert "| 10.0 | 80 [70–90] | – |" in md
+    assert got_measured(res, "(a) steady state >= 75% of jnp.dot throughput") == \
+        "80% (rounds 70–90%)"
+    assert "| jnp.dot ceiling (6 dots) | 0.500 [0.400–0.600] | 0.70 | 0.10 | – | 20.0 |" in md
+    assert "| torch.mm ceiling | skipped: torch not installed |" in md
+    defs = md.split("\n\n")[2]
+    assert defs.startswith("Steady state: median of 5 timed rounds after 1 warm-up")
+    assert "initdiag, jnp.dot, torch.mm, torch, naive-jax" in defs
+    assert "3·L·configs dependent [B,W]×[W,W] products" in defs
+    assert "median over the timed rounds i of t(ceiling, round i) / t(system, round i)" in defs
+    assert "## Standalone matmul rooflines (measured once at the start; orientation only)" in md
+
+
+def got_measured(res, name):
+    return next(t["measured"] for t in render.targets(res) if t["target"] == name)
+

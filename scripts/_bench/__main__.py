@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import shlex
@@ -61,20 +62,57 @@ def _skips(key: str, wl, naive_c_s: float | None) -> dict[str, str]:
     }
 
 
+#: Order of the runners in each round: each matmul ceiling runner right after the system it is
+#: compared with most (jnp.dot after initdiag, torch.mm before torch), so the times paired in a
+#: round's ratio are close in time.
+ROUND_ORDER = ("initdiag", "jnp.dot", "torch.mm", "torch", "naive-jax")
+#: How "% jnp.dot" / "% torch.mm" are computed from the rounds (stored in bench.json).
+RATIO_METHOD = ("median over the timed rounds i of t(ceiling runner, round i) / t(system, "
+                "round i); both do the workload's FLOPs (3 L configs [B,W]x[W,W] products)")
+
+
+def matmul_runners(wl) -> tuple[dict[str, measure.MatmulChain], dict[str, str]]:
+    """The matmul ceiling runners of a workload (``jnp.dot``; ``torch.mm`` when torch is
+    installed), each performing exactly ``wl.matmuls`` products, ``wl.flops`` FLOPs; and the
+    reasons for those not built."""
+    runners = {"jnp.dot": measure.jnp_dot_chain(wl.matmuls, wl.batch, wl.width)}
+    skipped = {}
+    if importlib.util.find_spec("torch") is None:
+        skipped["torch.mm"] = "torch not installed"
+    else:
+        from _bench import peer_torch
+        runners["torch.mm"] = peer_torch.matmul_chain(wl.matmuls, wl.batch, wl.width)
+    for r in runners.values():
+        assert r.flops == wl.flops, (r.name, r.flops, wl.flops)
+    return runners, skipped
+
+
 def bench_workload(key: str, wl, args, roof: dict, naive_c_s: float | None) -> dict:
     skip = _skips(key, wl, naive_c_s)
     if key == "c" and naive_c_s is not None and naive_c_s > NAIVE_LIMIT_S:
         skip["naive-jax"] = f"one pass took {naive_c_s:.0f} s > {NAIVE_LIMIT_S:.0f} s"
     run_systems = [s for s in systems.SYSTEMS if s not in skip]
-    log(f"({key}) {wl.shape()}, {len(wl.configs)} configs: {', '.join(run_systems)}")
+    log(f"({key}) {wl.shape()}, {len(wl.configs)} configs: {', '.join(run_systems)}; matmul "
+        f"ceiling: {wl.matmuls} dependent [{wl.batch},{wl.width}]x[{wl.width},{wl.width}]")
+    mm, mm_skip = matmul_runners(wl)
     runners = {s: (lambda s=s: systems.run(s, wl)) for s in run_systems}
+    runners.update(mm)
+    runners = {name: runners[name] for name in ROUND_ORDER if name in runners}
     timed = measure.interleaved(
         runners, args.warmup, args.reps,
         on_time=lambda s, i, dt: log(f"  ({key}) {s} {'warm-up' if i < 0 else f'rep {i + 1}'}: "
                                      f"{dt:.3f} s"))
     out = {"title": wl.title, "shape": wl.shape(), "configs": len(wl.configs),
            "depth": wl.depth, "width": wl.width, "batch": wl.batch, "flops": wl.flops,
-           "remat": wl.remat, "systems": {}}
+           "remat": wl.remat, "round_order": list(runners), "systems": {}, "matmul": {}}
+    for name in ("jnp.dot", "torch.mm"):
+        if name in mm_skip:
+            out["matmul"][name] = {"status": "skipped", "reason": mm_skip[name]}
+            continue
+        t = timed[name]
+        out["matmul"][name] = {"status": "ok", **mm[name].describe(), "median_s": t["median"],
+                               "min_s": t["min"], "max_s": t["max"], "times": t["times"],
+                               "first_s": t["first"], "gflops": wl.flops / t["median"] / 1e9}
     for s in systems.SYSTEMS:
         if s in skip:
             out["systems"][s] = {"status": "skipped", "reason": skip[s]}
@@ -89,8 +127,18 @@ def bench_workload(key: str, wl, args, roof: dict, naive_c_s: float | None) -> d
                "e2e_s": w["e2e_s"],
                "import_s": w["import_s"], "peak_rss": w["peak_rss"],
                "baseline_rss": w["baseline_rss"], "gflops": gflops,
-               "frac_jnp_dot": gflops / roof["jnp_dot"],
-               "frac_torch_mm": gflops / roof["torch_mm"] if roof.get("torch_mm") else None}
+               # the standalone rooflines measured once at the start (orientation only)
+               "frac_jnp_dot_standalone": gflops / roof["jnp_dot"],
+               "frac_torch_mm_standalone":
+                   gflops / roof["torch_mm"] if roof.get("torch_mm") else None}
+        for name, field in (("jnp.dot", "frac_jnp_dot"), ("torch.mm", "frac_torch_mm")):
+            if name in mm:  # interleaved: per-round ratio, median over the rounds
+                r = measure.round_ratios(timed[name]["times"], t["times"])
+                rec[field], rec[field + "_min"], rec[field + "_max"] = \
+                    r["median"], r["min"], r["max"]
+                rec[field + "_rounds"] = r["rounds"]
+            else:
+                rec[field] = None
         if "memory" in w:
             rec["memory"] = w["memory"]
         out["systems"][s] = rec
@@ -162,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
            "machine": measure.machine(), "versions": measure.versions(),
            "settings": {"reps": args.reps, "warmup": args.warmup, "parts": args.parts,
-                        "torch_threads": args.torch_threads},
+                        "torch_threads": args.torch_threads, "round_order": list(ROUND_ORDER),
+                        "ratio": RATIO_METHOD},
            "notes": []}
     res["machine"]["loadavg_start"] = res["machine"].pop("loadavg")
     wls = workloads(args.quick)
@@ -181,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     for k in keys:
         shape = f"{wls[k].batch}x{wls[k].width}"
         if shape not in res["rooflines"]:
-            log(f"matmul roofline at [{wls[k].batch},{wls[k].width}]x[{wls[k].width},"
-                f"{wls[k].width}]")
+            log(f"standalone matmul roofline at [{wls[k].batch},{wls[k].width}]x"
+                f"[{wls[k].width},{wls[k].width}] (orientation only)")
             res["rooflines"][shape] = {
                 "batch": wls[k].batch, "width": wls[k].width,
                 "jnp_dot": measure.roofline_jax(wls[k].batch, wls[k].width),

@@ -1,7 +1,9 @@
-"""Timing: interleaved repetitions, matmul rooflines, and a description of the machine."""
+"""Timing: interleaved repetitions, the matmul ceiling runners timed in the same rounds, the
+per-round ratio, standalone matmul rooflines, and a description of the machine."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import statistics
@@ -38,10 +40,90 @@ def interleaved(runners: dict[str, Callable[[], Any]], warmup: int, reps: int,
     return out
 
 
+def round_ratios(numerator: list[float], denominator: list[float]) -> dict[str, Any]:
+    """Per-round ratio ``r_i = numerator[i] / denominator[i]`` of two runners' times from the
+    same rounds of :func:`interleaved`, and its median, min and max over the rounds.
+
+    With ``numerator`` the matmul ceiling runner's times and ``denominator`` a system's, ``r_i``
+    is the system's throughput as a fraction of the ceiling in round ``i`` (both do the same
+    FLOPs); the median over rounds is the reported fraction. Pairing times round by round
+    cancels load drift slower than a round, and the median drops a round where only one of the
+    two was disturbed.
+    """
+    if len(numerator) != len(denominator) or not numerator:
+        raise ValueError(f"need the same number (>= 1) of rounds; got {len(numerator)} and "
+                         f"{len(denominator)}")
+    r = [n / d for n, d in zip(numerator, denominator)]
+    return {"median": statistics.median(r), "min": min(r), "max": max(r), "rounds": r}
+
+
+@dataclasses.dataclass
+class MatmulChain:
+    """A matmul ceiling runner: ``dots`` dependent products ``x <- x @ Q`` at ``[B, W] x [W, W]``
+    (float32, Q orthogonal so values stay O(1)), ``2 B W^2`` FLOPs each. Calling it runs the
+    chain once and returns the final ``x`` (computed: JAX's is blocked on)."""
+
+    name: str
+    dots: int
+    batch: int
+    width: int
+    run: Callable[[], Any]
+    compile_s: float | None = None
+    threads: int | None = None
+
+    @property
+    def flops(self) -> float:
+        return 2.0 * self.batch * self.width * self.width * self.dots
+
+    def __call__(self) -> Any:
+        return self.run()
+
+    def describe(self) -> dict[str, Any]:
+        return {"dots": self.dots, "batch": self.batch, "width": self.width,
+                "flops": self.flops, "compile_s": self.compile_s, "threads": self.threads}
+
+
+def orthogonal_data(batch: int, width: int, seed: int = 0):
+    """``x ~ N(0, 1)`` ``[B, W]`` and an orthogonal ``Q`` ``[W, W]`` (float32 numpy): the
+    chain's start and factor, shared by the JAX and torch runners."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, width)).astype(np.float32)
+    q, r = np.linalg.qr(rng.standard_normal((width, width)))
+    q = (q * np.sign(np.diag(r))).astype(np.float32)
+    return x, q
+
+
+def jnp_dot_chain(dots: int, batch: int, width: int, seed: int = 0) -> MatmulChain:
+    """The ``jnp.dot`` ceiling runner: one jitted ``lax.fori_loop`` over ``dots`` dependent
+    ``jnp.dot(x, Q)``, compiled (ahead of time) here, before any timing. As in a compiled scan,
+    one call dispatches the whole chain, so per-op dispatch is not counted."""
+    import jax
+    import jax.numpy as jnp
+
+    x0, q0 = orthogonal_data(batch, width, seed)
+    x, q = jnp.asarray(x0), jnp.asarray(q0)
+
+    def chain(x, q):
+        return jax.lax.fori_loop(0, dots, lambda i, v: jnp.dot(v, q), x)
+
+    t0 = time.perf_counter()
+    compiled = jax.jit(chain).lower(x, q).compile()
+    compile_s = time.perf_counter() - t0
+    return MatmulChain("jnp.dot", dots, batch, width,
+                       lambda: compiled(x, q).block_until_ready(), compile_s=compile_s)
+
+
 def roofline_jax(batch: int, width: int, reps: int = 30, chain: int = 16) -> float:
-    """GFLOP/s of ``jnp.dot`` at ``[B, W] x [W, W]``: median over ``reps`` timings of one jitted
-    chain of ``chain`` dependent dots (``x <- x @ Q``, Q orthogonal so values stay O(1)),
-    so that dispatch overhead is not counted, as in a compiled scan."""
+    """Standalone GFLOP/s of ``jnp.dot`` at ``[B, W] x [W, W]``: median over ``reps`` timings of
+    one jitted chain of ``chain`` dependent dots (``x <- x @ Q``, Q orthogonal so values stay
+    O(1)), so that dispatch overhead is not counted, as in a compiled scan.
+
+    Measured once, at the start, not interleaved with the workloads: on a shared machine it
+    moves with the load (104-246 GFLOP/s at W=512 within minutes here), so it is reported for
+    orientation only; the fractions and targets use :func:`jnp_dot_chain` timed in the same
+    rounds as each workload."""
     import jax
     import jax.numpy as jnp
 
@@ -64,9 +146,10 @@ def roofline_jax(batch: int, width: int, reps: int = 30, chain: int = 16) -> flo
 
 def roofline_torch(batch: int, width: int, reps: int = 30, chain: int = 16,
                    threads: int | None = None) -> float:
-    """GFLOP/s of ``torch.matmul`` at ``[B, W] x [W, W]`` with ``threads`` threads: median over
-    ``reps`` timings of ``chain`` dependent matmuls, per matmul (default: the torch peer's
-    thread count, which is restored afterwards)."""
+    """Standalone GFLOP/s of ``torch.matmul`` at ``[B, W] x [W, W]`` with ``threads`` threads:
+    median over ``reps`` timings of ``chain`` dependent matmuls, per matmul (default: the torch
+    peer's thread count, which is restored afterwards). Like :func:`roofline_jax`, for
+    orientation only (the fractions use ``peer_torch.matmul_chain`` in the same rounds)."""
     import torch
 
     from _bench.peer_torch import THREADS

@@ -150,3 +150,22 @@ def run(workload, seed: int = 0) -> list[dict[str, np.ndarray]]:
             probe.init(init, seed)
             results.append(probe.stats(x, g))
     return results
+
+
+def matmul_chain(dots: int, batch: int, width: int, seed: int = 0):
+    """The ``torch.mm`` ceiling runner (:class:`_bench.measure.MatmulChain`): ``dots`` dependent
+    ``torch.matmul(x, Q)`` in a Python loop under ``torch.no_grad()``, with the peer's
+    :data:`THREADS` threads, on the same ``x`` and orthogonal ``Q`` as the ``jnp.dot`` runner."""
+    from _bench.measure import MatmulChain, orthogonal_data
+
+    x0, q0 = orthogonal_data(batch, width, seed)
+    x, q = torch.from_numpy(x0), torch.from_numpy(q0)
+
+    def run():
+        with torch.no_grad():
+            v = x
+            for _ in range(dots):
+                v = torch.matmul(v, q)
+        return v
+
+    return MatmulChain("torch.mm", dots, batch, width, run, threads=THREADS)

@@ -28,8 +28,11 @@ def targets(res: dict) -> list[dict[str, Any]]:
         ours = _sys(res, key, "initdiag")
         if ours is not None and ours.get("frac_jnp_dot") is not None:
             f = ours["frac_jnp_dot"]
+            spread = (f" (rounds {100 * ours['frac_jnp_dot_min']:.0f}–"
+                      f"{100 * ours['frac_jnp_dot_max']:.0f}%)"
+                      if ours.get("frac_jnp_dot_min") is not None else "")
             out.append(_target(f"({key}) steady state >= 75% of jnp.dot throughput",
-                               f"{100 * f:.0f}%", f >= 0.75))
+                               f"{100 * f:.0f}%{spread}", f >= 0.75))
     for key in ("b", "c"):
         ours, theirs = _sys(res, key, "initdiag"), _sys(res, key, "torch")
         if ours and theirs:
@@ -73,10 +76,20 @@ def _f(v: float | None, fmt: str = ".2f") -> str:
     return "–" if v is None else format(v, fmt)
 
 
+def _pct(rec: dict, field: str) -> str:
+    """``median [min–max]`` of a per-round ratio in percent (median only for old results)."""
+    if rec.get(field) is None:
+        return "–"
+    if rec.get(field + "_min") is None:
+        return f"{100 * rec[field]:.0f}"
+    return (f"{100 * rec[field]:.0f} [{100 * rec[field + '_min']:.0f}–"
+            f"{100 * rec[field + '_max']:.0f}]")
+
+
 def _workload_rows(res: dict) -> list[str]:
     rows = ["| workload | system | steady s: median [min–max] | first call s | compile s | "
-            "end to end s | GFLOP/s | % jnp.dot | % torch.mm | peak RSS MiB | initdiag "
-            "speed-up |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "end to end s | GFLOP/s | % jnp.dot [min–max] | % torch.mm [min–max] | peak RSS "
+            "MiB | initdiag speed-up |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, wl in res.get("workloads", {}).items():
         ours = _sys(res, key, "initdiag")
         label = f"({key}) {wl['shape']}, {wl['configs']} config{'s' * (wl['configs'] > 1)}"
@@ -91,10 +104,49 @@ def _workload_rows(res: dict) -> list[str]:
                 f"| {label} | {system} | {rec['median_s']:.3f} [{rec['min_s']:.3f}–"
                 f"{rec['max_s']:.3f}] | {rec['first_s']:.2f} | {_f(rec.get('compile_s'))} | "
                 f"{_f(rec.get('e2e_s'))} | {rec['gflops']:.1f} | "
-                f"{_f(rec.get('frac_jnp_dot') and 100 * rec['frac_jnp_dot'], '.0f')} | "
-                f"{_f(rec.get('frac_torch_mm') and 100 * rec['frac_torch_mm'], '.0f')} | "
+                f"{_pct(rec, 'frac_jnp_dot')} | {_pct(rec, 'frac_torch_mm')} | "
                 f"{_f(rec.get('peak_rss') and rec['peak_rss'] / MIB, '.0f')} | {speed} |")
+        for name, rec in wl.get("matmul", {}).items():
+            what = f"{name} ceiling ({rec.get('dots', '?')} dots)"
+            if rec.get("status") != "ok":
+                rows.append(f"| {label} | {name} ceiling | skipped: {rec.get('reason', '')} "
+                            "| | | | | | | | |")
+                continue
+            rows.append(
+                f"| {label} | {what} | {rec['median_s']:.3f} [{rec['min_s']:.3f}–"
+                f"{rec['max_s']:.3f}] | {rec['first_s']:.2f} | {_f(rec.get('compile_s'))} | – | "
+                f"{rec['gflops']:.1f} | | | – | |")
     return rows
+
+
+def _definitions(res: dict) -> str:
+    """The paragraph above the table: exactly what each column measures."""
+    st = res["settings"]
+    order = st.get("round_order", ["initdiag", "jnp.dot", "torch.mm", "torch", "naive-jax"])
+    threads = st.get("torch_threads", 2)
+    return (
+        f"Steady state: median of {st['reps']} timed rounds after {st['warmup']} warm-up "
+        f"round(s), in one process; in every round each runner runs once, in the order "
+        f"{', '.join(order)} (skipped ones left out). First call: a fresh process's first call "
+        "(compilation included); for the ceiling rows, the warm-up call. Compile = first call − "
+        "steady median (for jnp.dot: the ahead-of-time compile of its chain, before timing). "
+        "End to end: a fresh process, import + first call. GFLOP/s counts 6·L·W²·B per "
+        "configuration (forward + backward matmuls, no recomputation), over the steady median. "
+        "Ceiling rows (jnp.dot, torch.mm): the matmul ceiling measured side by side with the "
+        "workload, in the same rounds: exactly the workload's matmul FLOPs, as 3·L·configs "
+        "dependent [B,W]×[W,W] products x ← x·Q (float32, Q orthogonal so values stay O(1)); "
+        "jnp.dot: one jitted `lax.fori_loop` over `jnp.dot`, compiled before timing; torch.mm: "
+        f"a Python loop of `torch.matmul` under `no_grad` with the peer's {threads} thread(s). "
+        "% jnp.dot (% torch.mm): the median over the timed rounds i of t(ceiling, round i) / "
+        "t(system, round i), ceiling = the jnp.dot (torch.mm) row — the system's throughput as "
+        "a fraction of the ceiling's in the same round — with its min–max over the rounds in "
+        "brackets; the targets use this median. On a loaded 2-core machine torch's multi-thread "
+        "OpenMP stalls whenever one of its threads is descheduled, which makes torch.mm (and the "
+        "torch peer) erratic; `--torch-threads 1` is steadier. "
+        "Peak RSS: `VmHWM` (high-water mark of resident memory) of a fresh process running the "
+        "workload once. initdiag speed-up: the peer's steady time over initdiag's. The "
+        "standalone rooflines at the end are measured once, at the start, and are not used for "
+        "any fraction.")
 
 
 def markdown(res: dict) -> str:
@@ -110,14 +162,7 @@ def markdown(res: dict) -> str:
         f"at end {'/'.join(f'{x:.1f}' for x in m['loadavg_end'])} — a shared machine: other "
         "processes ran during the measurement, absolute numbers are noisy.  ",
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()), "",
-        f"Steady state: median of {res['settings']['reps']} repetitions after "
-        f"{res['settings']['warmup']} warm-up, the three systems interleaved round-robin in one "
-        "process. First call: the warm-up call (compilation included). Compile = first call − "
-        "steady median. End to end: a fresh process, import + first call. GFLOP/s counts "
-        "6·L·W²·B per configuration (forward + backward matmuls, no recomputation). % jnp.dot / "
-        "% torch.mm: achieved GFLOP/s over the matmul roofline at [B,W]×[W,W] measured in the "
-        "same run. Peak RSS: `VmHWM` (high-water mark of resident memory) of a fresh process running the workload once. "
-        "initdiag speed-up: the peer's steady time over initdiag's.", "",
+        _definitions(res), "",
         *_workload_rows(res), "", "## Targets", "", "| target | measured | |", "|---|---|---|"]
     for t in res.get("targets", []):
         verdict = {True: "PASS", False: "**FAIL**", None: "–"}[t["pass"]]
@@ -145,7 +190,11 @@ def markdown(res: dict) -> str:
         lines += ["", "## Default report", "", f"`{r['command']}` (fresh process): "
                   f"{r['wall_s']:.1f} s wall, exit {r['returncode']}."]
     if res.get("rooflines"):
-        lines += ["", "## Matmul rooflines (same run)", "",
+        lines += ["", "## Standalone matmul rooflines (measured once at the start; orientation "
+                  "only)", "",
+                  "Not interleaved with the workloads and not used by the % columns or the "
+                  "targets (those use the ceiling runners timed in the same rounds): on a shared "
+                  "machine these move with the load from minute to minute. "
                   "jnp.dot: a jitted chain of 16 dependent dots (XLA's CPU threads); "
                   f"torch.matmul: 16 dependent calls with {res['settings'].get('torch_threads', 2)} "
                   "thread(s) (the peer's setting) and with 1; median of 30 timings, per matmul. On a loaded 2-core machine torch's "

@@ -59,6 +59,12 @@ class Workload:
     def flops(self) -> float:
         return len(self.configs) * flops_per_pass(self.depth, self.width, self.batch)
 
+    @property
+    def matmuls(self) -> int:
+        """``3 L`` per configuration: the number of ``[B, W] x [W, W]`` products (``2 B W^2``
+        FLOPs each) with the workload's FLOPs; the matmul ceiling runners perform this many."""
+        return 3 * self.depth * len(self.configs)
+
     def shape(self) -> str:
         return f"L={self.depth}, W={self.width}, B={self.batch}"
 
