@@ -1,5 +1,5 @@
 """Smoke test of the benchmark harness (scripts/_bench) without torch: the FLOP count, the
-interleaved timer, the jnp.dot ceiling runner and the per-round ratio, the naive
+interleaved timer, the jnp.dot ceiling runner and the per-round ratio, the --reps rule, the naive
 JAX peer against initdiag, the equality check, targets and table.
 
 The harness itself (scripts/bench) is run by hand; this keeps its torch-free parts from rotting.
@@ -130,6 +130,26 @@ def test_bench_workload_pairs_rounds(no_torch, monkeypatch):
         assert (rec["frac_jnp_dot_min"], rec["frac_jnp_dot_max"]) == (min(rounds), max(rounds))
         assert rec["frac_torch_mm"] is None
         assert math.isclose(rec["frac_jnp_dot_standalone"], rec["gflops"] / 1.0)
+
+
+def test_reps_rule():
+    assert bench_main.parse([]).reps == 5
+    assert bench_main.parse(["--quick"]).reps == 2
+    assert bench_main.parse(["--quick", "--reps", "1"]).reps == 1
+    assert bench_main.parse(["--reps", "7"]).reps == 7
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--reps", "3"], ["--reps 3", "median of >= 5", "after warm-up", "--quick"]),
+    (["--reps", "4", "--only", "b"], ["--reps 4", ">= 5"]),
+    (["--reps", "0"], ["--reps 0", ">= 1"]),
+    (["--quick", "--reps", "0"], ["--reps 0", ">= 1"])])
+def test_reps_rule_errors(argv, words, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench_main.parse(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert all(w in err for w in words), err
 
 
 @pytest.mark.parametrize("activation,init", [("tanh", "glorot_normal"), ("sigmoid", "orthogonal"),

@@ -24,6 +24,8 @@ from _bench.workloads import STANDARD_INITIALIZERS, flat_depths, workloads
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTS = ("a", "b", "c", "d", "flat", "report")
+#: Issue 5: "median of >= 5 after warm-up"; fewer repetitions only with --quick.
+MIN_REPS = 5
 #: The naive loop is skipped where it would take longer than this (issue: "> 2 min").
 NAIVE_LIMIT_S = 120.0
 
@@ -174,7 +176,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--only", default=None,
                    help=f"comma-separated parts to run, from {','.join(PARTS)} "
                         "(default: all; with --quick all but report)")
-    p.add_argument("--reps", type=int, default=None, help="timed repetitions (default 5; quick 2)")
+    p.add_argument("--reps", type=int, default=None,
+                   help=f"timed repetitions (default {MIN_REPS}, at least {MIN_REPS} unless "
+                        "--quick; quick default 2)")
     p.add_argument("--warmup", type=int, default=1, help="warm-up rounds (default 1)")
     p.add_argument("--torch-threads", type=int, default=2,
                    help="torch.set_num_threads for the torch peer (default 2)")
@@ -187,9 +191,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
         bad = [x for x in args.parts if x not in PARTS]
         if bad:
             p.error(f"--only: unknown part(s) {', '.join(bad)}; choose from {', '.join(PARTS)}")
-    args.reps = args.reps or (2 if args.quick else 5)
+    if args.reps is None:
+        args.reps = 2 if args.quick else MIN_REPS
     if args.reps < 1 or args.warmup < 1:
-        p.error("--reps and --warmup must be >= 1")
+        p.error(f"--reps and --warmup must be >= 1; got --reps {args.reps}, "
+                f"--warmup {args.warmup}")
+    if args.reps < MIN_REPS and not args.quick:
+        p.error(f"--reps {args.reps}: a full run reports the median of >= {MIN_REPS} timed "
+                f"repetitions after warm-up (issue 5); use --reps {MIN_REPS} or more, or --quick "
+                "for a smoke run")
     if args.out is None:
         args.out = (Path(tempfile.gettempdir()) / "initdiag-bench-quick" if args.quick
                     else ROOT / "reports" / "bench")
