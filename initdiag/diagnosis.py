@@ -5,10 +5,12 @@ A ratio 0/0 counts as 0 (an exactly-zero gradient is infinitely vanished, not mi
 x/0 with x > 0 as infinity. Findings, each tested independently (:class:`Thresholds`):
 
 * **symmetric** -- the init is ``zeros`` or ``constant`` (or has gain 0), or some layer's weight
-  matrix is exactly 0 (``weight_norm == 0``). Every unit of a layer then computes the same
-  function (or differs only by its bias) and, for zero weights, every layer below gets an
-  exactly-zero gradient. ``act_var`` cannot show this (it is over batch *and* units, so identical
-  units that vary over the batch have act_var > 0), hence the rule on config and weights.
+  matrix is exactly 0 (``weight_norm == 0``), or some layer's units are identical:
+  ``unit_spread < symmetric`` (the fraction of the layer's output variance that lies across
+  units; a custom initializer with identical columns gives ~1e-14, float32 rounding). Every unit
+  of a layer then computes the same function (or differs only by its bias) and, for zero weights,
+  every layer below gets an exactly-zero gradient. ``act_var`` cannot show this (it is over batch
+  *and* units, so identical units that vary over the batch have act_var > 0).
 * **dead** -- some layer has ``dead_frac >= dead`` (units that are 0 for every sample) while its
   pre-activation is not collapsed: (mean^2 + var of h^l) / (same at layer 1) >= ``act_collapse``.
   Units that read 0 only because the whole forward signal underflowed to 0 are *collapse*.
@@ -63,7 +65,7 @@ TITLES = {"healthy": "healthy", "vanishing": "vanishing gradients",
           "exploding": "exploding gradients", "collapse": "activation collapse",
           "saturation": "saturation", "dead": "dead units", "symmetric": "symmetric"}
 _SIGNED = ("preact_mean", "act_mean")
-_FRACTIONS = ("saturation", "zero_frac", "dead_frac")
+_FRACTIONS = ("saturation", "zero_frac", "dead_frac", "unit_spread")
 _RELU_LIKE = ("relu", "leaky_relu", "elu", "gelu", "silu", "softplus")
 
 
@@ -81,6 +83,8 @@ class Thresholds:
       saturation: saturation when the saturated fraction of some layer >= this (default 0.3).
       dead: dead units when the fraction of dead units of some layer >= this (default 0.9; a
         healthy deep He/ReLU stack drifts towards ~0.5 as its inputs become correlated).
+      symmetric: symmetric when ``unit_spread`` of some layer < this (default 1e-6: identical
+        units read ~1e-14; a healthy layer ~0.5-1, a deep correlated ReLU stack >= ~0.01).
     """
 
     grad_vanish: float = 1e-2
@@ -88,6 +92,7 @@ class Thresholds:
     act_collapse: float = 1e-4
     saturation: float = 0.3
     dead: float = 0.9
+    symmetric: float = 1e-6
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -98,9 +103,9 @@ class Thresholds:
                 raise ValueError(f"threshold {f.name} must be a number; got {v!r}") from None
         checks = {"grad_vanish": 0 < self.grad_vanish < 1, "grad_explode": self.grad_explode > 1,
                   "act_collapse": 0 < self.act_collapse < 1, "saturation": 0 < self.saturation <= 1,
-                  "dead": 0 < self.dead <= 1}
+                  "dead": 0 < self.dead <= 1, "symmetric": 0 < self.symmetric < 1}
         rules = {"grad_vanish": "in (0, 1)", "grad_explode": "> 1", "act_collapse": "in (0, 1)",
-                 "saturation": "in (0, 1]", "dead": "in (0, 1]"}
+                 "saturation": "in (0, 1]", "dead": "in (0, 1]", "symmetric": "in (0, 1)"}
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"threshold {name} must be {rules[name]}; got {getattr(self, name)!r}")
@@ -461,13 +466,22 @@ def _diagnose_values(v: dict[str, np.ndarray], config: dict, seeds: tuple[int, .
     init, params = _name(config.get("init", ""))
     found: dict[str, tuple[float, str, int | None, str]] = {}  # kind -> (key, label, layer, detail)
     zero_w = _first(v["weight_norm"] == 0)
-    if init in ("zeros", "zero", "constant") or params.get("gain", 1) == 0 or zero_w is not None:
+    spread = v.get("unit_spread", np.full(L, np.nan))
+    same_l = _first(spread < t.symmetric)
+    if (init in ("zeros", "zero", "constant") or params.get("gain", 1) == 0 or zero_w is not None
+            or same_l is not None):
         hidden = float(np.max(v["grad_weight_norm"][:-1])) if L > 1 else math.nan
-        why = f"{init} init" if zero_w is None or init in ("zeros", "zero", "constant") else \
-            f"zero weights at layer {zero_w}"
-        found["symmetric"] = (hidden, "max ||dL/dW|| of layers 1..L-1", zero_w,
-                              f"{why}: the units of each layer are identical (max ||dL/dW|| "
-                              f"below layer {L} = {hidden:.3g})")
+        if init in ("zeros", "zero", "constant") or params.get("gain", 1) == 0:
+            why = f"{init} init"
+        elif zero_w is not None:
+            why = f"zero weights at layer {zero_w}"
+        else:
+            why = (f"identical units from layer {same_l} (unit_spread "
+                   f"{float(spread[same_l - 1]):.1e} < {t.symmetric:g})")
+        found["symmetric"] = (hidden, "max ||dL/dW|| of layers 1..L-1",
+                              zero_w if zero_w is not None else same_l,
+                              f"{why}: the units of a layer are identical, so training cannot "
+                              f"tell them apart (max ||dL/dW|| below layer {L} = {hidden:.3g})")
     dead_l = (v["dead_frac"] >= t.dead) & (pre_rel >= t.act_collapse)
     if dead_l.any():
         worst = float(np.max(v["dead_frac"][dead_l]))

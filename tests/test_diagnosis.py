@@ -132,6 +132,18 @@ def test_zero_weights_from_the_metrics_alone():
     assert initdiag.diagnose(given).kind == "symmetric"
 
 
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+def test_identical_units_from_a_custom_init_are_symmetric(act):
+    import jax.numpy as jnp
+    same_columns = lambda key, shape, dtype: jnp.full(shape, 1.0 / shape[0], dtype)  # noqa: E731
+    r = initdiag.probe(act, same_columns, depth=10, width=64, batch=32)
+    v = initdiag.diagnose(r)
+    assert v.kind == "symmetric" and v.layer == 1 and str(v).startswith("symmetric: identical units")
+    # the same stack with random (He) columns is not
+    other = initdiag.diagnose(initdiag.probe(act, "he_normal", depth=10, width=64, batch=32))
+    assert "symmetric" not in [f.kind for f in other.findings]
+
+
 @pytest.mark.parametrize("act,init", [("relu", "he_normal(gain=2)"), ("linear", "orthogonal(gain=3)")])
 def test_large_gain_explodes(act, init):
     gain = {"relu": 2.0, "linear": 3.0}[act]
