@@ -59,6 +59,8 @@ def stack_stats(ws, bs, x, activation: str, readout) -> dict[str, np.ndarray]:
         out["preact_var"].append(h.var())
         out["act_mean"].append(a.mean())
         out["act_var"].append(a.var())
+        total = a.var()  # unit_spread: mean_i Var_j x_ij / Var_ij x_ij, NaN where x is constant
+        out["unit_spread"].append(a.var(axis=1).mean() / total if total > 0 else nan)
         if activation == "tanh":
             out["saturation"].append(np.mean(np.abs(a) > THRESHOLD))
         elif activation == "sigmoid":

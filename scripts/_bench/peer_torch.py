@@ -86,7 +86,11 @@ class Probe:
         def hook(module, inputs, a):
             ad = a.detach().double()
             self.rec["act_mean"][l] = ad.mean()
-            self.rec["act_var"][l] = ad.var(unbiased=False)
+            self.rec["act_var"][l] = total = ad.var(unbiased=False)
+            # fraction of the variance across units: mean_i Var_j a_ij / Var_ij a_ij
+            self.rec["unit_spread"][l] = (ad.var(dim=1, unbiased=False).mean() / total
+                                          if total > 0 else torch.tensor(float("nan"),
+                                                                         dtype=torch.float64))
             if self.activation == "tanh":
                 self.rec["saturation"][l] = (ad.abs() > THRESHOLD).double().mean()
             elif self.activation == "sigmoid":

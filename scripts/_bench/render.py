@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from _bench.workloads import METRICS
+
 GIB = 2**30
 MIB = 2**20
 
@@ -213,7 +215,7 @@ def markdown(res: dict) -> str:
         for c in res["check"]:
             ok = not c["torch"] and not c["naive-jax"]
             lines.append(f"- {c['activation']}/{c['init']}, L={c['depth']}, W={c['width']}, "
-                         f"B={c['batch']}: " + ("all 12 metrics equal" if ok else
+                         f"B={c['batch']}: " + (f"all {len(METRICS)} metrics equal" if ok else
                                                 f"MISMATCH torch {c['torch']} naive "
                                                 f"{c['naive-jax']}"))
     for note in res.get("notes", []):

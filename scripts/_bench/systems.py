@@ -52,7 +52,9 @@ def compare(ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray], *, width
 
     Tolerances: ``rtol`` on every metric; means also get ``atol = rtol * sqrt(var)`` (a mean near
     0 has no relative precision); fractions ``atol = 1 / (B W)`` (saturation, zero) or ``1 / W``
-    (dead units): one entry rounded across a threshold. NaN must match NaN.
+    (dead units): one entry rounded across a threshold; ``unit_spread`` (a fraction of a
+    variance, in [0, 1]) ``atol = rtol``: float32 rounding where it is near 0. NaN must match
+    NaN.
     """
     bad = []
     for m in METRICS:
@@ -65,6 +67,8 @@ def compare(ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray], *, width
             atol = atol + 1.0 / (batch * width)
         elif m == "dead_frac":
             atol = atol + 1.0 / width
+        elif m == "unit_spread":
+            atol = atol + rtol
         if a.shape != b.shape or not np.allclose(b, a, rtol=rtol, atol=atol, equal_nan=True):
             with np.errstate(divide="ignore", invalid="ignore"):
                 err = np.nanmax(np.abs(b - a) / np.maximum(np.abs(a), 1e-300))

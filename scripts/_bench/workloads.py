@@ -15,7 +15,7 @@ import dataclasses
 
 #: The statistics every peer computes, initdiag's names (initdiag.results.METRICS).
 METRICS = ("preact_mean", "preact_var", "act_mean", "act_var", "saturation", "zero_frac",
-           "dead_frac", "grad_preact_rms", "grad_act_rms", "grad_weight_norm", "weight_norm",
+           "dead_frac", "unit_spread", "grad_preact_rms", "grad_act_rms", "grad_weight_norm", "weight_norm",
            "grad_weight_ratio")
 #: Saturation threshold t: tanh saturated when |a| > t, sigmoid when a < 1 - t or a > t.
 THRESHOLD = 0.99
