@@ -8,7 +8,9 @@ Modules, one concept each:
 * :mod:`_bench.peer_torch`: the PyTorch peer (``nn.Sequential``, hooks, ``torch.nn.init``);
   the only module that imports torch;
 * :mod:`_bench.systems`: the three systems behind one interface ``run(workload) -> stats``;
-* :mod:`_bench.measure`: interleaved timing, matmul rooflines, machine description;
+* :mod:`_bench.measure`: interleaved timing, the matmul ceiling runners (``jnp.dot``; ``torch.mm``
+  is in :mod:`_bench.peer_torch`) and the per-round ratio, standalone rooflines, machine
+  description;
 * :mod:`_bench.worker`: one system, one workload, in a fresh process (end-to-end time, peak RSS);
 * :mod:`_bench.render`: targets, markdown table, JSON;
 * :mod:`_bench.__main__`: the command line.
