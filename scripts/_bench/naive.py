@@ -27,7 +27,7 @@ def _forward(ws, bs, dh, dx, x, phi):
     return hs, xs
 
 
-def stack_stats(ws, bs, x, activation: str, readout) -> dict[str, np.ndarray]:
+def stack_stats(ws, bs, x, activation: str, readout, *, preacts: bool = False):
     """Per-layer statistics (initdiag's names and definitions) of the stack ``ws``, ``bs``.
 
     Args:
@@ -35,9 +35,12 @@ def stack_stats(ws, bs, x, activation: str, readout) -> dict[str, np.ndarray]:
       bs: L bias arrays ``[fan_out]``.
       x: input ``[B, n_0]``; readout: g ``[B, n_L]`` of the projection loss.
       activation: "tanh", "sigmoid" or "relu".
+      preacts: also return each layer's pre-activation ``h^l`` (float32 ``[B, n_l]``), for the
+        peers' check (:func:`_bench.systems.check_peers`); the timed path never asks for it.
 
     Returns:
-      float64 arrays of length L, one per name in :data:`_bench.workloads.METRICS`.
+      float64 arrays of length L, one per name in :data:`_bench.workloads.METRICS`; with
+      ``preacts``, the pair ``(stats, [h^1, ..., h^L])``.
     """
     phi = PHI[activation]
     batch = x.shape[0]
@@ -82,6 +85,8 @@ def stack_stats(ws, bs, x, activation: str, readout) -> dict[str, np.ndarray]:
     with np.errstate(divide="ignore", invalid="ignore"):
         res["grad_weight_ratio"] = np.where(res["weight_norm"] > 0,
                                             res["grad_weight_norm"] / res["weight_norm"], np.nan)
+    if preacts:
+        return res, [np.asarray(h, np.float32) for h in hs]
     return res
 
 

@@ -62,7 +62,10 @@ def _rms(t: torch.Tensor) -> torch.Tensor:
 class Probe:
     """An ``nn.Sequential`` stack with hooks that record initdiag's per-layer statistics."""
 
-    def __init__(self, activation: str, depth: int, width: int):
+    def __init__(self, activation: str, depth: int, width: int, *, keep_preacts: bool = False):
+        """``keep_preacts``: also keep a float32 copy of every layer's pre-activation ``h^l`` in
+        :attr:`preacts` (one extra forward hook per Linear), for the peers' check only
+        (:func:`_bench.systems.check_peers`); the timed models are built without it."""
         self.activation = activation
         layers: list[nn.Module] = []
         for _ in range(depth):
@@ -70,9 +73,17 @@ class Probe:
         self.model = nn.Sequential(*layers)
         self.linears = [m for m in self.model if isinstance(m, nn.Linear)]
         self.rec: dict[str, list] = {}
+        self.preacts: list[np.ndarray | None] = [None] * depth
         for l, (lin, act) in enumerate(zip(self.model[0::2], self.model[1::2])):
             lin.register_forward_hook(self._preact_hook(l))
             act.register_forward_hook(self._act_hook(l))
+            if keep_preacts:
+                lin.register_forward_hook(self._keep_hook(l))
+
+    def _keep_hook(self, l):
+        def hook(module, inputs, h):
+            self.preacts[l] = h.detach().numpy().copy()
+        return hook
 
     def _preact_hook(self, l):
         def hook(module, inputs, h):
