@@ -235,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{c['naive-jax']}")
         raise SystemExit("bench: the peers do not compute the same statistics as initdiag; "
                          "aborting (nothing written)")
+    for c in res["check"]:
+        if c.get("note"):
+            log(f"note {c['activation']}/{c['init']}: {c['note']}")
     keys = [k for k in "abcd" if k in args.parts]
     res["rooflines"] = {}
     for k in keys:
