@@ -236,3 +236,146 @@ def test_targets_pass_and_fail():
 def got_measured(res, name):
     return next(t["measured"] for t in render.targets(res) if t["target"] == name)
 
+
+
+# --- ReLU mask flips between torch and the reference (systems.mask_flips / compare_flips) -----
+
+def _relu_stack(depth=4, width=128, batch=128, flip_layer=3, seed=0):
+    """A float32 ReLU stack whose layer ``flip_layer`` has one pre-activation at float32
+    rounding of 0 (row 0: the weight column made orthogonal to that row's input); the per-layer
+    h of the forward pass; that entry's (row, unit); and the input."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, width)).astype(np.float32)
+    ws = [(rng.standard_normal((width, width)) * np.sqrt(2 / width)).astype(np.float32)
+          for _ in range(depth)]
+    bs = [np.zeros(width, np.float32) for _ in range(depth)]
+    hs, a = [], x
+    for l, (w, b) in enumerate(zip(ws, bs)):
+        if l == flip_layer - 1:
+            xi = a[0].astype(np.float64)
+            col = w[:, 0].astype(np.float64)
+            w[:, 0] = (col - (xi @ col) / (xi @ xi) * xi).astype(np.float32)
+        h = a @ w + b
+        hs.append(h)
+        a = np.maximum(h, 0)
+    assert abs(hs[flip_layer - 1][0, 0]) < 1e-5 * np.abs(hs[flip_layer - 1]).max()
+    return ws, bs, x, hs, (0, 0)
+
+
+def _flipped(hs, layer, entry):
+    peer = [h.copy() for h in hs]
+    v = peer[layer - 1][entry]
+    peer[layer - 1][entry] = -v if v != 0 else np.float32(1e-12)
+    return peer
+
+
+def _stats(depth=4, seed=1):
+    rng = np.random.default_rng(seed)
+    ours = {m: rng.uniform(0.5, 2.0, depth) for m in METRICS}
+    ours["saturation"] = np.full(depth, np.nan)
+    ours["zero_frac"] = ours["dead_frac"] = np.full(depth, 0.01)  # rtol * 0.01 << 1 entry
+    return ours, {m: v.copy() for m, v in ours.items()}
+
+
+def test_mask_flip_within_rounding_is_accepted_with_a_note():
+    ws, bs, x, hs, entry = _relu_stack()
+    peer = _flipped(hs, 3, entry)
+    flips = systems.mask_flips(ws, bs, x, "relu", hs, peer)
+    assert [(f["layer"], f["count"], f["within"]) for f in flips] == [(3, 1, True)]
+    e = flips[0]["entries"][0]
+    assert (e["row"], e["unit"]) == entry
+    assert abs(e["h64_ref"]) <= e["bound_ref"] and abs(e["h64_peer"]) <= e["bound_peer"]
+    ours, theirs = _stats()
+    for m in ("grad_weight_norm", "grad_weight_ratio", "grad_preact_rms"):
+        theirs[m][:3] *= 1 + 3e-3  # what a flip at layer 3 does: gradients of layers 1-3
+    theirs["grad_act_rms"][:2] *= 1 + 3e-3  # dL/dx^l: layers below the flip only
+    assert systems.compare(ours, theirs, width=128, batch=128) != []  # refused without the flip
+    bad, note = systems.compare_flips(ours, theirs, flips, width=128, batch=128)
+    assert bad == []
+    assert "1 ReLU mask flip between torch and the naive JAX loop: 1 at layer 3" in note
+    assert "within float32 rounding of 0" in note
+    assert "gradient statistics of layers 1-3 (grad_act_rms: 1-2) compared at rtol 1e-02" in note
+    assert "largest difference there 3.0e-03" in note
+    assert "every other statistic at rtol 1e-04" in note
+    # no flips: no note, the plain comparison
+    assert systems.mask_flips(ws, bs, x, "relu", hs, [h.copy() for h in hs]) == []
+    assert systems.compare_flips(ours, ours, [], width=128, batch=128) == ([], None)
+
+
+def test_mask_flip_far_from_zero_is_refused():
+    ws, bs, x, hs, _ = _relu_stack()
+    h = hs[2]
+    far = tuple(int(v) for v in np.unravel_index(np.argmax(np.abs(h)), h.shape))
+    peer = _flipped(hs, 3, far)
+    flips = systems.mask_flips(ws, bs, x, "relu", hs, peer)
+    assert [(f["layer"], f["count"], f["within"]) for f in flips] == [(3, 1, False)]
+    ours, theirs = _stats()
+    theirs["grad_weight_norm"][:3] *= 1 + 3e-3
+    bad, note = systems.compare_flips(ours, theirs, flips, width=128, batch=128)
+    assert note is None
+    assert any(b.startswith(f"ReLU mask flip at layer 3 (row {far[0]}, unit {far[1]}) not "
+                            "within float32 rounding of 0") for b in bad), bad
+    assert any(b.startswith("grad_weight_norm") for b in bad)  # and compared at rtol 1e-4
+
+
+def test_too_many_mask_flips_are_refused():
+    ours, theirs = _stats()
+    many = [{"layer": 3, "count": 6, "within": True, "max_abs_h": 1e-8, "min_bound": 1e-4,
+             "entries": []}]
+    bad, note = systems.compare_flips(ours, theirs, many, width=256, batch=256)
+    assert note is None and any("6 ReLU mask flips reach" in b for b in bad), bad
+    bad, _ = systems.compare_flips(ours, theirs, [dict(many[0], count=2)], width=16, batch=16)
+    assert any("2 ReLU mask flips at layer 3" in b and "> 1e-04" in b for b in bad), bad
+
+
+@pytest.mark.parametrize("metric,layer", [("grad_weight_norm", 4), ("grad_act_rms", 3),
+                                          ("preact_var", 3), ("act_mean", 4)])
+def test_mismatch_a_flip_cannot_reach_is_refused(metric, layer):
+    """A flip at layer 3 loosens only gradients of layers <= 3 (dL/dx: < 3): a 1e-3 difference
+    above it, in dL/dx^3, or in a forward statistic is still a mismatch."""
+    ws, bs, x, hs, entry = _relu_stack()
+    flips = systems.mask_flips(ws, bs, x, "relu", hs, _flipped(hs, 3, entry))
+    assert flips[0]["within"]
+    ours, theirs = _stats()
+    theirs[metric][layer - 1] *= 1 + 1e-3
+    bad, _ = systems.compare_flips(ours, theirs, flips, width=128, batch=128)
+    assert len(bad) == 1 and bad[0].startswith(metric), bad
+
+
+def test_flip_counts_widen_the_zero_and_dead_fractions_at_their_layer_only():
+    two = [{"layer": 3, "count": 2, "within": True, "max_abs_h": 1e-8, "min_bound": 1e-4,
+            "entries": []}]
+    n = 256
+    ours, theirs = _stats()
+    theirs["zero_frac"][2] += 2 / n**2  # the two flipped entries turned 0
+    theirs["dead_frac"][2] += 2 / n  # and two units died
+    assert systems.compare_flips(ours, theirs, two, width=n, batch=n)[0] == []
+    theirs["zero_frac"][2] += 1 / n**2  # a third entry: more than the flips
+    bad = systems.compare_flips(ours, theirs, two, width=n, batch=n)[0]
+    assert len(bad) == 1 and bad[0].startswith("zero_frac"), bad
+    ours, theirs = _stats()
+    theirs["zero_frac"][3] += 2 / n**2  # two entries at layer 4, which has no flip
+    bad = systems.compare_flips(ours, theirs, two, width=n, batch=n)[0]
+    assert len(bad) == 1 and bad[0].startswith("zero_frac"), bad
+
+
+def test_naive_preacts_are_the_pre_activations():
+    ws, bs, x, g = naive.draw("he_normal", depth=3, width=8, batch=4, seed=0)
+    stats, hs = naive.stack_stats(ws, bs, x, "relu", g, preacts=True)
+    assert len(hs) == 3 and hs[0].dtype == np.float32
+    np.testing.assert_allclose(hs[0], np.asarray(x) @ np.asarray(ws[0]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(stats["preact_var"], [h.astype(np.float64).var() for h in hs])
+
+
+def test_bench_md_prints_the_flip_note():
+    res = _result()
+    note = "1 ReLU mask flip between torch and the naive JAX loop: 1 at layer 33 (...)"
+    res["check"] = [{"activation": "relu", "init": "he_normal", "depth": 50, "width": 256,
+                     "batch": 256, "torch": [], "naive-jax": [], "flips": [], "note": note},
+                    {"activation": "tanh", "init": "glorot_uniform", "depth": 50, "width": 256,
+                     "batch": 256, "torch": [], "naive-jax": [], "flips": [], "note": None}]
+    res["targets"] = render.targets(res)
+    check = render.markdown(res).split("## Same statistics")[1]
+    assert (f"- relu/he_normal, L=50, W=256, B=256: all {len(METRICS)} metrics equal as noted: "
+            f"{note}") in check
+    assert f"- tanh/glorot_uniform, L=50, W=256, B=256: all {len(METRICS)} metrics equal\n" in check
