@@ -166,6 +166,7 @@ class Gaussian:
         self._phi = jax.jit(f)
         self._d1 = jax.jit(jax.vmap(d1))
         self._d2 = jax.jit(jax.vmap(d2))
+        self._all = jax.jit(lambda z: (f(z), jax.vmap(d1)(z), jax.vmap(d2)(z)))
         if breaks is None:
             breaks = not _is_builtin(act)
         self.breaks = find_breaks(self) if breaks else np.zeros(0)
@@ -186,11 +187,15 @@ class Gaussian:
         shape = s.shape + (-1,)
         return s[..., None] * x.reshape(shape), w.reshape(shape)
 
-    def _eval(self, fn: Callable, z: np.ndarray) -> np.ndarray:
+    def _eval(self, fn: Callable, z: np.ndarray):
+        """``fn`` on ``z`` in float64, the flat input zero-padded to a power of two (>= 512), so
+        the jitted functions compile for a handful of lengths, not one per call shape."""
         z = np.asarray(z, np.float64)
+        flat = _padded(z.ravel())
         with jax.enable_x64(True):
-            out = fn(jnp.asarray(z.ravel(), jnp.float64))
-            return np.asarray(out, np.float64).reshape(z.shape)
+            out = jax.tree.map(lambda a: np.asarray(a, np.float64)[:z.size].reshape(z.shape),
+                               fn(flat))
+        return out
 
     def phi(self, z):
         return self._eval(self._phi, z)
@@ -217,7 +222,11 @@ class Gaussian:
         s = np.sqrt(q)
         z, w = self._rule(s)
         zd, wd = self._rule(np.maximum(s, np.sqrt(Q_TINY)))
-        p, pd, d1, d2 = self.phi(z), self.phi(zd), self.dphi(zd), self.ddphi(zd)
+        both = np.concatenate([z.ravel(), zd.ravel()])
+        values, firsts, seconds = self._eval(self._all, both)  # one call: phi, phi', phi''
+        n = z.size
+        p, pd = values[:n].reshape(z.shape), values[n:].reshape(zd.shape)
+        d1, d2 = firsts[n:].reshape(zd.shape), seconds[n:].reshape(zd.shape)
         e = lambda f, w: np.sum(f * w, axis=-1)  # noqa: E731
         with np.errstate(over="ignore", invalid="ignore"):  # q near 1e308 overflows to inf
             return {"phi": e(p, w), "phi2": e(p * p, w), "dphi2": e(d1 * d1, wd),
@@ -237,10 +246,13 @@ class Gaussian:
         u1 = s * _X2[:, None] * np.ones_like(_X2)[None, :]
         u2 = s * (c[..., None, None] * _X2[:, None] + np.sqrt(1 - c**2)[..., None, None] * _X2[None, :])
         w = _W2[:, None] * _W2[None, :]
-        p1, p2 = self.phi(u1), self.phi(u2)
-        d1, d2 = self.dphi(u1), self.dphi(u2)
-        k = self.moments(q)["slope"][..., None, None]
+        both = np.concatenate([u1.ravel(), np.broadcast_to(u2, u1.shape).ravel()])
+        values, firsts, _ = self._eval(self._all, both)
+        n = u1.size
+        p1, p2 = values[:n].reshape(u1.shape), values[n:].reshape(u1.shape)
+        d1, d2 = firsts[:n].reshape(u1.shape), firsts[n:].reshape(u1.shape)
         m = self.moments(q)
+        k = m["slope"][..., None, None]
         psi1, psi2 = p1 * p1 - k * u1 * u1, p2 * p2 - k * u2 * u2
         mean_psi = (m["phi2"] - m["slope"] * q)[..., None, None]
         ew = lambda a: np.sum(a * w, axis=(-2, -1))  # noqa: E731
@@ -293,8 +305,16 @@ class Gaussian:
         def run(z):
             z = np.asarray(z, np.float64)
             with jax.enable_x64(True):
-                return np.asarray(fn(jnp.asarray(z, jnp.float64)))
+                return np.asarray(fn(_padded(z.ravel())))[:z.size].reshape(z.shape)
         return run
+
+
+def _padded(flat: np.ndarray) -> np.ndarray:
+    """``flat`` zero-padded to the next power of two >= 512 (a few compiled shapes only)."""
+    size = max(512, 1 << max(flat.size - 1, 0).bit_length())
+    out = np.zeros(size, np.float64)
+    out[:flat.size] = flat
+    return out
 
 
 @functools.lru_cache(maxsize=64)
