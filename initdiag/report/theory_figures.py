@@ -490,7 +490,6 @@ def spectrum_width(config: Mapping[str, Any], max_width: int = JACOBIAN_MAX_WIDT
 def report_spectra(sweep: Any, max_width: int = JACOBIAN_MAX_WIDTH) -> tuple[dict, dict]:
     """Exact Jacobian spectra (one input point, the first seed) of every configuration of the
     sweep the report can compute them for: ``({config_key: spectrum}, {config_key: reason})``."""
-    from initdiag._threads import single_threaded_blas
     from initdiag.jacobian import jacobian_spectrum
     from initdiag.report import style
 
@@ -502,16 +501,13 @@ def report_spectra(sweep: Any, max_width: int = JACOBIAN_MAX_WIDTH) -> tuple[dic
             skipped[key] = reason
             continue
         try:
-            # one BLAS thread: numpy's SVD with OpenBLAS's pool on 2 busy cores took 0.3-0.6 s
-            # per 256x256 Jacobian instead of 5 ms (see initdiag._threads)
-            with single_threaded_blas():
-                spectra[key] = jacobian_spectrum(
-                    config["activation"], config["init"], depth=int(config["depth"]),
-                    width=spectrum_width(config, max_width), seed=runs[0].seed,
-                    bias_init=config["bias_init"] if config.get("use_bias", True) else "zeros",
-                    input_width=None if config.get("input_width") == config["width"]
-                    else min(int(config["input_width"]), max_width),
-                    method="exact")
+            spectra[key] = jacobian_spectrum(
+                config["activation"], config["init"], depth=int(config["depth"]),
+                width=spectrum_width(config, max_width), seed=runs[0].seed,
+                bias_init=config["bias_init"] if config.get("use_bias", True) else "zeros",
+                input_width=None if config.get("input_width") == config["width"]
+                else min(int(config["input_width"]), max_width),
+                method="exact")
         except ValueError as e:
             skipped[key] = str(e)
     return spectra, skipped
