@@ -623,10 +623,21 @@ class WrittenFigure:
 
 
 def png_bytes(fig) -> bytes:
-    """The figure as PNG at :data:`DPI` (no tight bounding box: the layout already fits)."""
+    """The figure as PNG at :data:`DPI` (no tight bounding box: the layout already fits),
+    reduced to a 256-colour palette (octree, no dithering): line plots and colour maps look the
+    same and the files are ~4x smaller (the example report's PNGs: 1.06 MB -> 0.28 MB), which
+    matters for a page that embeds them all and is mailed around."""
+    from PIL import Image
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-    return buf.getvalue()
+    buf.seek(0)
+    with Image.open(buf) as im:
+        small = im.convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE,
+                                           dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    small.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 def write_figures(sweep: SweepResult, out_dir: str | Path, names: list[str] | None = None,
