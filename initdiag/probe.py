@@ -154,11 +154,13 @@ class Job:
 
 def _job(spec: StackSpec, params, x0, readout, *, loss: str, threshold: float, histograms: bool,
          hist_bins: int, remat: int, config: dict[str, Any], seed: int, keys: tuple = (),
-         generate: engine.Generate | None = None, meta: dict[str, Any] | None = None) -> Job:
+         generate: engine.Generate | None = None, meta: dict[str, Any] | None = None,
+         norms: Any = None) -> Job:
     static = engine.Static(activation=spec.activation, norm=spec.norm, residual=spec.residual,
                            loss=loss, saturation_threshold=threshold, histograms=bool(histograms),
                            remat=remat, generate=generate)
-    norms = None if generate is not None else engine.weight_norms(params)
+    if generate is None and norms is None:
+        norms = engine.weight_norms(params)
     return Job(static, params, keys, x0, readout, _edges(*_act_range(spec), hist_bins),
                _edges(*GRAD_HIST_RANGE, hist_bins), config, seed, dict(meta or {}), norms)
 
@@ -240,8 +242,13 @@ def prepare(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
             loss: str = "projection", saturation_threshold: float = 0.99,
             histograms: bool = False, hist_bins: int = DEFAULT_HIST_BINS,
             remat: int | bool | None = None, draw_weights: str = "auto",
-            memory_budget: int | None = None) -> Job:
-    """Validate :func:`probe`'s arguments, draw the weights and build the :class:`Job`."""
+            memory_budget: int | None = None, weights_cache: dict | None = None) -> Job:
+    """Validate :func:`probe`'s arguments, draw the weights and build the :class:`Job`.
+
+    ``weights_cache``: a dict that keeps the last drawn weights (and their norms) by what they
+    depend on (seed, initializers, layer shapes), so that probes differing only in activation or
+    options reuse them bit for bit (:func:`sweep` passes one).
+    """
     check_one_of("loss", loss, engine.LOSSES)
     threshold = _check_threshold(saturation_threshold)
     histograms = check_bool("histograms", histograms)
@@ -277,7 +284,12 @@ def prepare(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
         generate = engine.Generate(spec.init, spec.bias_init, spec.use_bias,
                                    tuple((s.fan_in, s.fan_out) for s in spec.segments()))
         params = tuple(jnp.arange(s.start, s.start + s.count) for s in spec.segments())
-    else:
+    wkey = None if mem.draw_in_scan else _weights_key(seed, spec)
+    cached = weights_cache.get(wkey) if weights_cache is not None and wkey is not None else None
+    norms = None
+    if cached is not None:
+        params, norms = cached
+    elif not mem.draw_in_scan:
         with single_threaded_blas():  # orthogonal's QR (see initdiag._threads)
             params = init_stack(seed, spec)
             if getattr(spec.init, "name", None) == "lsuv":  # data-dependent: rescaled on x0
@@ -286,11 +298,24 @@ def prepare(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
             jax.block_until_ready(params)
     init_s = time.perf_counter() - t0
     config = _config(spec, batch, loss, input_kind, threshold)
-    return _job(spec, params, x0, readout, loss=loss, threshold=threshold, histograms=histograms,
-                hist_bins=hist_bins, remat=rm, config=config,
-                seed=seed if isinstance(seed, (int, np.integer)) else -1,
-                keys=(keys["weights"], keys["biases"]), generate=generate,
-                meta={"timing": {"init_s": init_s}, "memory": mem.to_dict()})
+    job = _job(spec, params, x0, readout, loss=loss, threshold=threshold, histograms=histograms,
+               hist_bins=hist_bins, remat=rm, config=config,
+               seed=seed if isinstance(seed, (int, np.integer)) else -1,
+               keys=(keys["weights"], keys["biases"]), generate=generate, norms=norms,
+               meta={"timing": {"init_s": init_s, "weights_reused": cached is not None},
+                     "memory": mem.to_dict()})
+    if weights_cache is not None and wkey is not None and cached is None:
+        weights_cache.clear()  # keep one set: sweep orders its probes so that reuse is adjacent
+        weights_cache[wkey] = (job.params, job.weight_norms)
+    return job
+
+
+def _weights_key(seed: Any, spec: StackSpec) -> tuple | None:
+    """What a stack's drawn weights depend on, or None when they are not reusable (LSUV rescales
+    them on the data; a key object as seed)."""
+    if getattr(spec.init, "name", None) == "lsuv" or not isinstance(seed, (int, np.integer)):
+        return None
+    return (int(seed), spec.init, spec.bias_init, spec.use_bias, tuple(spec.layer_shapes()))
 
 
 def probe_params(weights: Sequence[Any], biases: Sequence[Any] | None, x: Any, activation: Any,
@@ -388,8 +413,13 @@ def sweep(activations: Sequence[Any] = DEFAULT_SWEEP["activations"],
     mesh_devices = _sweep_devices(devices)
     try:
         if mesh_devices is None:
-            for n, kw in enumerate(combos):
-                record(n, probe(**kw))
+            # probes that differ only in the activation run one after another and reuse the
+            # drawn weights (bit for bit); results keep the documented order
+            cache: dict = {}
+            n_act = len(activations)
+            for n in sorted(range(len(combos)), key=lambda n: (n % (len(combos) // n_act),
+                                                                n // (len(combos) // n_act))):
+                record(n, run_job(prepare(**combos[n], weights_cache=cache)))
         else:
             from initdiag import sharding
             sharding.run_sharded([functools.partial(prepare, **kw) for kw in combos], finish,

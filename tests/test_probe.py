@@ -376,3 +376,20 @@ def test_weights_drawn_in_the_scan_give_identical_numbers(kw):
     assert b.meta["memory"]["draw_in_scan"] and not a.meta["memory"]["draw_in_scan"]
     for m in a.metrics:  # orthogonal's QR rounds differently batched (vmap) and unbatched
         np.testing.assert_allclose(a[m], b[m], rtol=1e-5, err_msg=m)
+
+
+def test_sweep_reuses_weights_across_activations_bit_for_bit():
+    kw = dict(depths=[4], widths=[16], seeds=[0, 1], batch=8)
+    s = initdiag.sweep(activations=["tanh", "relu", "sigmoid"], inits=["he_normal", "orthogonal"],
+                       **kw)
+    # the documented order: activation, depth, width, init, seed
+    assert [(r.config["activation"], r.config["init"], r.seed) for r in s] == [
+        (a, i, seed) for a in ("tanh", "relu", "sigmoid") for i in ("he_normal", "orthogonal")
+        for seed in (0, 1)]
+    reused = [r.meta["timing"]["weights_reused"] for r in s]
+    assert reused == [False] * 4 + [True] * 8  # drawn once per (init, seed), for tanh
+    for r in s:
+        alone = initdiag.probe(r.config["activation"], r.config["init"], depth=4, width=16,
+                               batch=8, seed=r.seed)
+        for m in r.metrics:
+            np.testing.assert_array_equal(r[m], alone[m], err_msg=m)
