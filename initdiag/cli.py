@@ -143,17 +143,33 @@ TABLE_METRICS = ("preact_var", "act_var", "saturation", "dead_frac", "grad_preac
                  "grad_weight_ratio")
 
 
-def _metrics(text: str) -> list[str]:
-    """``--metrics``: comma-separated names of :data:`initdiag.METRICS` (argparse type)."""
+def metric_names(text: str) -> list[str]:
+    """The metrics of a ``--metrics`` value (comma-separated, duplicates dropped), each one of
+    :data:`initdiag.METRICS`.
+
+    Raises:
+      ValueError: the list is empty or names an unknown metric; the message lists the valid ones.
+    """
     from initdiag.results import METRICS
 
     names = list(dict.fromkeys(_list(text)))
+    valid = ", ".join(METRICS)
+    if not names:
+        raise ValueError(f"--metrics {text!r} names no metric; give a comma-separated list of: "
+                         f"{valid}")
     unknown = [m for m in names if m not in METRICS]
-    if not names or unknown:
-        what = (f"unknown metric{'s' if len(unknown) > 1 else ''} "
-                f"{', '.join(map(repr, unknown))}" if unknown else f"no metric in {text!r}")
-        raise argparse.ArgumentTypeError(f"{what}; valid metrics: {', '.join(METRICS)}")
+    if unknown:
+        raise ValueError(f"--metrics: unknown metric{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(map(repr, unknown))}; valid metrics: {valid}")
     return names
+
+
+def _metrics(text: str) -> list[str]:
+    """argparse type of ``initdiag table --metrics`` (:func:`metric_names`)."""
+    try:
+        return metric_names(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def cmd_table(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-from initdiag.cli import _list, add_probe_options, sweep_kwargs
+from initdiag.cli import add_probe_options, metric_names, sweep_kwargs
 
 #: Destinations of add_probe_options: any of them set means "probe options given".
 _PROBE_DESTS = ("activations", "inits", "depth", "width", "batch", "seeds", "bias_init",
@@ -33,26 +33,6 @@ _PROBE_DESTS = ("activations", "inits", "depth", "width", "batch", "seeds", "bia
 
 def _probe_options_given(args: argparse.Namespace) -> bool:
     return any(getattr(args, d, None) not in (None, False) for d in _PROBE_DESTS)
-
-
-def _metric_names(text: str) -> list[str]:
-    """The metrics of ``--metrics`` (comma-separated), each one of :data:`initdiag.METRICS`.
-
-    Raises:
-      ValueError: the list is empty or names an unknown metric; the message lists the valid ones.
-    """
-    from initdiag.results import METRICS
-
-    names = list(dict.fromkeys(_list(text)))
-    valid = ", ".join(METRICS)
-    if not names:
-        raise ValueError(f"--metrics {text!r} names no metric; give a comma-separated list of: "
-                         f"{valid}")
-    unknown = [m for m in names if m not in METRICS]
-    if unknown:
-        raise ValueError(f"--metrics: unknown metric{'s' if len(unknown) > 1 else ''} "
-                         f"{', '.join(map(repr, unknown))}; valid metrics: {valid}")
-    return names
 
 
 def _positive_int(name: str, text: str | int) -> int:
@@ -78,7 +58,7 @@ def _check_options(args: argparse.Namespace) -> None:
 
     args.rtol = None if args.rtol is None else nonnegative("--rtol", args.rtol)
     args.atol = None if args.atol is None else nonnegative("--atol", args.atol)
-    args.metrics = None if args.metrics is None else _metric_names(args.metrics)
+    args.metrics = None if args.metrics is None else metric_names(args.metrics)
     args.max_rows = _positive_int("--max-rows", args.max_rows)
 
 
