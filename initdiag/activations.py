@@ -94,12 +94,16 @@ class Activation:
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.fn(x, **dict(self.params))
 
-    def taylor0(self) -> tuple[float, float]:
-        """``(phi(0), phi'(0))`` as Python floats (evaluated eagerly, also inside a jit trace)."""
+    def taylor0(self) -> tuple[float, float, float]:
+        """``(phi(0), phi'(0-), phi'(0+))`` as Python floats: the value at 0 and the one-sided
+        slopes (taken at -+2**-100, so a kink at 0 -- selu, elu(alpha != 1), a user relu -- gets
+        both sides right). Evaluated eagerly, also inside a jit trace."""
         with jax.ensure_compile_time_eval():
-            zero = jnp.float32(0.0)
-            value, slope = jax.jvp(self, (zero,), (jnp.float32(1.0),))
-            return float(value), float(slope)
+            one, tiny = jnp.float32(1.0), jnp.float32(2.0**-100)
+            value = self(jnp.float32(0.0))
+            _, left = jax.jvp(self, (-tiny,), (one,))
+            _, right = jax.jvp(self, (tiny,), (one,))
+            return float(value), float(left), float(right)
 
     def saturated(self, a: jax.Array, threshold: float = 0.99) -> jax.Array:
         """Boolean mask of outputs ``a`` in the saturated range (all False if phi does not saturate)."""

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 
 from initdiag import scaled, stats
 from initdiag.activations import Activation
+from initdiag.initializers import sample_form, weight_form
 from initdiag.stacks import Norm
 
 Loss = Literal["projection", "half_mse"]
@@ -67,12 +68,13 @@ def _forward_layer(static: Static, x_prev, w, b, act_edges):
     else:
         x = scaled.add(xs, e, a_s, a_e, static.residual)
     hmv, xmv = stats.mean_var_scaled(hs, f), stats.mean_var_scaled(*x)
-    a = scaled.value(a_s, a_e)
+    a = scaled.value(a_s, a_e)  # plain float32: for the saturated range and the histogram
     out = {
         "preact_mean": hmv["mean"], "preact_var": hmv["var"],
         "act_mean": xmv["mean"], "act_var": xmv["var"],
         "unit_spread": stats.unit_spread(x[0]),
-        **stats.fractions(a, static.activation, static.saturation_threshold),
+        # zeros counted on the scaled a_s: a collapsed ReLU signal keeps its zero pattern there
+        **stats.fractions(a, static.activation, static.saturation_threshold, zeros_of=a_s),
     }
     if static.histograms:
         out["act_hist"] = stats.histogram(a, act_edges)
@@ -88,8 +90,8 @@ def _backward_layer(static: Static, carry, x_prev, h, w, grad_edges):
     gs, e_x = carry
     (xs, e_prev), (hs, f) = x_prev, h
     _, vjp, a_e = jax.vjp(
-        lambda hh: scaled.branch_unnormalized(hh, f, static.activation, static.norm), hs,
-        has_aux=True)
+        lambda hh: scaled.branch_unnormalized(hh, f, static.activation, static.norm, grad=True),
+        hs, has_aux=True)
     g_a = gs if static.residual is None else gs * jnp.asarray(static.residual, gs.dtype)
     (gh,) = vjp(g_a)
     gh, e1 = stats.normalized(gh)
@@ -132,9 +134,11 @@ def _fetcher(static: Static, seg: int, keys, stored):
         w_all, b_all = stored
         return lambda i: (w_all[i], b_all[i])
     fan_in, fan_out = gen.shapes[seg]
+    form, value = weight_form(gen.init, fan_in, fan_out)  # as init_segment draws them
 
     def fetch(l):
-        w = gen.init(jax.random.fold_in(keys[0], l), (fan_in, fan_out), jnp.float32)
+        w = sample_form(form, jnp.float32(value), jax.random.fold_in(keys[0], l),
+                        (fan_in, fan_out), jnp.float32)
         if gen.use_bias:
             b = gen.bias_init.bias(jax.random.fold_in(keys[1], l), fan_in, fan_out, jnp.float32)
         else:

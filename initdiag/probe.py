@@ -223,7 +223,8 @@ def probe(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
       draw_weights: ``"upfront"`` draws every layer's weights before the pass (the compiled pass
         is shared by all initializers); ``"in_scan"`` draws each layer's weights inside the scan
         from its key (memory independent of depth; one compilation per initializer; the same
-        weights, up to float32 rounding in orthogonal's QR); ``"auto"`` picks upfront unless the memory plan says it would not fit.
+        weights, up to one float32 ulp in the scale of a truncated normal); ``"auto"`` picks
+        upfront unless the memory plan says it would not fit.
       memory_budget: bytes the probe may use (default: 80% of the machine's available memory).
         When the estimate of a plan exceeds it, ``"auto"`` options switch to in-scan weights and
         remat (saying so with a :class:`initdiag.memory.MemoryPlanWarning`); when no plan fits,
@@ -286,6 +287,8 @@ def prepare(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
         params = tuple(jnp.arange(s.start, s.start + s.count) for s in spec.segments())
     wkey = None if mem.draw_in_scan else _weights_key(seed, spec)
     cached = weights_cache.get(wkey) if weights_cache is not None and wkey is not None else None
+    if cached is None and weights_cache is not None:
+        weights_cache.clear()  # drop the last set before drawing the next: one set alive at once
     norms = None
     if cached is not None:
         params, norms = cached
@@ -305,7 +308,7 @@ def prepare(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
                meta={"timing": {"init_s": init_s, "weights_reused": cached is not None},
                      "memory": mem.to_dict()})
     if weights_cache is not None and wkey is not None and cached is None:
-        weights_cache.clear()  # keep one set: sweep orders its probes so that reuse is adjacent
+        # one set is kept: sweep orders its probes so that those sharing weights are adjacent
         weights_cache[wkey] = (job.params, job.weight_norms)
     return job
 

@@ -40,12 +40,10 @@ import jax.numpy as jnp
 
 from initdiag import stats
 from initdiag.activations import Activation
+from initdiag.stacks import NORM_EPS
 
 #: Below ``max|h| < 2**SMALL_EXP`` smooth phi and the normalizations use their small-h forms.
 SMALL_EXP = -60
-
-Scaled = tuple  # (values, int32 exponent)
-
 
 def _max_exponent(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(exponent of max|x|, whether x has a nonzero entry)."""
@@ -63,43 +61,52 @@ def affine(xs: jax.Array, e: jax.Array, w: jax.Array, b: jax.Array) -> tuple[jax
 
 
 def _normalize(hs: jax.Array, f: jax.Array, norm: str) -> tuple[jax.Array, jax.Array]:
-    from initdiag.stacks import NORM_EPS
-
     axis = 0 if norm == "batchnorm" else -1
     mean = jnp.mean(hs, axis=axis, keepdims=True)
     centred = hs - mean
     var = jnp.mean(jnp.square(centred), axis=axis, keepdims=True)
     big = f >= SMALL_EXP
-    # eps 2**-2F is finite where it is used (F >= SMALL_EXP); clip the shift for the other case
+    # eps 2**-2F is finite where it is used (F >= SMALL_EXP); clip the shift for the other case.
+    # It underflows to 0 for |h| > ~4e16: where a unit is then constant over the axis (var = 0,
+    # every centred entry 0) the factor 1/sqrt(var + eps 2**-2F) is 2**F / sqrt(eps) exactly,
+    # taken directly (finite up to F = 100), so the output is 0 and its derivative right.
     eps_scaled = stats.times_pow2(jnp.float32(NORM_EPS), jnp.minimum(-2 * f, -2 * SMALL_EXP))
-    out_big = centred * jax.lax.rsqrt(var + eps_scaled)
+    den = var + eps_scaled
+    pos = den > 0
+    at_zero = stats.times_pow2(jax.lax.rsqrt(jnp.float32(NORM_EPS)), jnp.minimum(f, 100))
+    out_big = centred * jnp.where(pos, jax.lax.rsqrt(jnp.where(pos, den, 1.0)), at_zero)
     out_small = centred * jax.lax.rsqrt(jnp.float32(NORM_EPS))
     return jnp.where(big, out_big, out_small), jnp.where(big, 0, f)
 
 
-def _phi(us: jax.Array, g: jax.Array, act: Activation) -> tuple[jax.Array, jax.Array]:
-    """``phi(us 2**g)`` as ``(as_, A)`` (not renormalized)."""
+def _phi(us: jax.Array, g: jax.Array, act: Activation,
+         grad: bool) -> tuple[jax.Array, jax.Array]:
+    """``phi(us 2**g)`` as ``(as_, A)`` (not renormalized); see :func:`branch_unnormalized`."""
     if act.homogeneous:
         return act(us), g
-    phi0, slope0 = act.taylor0()
+    phi0, left, right = act.taylor0()
     small = g < SMALL_EXP
     direct = act(stats.times_pow2(us, jnp.where(small, 0, g)))
-    if phi0 == 0.0:
-        return jnp.where(small, slope0 * us, direct), jnp.where(small, g, 0)
+    linear = jnp.where(us > 0, right * us, left * us)  # (phi(h) - phi(0)) 2**-g, to O(h)
+    if phi0 == 0.0 or grad:
+        return jnp.where(small, linear, direct), jnp.where(small, g, 0)
     return jnp.where(small, jnp.full_like(us, phi0), direct), jnp.zeros_like(g)
 
 
-def branch_unnormalized(hs: jax.Array, f: jax.Array, act: Activation,
-                        norm: str | None) -> tuple[jax.Array, jax.Array]:
+def branch_unnormalized(hs: jax.Array, f: jax.Array, act: Activation, norm: str | None,
+                        grad: bool = False) -> tuple[jax.Array, jax.Array]:
     """``a = phi(norm(h))`` for ``h = hs 2**f``, as ``(as_, A)`` before renormalization.
 
     ``A`` depends on ``f`` only, so ``hs -> as_`` at fixed ``f`` is what the backward pass
-    differentiates.
+    differentiates. With ``grad=True`` it returns, in the small-|h| regime, the h-dependent part
+    ``(phi(h) - phi(0)) 2**-A`` even where phi(0) != 0 (sigmoid, softplus): the value there is
+    phi(0) to float32 precision, but its derivative, phi'(0-+) 2**(g - A), is what the gradient
+    needs (differentiating the constant would give 0).
     """
     if norm is None:
-        return _phi(hs, f, act)
+        return _phi(hs, f, act, grad)
     us, g = _normalize(hs, f, norm)
-    return _phi(us, g, act)
+    return _phi(us, g, act, grad)
 
 
 def branch(hs: jax.Array, f: jax.Array, act: Activation,

@@ -96,17 +96,20 @@ def outer_frobenius(xs: jax.Array, gs: jax.Array) -> tuple[jax.Array, jax.Array]
     return frobenius(xs.T @ gs)
 
 
-def fractions(a: jax.Array, act: Activation, threshold: float) -> dict[str, jax.Array]:
+def fractions(a: jax.Array, act: Activation, threshold: float,
+              zeros_of: jax.Array | None = None) -> dict[str, jax.Array]:
     """Saturation, zero and dead fractions of a layer's activation output ``a`` ([B, n]).
 
     saturation: fraction of entries in phi's saturated range (NaN if phi does not saturate).
     zero_frac: fraction of entries exactly 0; dead_frac: fraction of units (columns) that are 0
-    for every sample of the batch. Both NaN unless ``act.can_die``.
+    for every sample of the batch. Both NaN unless ``act.can_die``. ``zeros_of``: the same
+    entries rescaled by a power of two (``a`` = ``zeros_of`` * 2**e), whose zeros do not depend
+    on float32 underflow; default ``a``.
     """
     nan = jnp.float32(jnp.nan)
     sat = jnp.mean(act.saturated(a, threshold).astype(jnp.float32)) if act.saturates else nan
     if act.can_die:
-        zero = a == 0
+        zero = (a if zeros_of is None else zeros_of) == 0
         zero_frac = jnp.mean(zero.astype(jnp.float32))
         dead_frac = jnp.mean(jnp.all(zero, axis=0).astype(jnp.float32))
     else:

@@ -54,7 +54,8 @@ def loop_stats(ws, bs, x, phi, readout, loss="projection", norm=None, residual=N
         "preact_var": np.array([f64(h).var() for h in hs]),
         "act_mean": np.array([f64(v).mean() for v in xs[1:]]),
         "act_var": np.array([f64(v).var() for v in xs[1:]]),
-        "unit_spread": np.array([f64(v).var(axis=1).mean() / f64(v).var() for v in xs[1:]]),
+        "unit_spread": np.array([f64(v).var(axis=1).mean() / f64(v).var() if f64(v).var() > 0
+                                 else np.nan for v in xs[1:]]),
         "grad_preact_rms": np.array([np.sqrt(np.mean(f64(g) ** 2)) for g in gd]),
         "grad_act_rms": np.array([np.sqrt(np.mean(f64(g) ** 2)) for g in gx]),
         "grad_weight_norm": np.array([np.linalg.norm(f64(g)) for g in gw]),
@@ -83,16 +84,26 @@ def numpy64_sigmoid_grad_rms(ws, x, readout):
     return np.array(out[::-1])
 
 
+_SELU_L, _SELU_A = 1.0507009873554804934193349852946, 1.6732632423543772848170429916717
+
+
+def _elu64(alpha):
+    return (lambda h: np.where(h > 0, h, alpha * np.expm1(np.minimum(h, 0))),
+            lambda h: np.where(h > 0, 1.0, alpha * np.exp(np.minimum(h, 0))))
+
+
 _PHI64 = {
     "tanh": (np.tanh, lambda h: 1 - np.tanh(h) ** 2),
     "relu": (lambda h: np.maximum(h, 0), lambda h: (h > 0).astype(np.float64)),
     "sigmoid": (lambda h: 1 / (1 + np.exp(-h)),
                 lambda h: np.exp(-h) / (1 + np.exp(-h)) ** 2),
+    "selu": (lambda h: _SELU_L * _elu64(_SELU_A)[0](h), lambda h: _SELU_L * _elu64(_SELU_A)[1](h)),
+    "elu(alpha=0.5)": _elu64(0.5),
 }
 
 
 def numpy64_stats(ws, bs, x, act, readout, norm=None, eps=NORM_EPS):
-    """Every statistic of a plain stack in float64 numpy (tanh, relu or sigmoid; optional
+    """Every statistic of a plain stack in float64 numpy (an activation of ``_PHI64``; optional
     batchnorm), with the projection loss: an implementation independent of jax and of scaling."""
     phi, dphi = _PHI64[act]
     f64 = lambda a: np.asarray(a, np.float64)
@@ -128,4 +139,6 @@ def numpy64_stats(ws, bs, x, act, readout, norm=None, eps=NORM_EPS):
         "grad_act_rms": np.array([rms(g) for g in grads_x]),
         "grad_weight_norm": np.array([np.linalg.norm(g) for g in grads_w]),
         "weight_norm": np.array([np.linalg.norm(w) for w in ws]),
+        "zero_frac": np.array([np.mean(v == 0) for v in xs[1:]]),
+        "dead_frac": np.array([np.mean(np.all(v == 0, axis=0)) for v in xs[1:]]),
     }
