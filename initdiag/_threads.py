@@ -29,7 +29,8 @@ def single_threaded_blas() -> Iterator[None]:
     """Within the block, BLAS/LAPACK libraries (OpenBLAS, MKL) use one thread each.
 
     Work dispatched to jax inside the block must be waited for inside it
-    (``jax.block_until_ready``): the limit applies while the LAPACK call runs.
+    (``jax.block_until_ready``): the limit applies while the LAPACK call runs. The limit is
+    process-wide (threadpoolctl): probes run from several Python threads at once would share it.
     """
     with _controller().limit(limits=1, user_api="blas"):
         yield

@@ -3,15 +3,17 @@
 The backward pass is written out (it is short for a fully connected stack) rather than taken from
 ``jax.grad`` of the whole stack, for two reasons:
 
-* the cotangent is carried as ``g = gs * 2**E`` with ``gs`` renormalized to ``max|gs|`` in
-  [0.5, 1) after every layer (an exact power-of-two rescaling; backprop is linear in the
-  cotangent, so nothing else changes). A gradient of 1e-60 is therefore measured as 1e-60,
-  where float32 backprop would have flushed it to 0 forty layers earlier;
+* every signal is carried scaled, ``x = xs * 2**E`` forward (:mod:`initdiag.scaled`) and
+  ``g = gs * 2**E`` backward, renormalized to ``max|.|`` in [0.5, 1) after every layer (an exact
+  power-of-two rescaling; backprop is linear in the cotangent). A gradient of 1e-60 is
+  therefore measured as 1e-60, where float32 backprop would have flushed it to 0 forty layers
+  earlier;
 * only per-layer statistics leave the computation: ``dL/dW`` is reduced to its norm inside the
   scan (without forming it when the batch is small), so memory stays O(L B n), not O(L n^2).
 
-Each layer's local derivative is still jax's: ``jax.vjp`` of ``a = phi(norm(h))``. Tests compare
-every gradient statistic with ``jax.grad`` of a plain Python loop.
+Each layer's local derivative is still jax's: ``jax.vjp`` of the scaled branch
+``hs -> as_`` (:func:`initdiag.scaled.branch_unnormalized`, ``a = phi(norm(h))``). Tests compare
+every gradient statistic with ``jax.grad`` of a plain Python loop and with float64 numpy.
 
 With ``remat=k`` the forward pass keeps only every k-th layer input and the backward pass
 recomputes each chunk of k layers before walking back through it, bounding activation memory by

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from initdiag._types import check_one_of
+from initdiag._types import check_float, check_int, check_one_of
 from initdiag._threads import single_threaded_blas
 from initdiag.stacks import apply_stack, init_stack, make_input, make_spec, split_seed
 
@@ -162,10 +162,9 @@ def jacobian_spectrum(activation: Any = "tanh", init: Any = "orthogonal", depth:
       A :class:`JacobianSpectrum`.
     """
     check_one_of("method", method, METHODS)
-    if int(points) < 1:
-        raise ValueError(f"points must be >= 1; got {points!r}")
-    input_var = float(input_var)
-    if not (np.isfinite(input_var) and input_var > 0):
+    points = check_int("points", points)
+    input_var = check_float("input_var (E[x0^2], a variance)", input_var)
+    if not input_var > 0:
         raise ValueError(f"input_var (E[x0^2], a variance) must be finite and > 0; got {input_var!r}")
     spec = make_spec(activation=activation, init=init, depth=depth, width=width,
                      input_width=input_width, bias_init=bias_init)
@@ -173,12 +172,11 @@ def jacobian_spectrum(activation: Any = "tanh", init: Any = "orthogonal", depth:
         params = jax.block_until_ready(init_stack(seed, spec))
     keys = split_seed(seed)
     scale = np.float32(np.sqrt(input_var))
-    xs = make_input(keys["input"], int(points), spec.input_width) * scale
+    xs = make_input(keys["input"], points, spec.input_width) * scale
     if getattr(spec.init, "name", None) == "lsuv":  # data-dependent: rescaled as in probe
         from initdiag import lsuv
-        if int(batch) < 1:
-            raise ValueError(f"batch must be >= 1; got {batch!r}")
-        params = lsuv.rescale(params, make_input(keys["input"], int(batch), spec.input_width) * scale,
+        batch = check_int("batch", batch)
+        params = lsuv.rescale(params, make_input(keys["input"], batch, spec.input_width) * scale,
                               spec)
     if method == "auto":
         method = "exact" if spec.input_width <= EXACT_MAX_WIDTH else "lanczos"

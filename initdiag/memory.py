@@ -3,7 +3,7 @@
 The estimate (bytes, float32 = 4 bytes) is the process's resident memory before the probe plus:
 
 * weights: drawn upfront, every layer's ``W`` and ``b`` (``4 sum_l (n_{l-1} n_l + n_l)``; they
-  are drawn 16 layers at a time, so the drawing's transient is small); drawn in the scan, a few
+  are drawn one layer at a time, so the drawing's transient is small); drawn in the scan, a few
   copies of one layer's ``W``;
 * saved activations: without remat the forward pass keeps ``x^{l-1}`` and ``h^l`` of every layer
   (``4 B sum_l (n_{l-1} + n_l)``); with remat chunks of k layers it keeps one input per chunk and,

@@ -237,19 +237,9 @@ class SweepResult:
 
         frames = []
         for r in self.results:
-            c = r.config
-            widths = c["width"] if isinstance(c["width"], list) else [c["width"]] * r.depth
-            layers = np.arange(1, r.depth + 1)
+            columns = config_columns(r.config, r.seed)
             for metric, values in r.values.items():
-                frames.append(pd.DataFrame({
-                    "activation": c["activation"], "init": c["init"], "bias_init": c["bias_init"],
-                    "depth": r.depth, "width": widths,
-                    "input_width": c.get("input_width", widths[0]), "batch": c["batch"],
-                    "use_bias": c.get("use_bias", True), "norm": c.get("norm") or "none",
-                    "residual": np.nan if c.get("residual") is None else c["residual"],
-                    "input": c.get("input", "normal"), "loss": c["loss"],
-                    "saturation_threshold": c.get("saturation_threshold", np.nan),
-                    "seed": r.seed, "layer": layers, "metric": metric, "value": values}))
+                frames.append(pd.DataFrame({**columns, "metric": metric, "value": values}))
         if not frames:
             return pd.DataFrame(columns=list(FRAME_COLUMNS))
         return pd.concat(frames, ignore_index=True)[list(FRAME_COLUMNS)]
@@ -271,6 +261,22 @@ class SweepResult:
         """:meth:`ProbeResult.theory_frame` of every result, concatenated."""
         from initdiag import theory
         return theory.compare_frame(self)
+
+
+def config_columns(config: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """The columns of :data:`FRAME_COLUMNS` before ``metric`` for one result: its config (per
+    layer where it varies: ``width``), ``seed`` and ``layer`` = 1..L."""
+    c = config
+    depth = int(c["depth"])
+    widths = c["width"] if isinstance(c["width"], list) else [c["width"]] * depth
+    return {"activation": c["activation"], "init": c["init"], "bias_init": c.get("bias_init"),
+            "depth": depth, "width": widths, "input_width": c.get("input_width", widths[0]),
+            "batch": c.get("batch"), "use_bias": c.get("use_bias", True),
+            "norm": c.get("norm") or "none",
+            "residual": np.nan if c.get("residual") is None else c["residual"],
+            "input": c.get("input", "normal"), "loss": c.get("loss"),
+            "saturation_threshold": c.get("saturation_threshold", np.nan),
+            "seed": int(seed), "layer": np.arange(1, depth + 1)}
 
 
 def _write(body: dict[str, Any], path: str | os.PathLike) -> Path:

@@ -16,10 +16,12 @@ Layer ``l`` (notation of :mod:`initdiag.stacks`):
     exact at any scale (a ReLU's sign pattern is that of ``hs``);
   - other phi, where ``max|h| >= 2**SMALL_EXP``: ``phi(h)`` evaluated directly, ``A = 0``;
   - other phi, where ``max|h| < 2**SMALL_EXP`` (``|h| < 8.7e-19``): the first-order expansion
-    ``phi(0) + phi'(0) h``, whose relative error is O(h) <= 1e-18. When phi(0) = 0 (tanh, elu,
-    selu, gelu, silu) that is ``phi'(0) hs`` with ``A = F``: the collapsing signal is carried
-    exactly. When phi(0) != 0 (sigmoid, softplus) the output is phi(0) to float32 (and float64)
-    precision;
+    ``phi(0) + phi'(0-+) h`` with the one-sided slopes (a kink at 0 -- selu, elu with alpha != 1,
+    a user relu -- keeps both sides), whose relative error is O(h) <= 1e-18 for phi smooth on
+    each side of 0. When phi(0) = 0 (tanh, elu, selu, gelu, silu) that is ``phi'(0-+) hs`` with
+    ``A = F``: the collapsing signal is carried exactly. When phi(0) != 0 (sigmoid, softplus) the
+    output is phi(0) to float32 (and float64) precision, and the backward pass differentiates
+    the linear term (``grad=True``), so dL/dh = phi'(0-+) dL/da is kept;
   - batchnorm / layernorm, ``(h - mean) / sqrt(var + eps)``: computed as
     ``(hs - ms) / sqrt(vs + eps 2**-2F)`` (``A = 0``) when ``F >= SMALL_EXP``, else as
     ``(hs - ms) / sqrt(eps)`` with ``A = F`` (there ``var`` is below ``2**-120``, so ``eps``
@@ -29,8 +31,9 @@ Layer ``l`` (notation of :mod:`initdiag.stacks`):
   ``jax.vjp`` of ``hs -> as_`` at fixed ``F``: ``dL/dh = vjp(dL/da_s) 2**(A - F)`` exactly.
 * :func:`add`: the residual sum ``x^{l-1} + alpha a`` of two scaled values.
 
-A user callable phi is treated as smooth (its expansion at 0 from ``jax.jvp``); a callable with
-phi(0) = phi'(0) = 0 reads 0 below 8.7e-19.
+A user callable phi is expanded the same way (one-sided slopes from ``jax.jvp`` at -+2**-100); a
+callable with phi(0) = phi'(0-+) = 0 reads 0 below 8.7e-19. Zero and dead fractions are counted
+on the scaled output, whose zeros do not depend on float32 underflow.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ from initdiag import stats
 from initdiag.activations import Activation
 from initdiag.stacks import NORM_EPS
 
-#: Below ``max|h| < 2**SMALL_EXP`` smooth phi and the normalizations use their small-h forms.
+#: Below ``max|h| < 2**SMALL_EXP`` phi (unless homogeneous) and the normalizations use their
+#: small-h forms.
 SMALL_EXP = -60
 
 def _max_exponent(x: jax.Array) -> tuple[jax.Array, jax.Array]:

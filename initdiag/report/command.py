@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from initdiag._io import atomic_write_text
+from initdiag._io import _umask, atomic_write_text
 from initdiag.cli import _ints, _list, add_probe_options, check_probe_args, sweep_kwargs
 
 DESCRIPTION = """\
@@ -260,12 +260,6 @@ class ReportFolder:
 
     def discard(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 #: Row of the timings table for the page itself.

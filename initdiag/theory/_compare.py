@@ -25,15 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from initdiag.results import FRAME_COLUMNS, config_columns
 from initdiag.theory._predict import NotApplicable, Prediction, predict_result
 
 #: Probe metrics with a mean-field counterpart (chi has none: it is a factor between layers).
 COMPARED = ("preact_mean", "preact_var", "act_mean", "act_var", "saturation", "zero_frac",
             "grad_preact_rms")
 #: Columns of :meth:`Comparison.to_frame` (the probe frame's, then the theory's).
-COMPARE_COLUMNS = ("activation", "init", "bias_init", "depth", "width", "batch", "norm",
-                   "residual", "loss", "seed", "layer", "metric", "value", "theory", "abs_dev",
-                   "rel_dev", "note")
+COMPARE_COLUMNS = FRAME_COLUMNS + ("theory", "abs_dev", "rel_dev", "note")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,20 +77,13 @@ class Comparison:
         prediction, ``note`` the reason rel_dev is NaN (or the theory's NotApplicable reason)."""
         import pandas as pd
 
-        c = self.config
-        depth = int(c["depth"])
-        widths = c["width"] if isinstance(c["width"], list) else [c["width"]] * depth
+        columns = config_columns(self.config, self.seed)
         frames = []
         for m in self.measured:
             note = self.reason if self.reason is not None else self.notes.get(m, "")
             rel = self.rel_dev[m]
             frames.append(pd.DataFrame({
-                "activation": c["activation"], "init": c["init"], "bias_init": c["bias_init"],
-                "depth": depth, "width": widths, "batch": c.get("batch"),
-                "norm": c.get("norm") or "none",
-                "residual": np.nan if c.get("residual") is None else c["residual"],
-                "loss": c.get("loss"), "seed": self.seed, "layer": np.arange(1, depth + 1),
-                "metric": m, "value": self.measured[m], "theory": self.predicted[m],
+                **columns, "metric": m, "value": self.measured[m], "theory": self.predicted[m],
                 "abs_dev": self.abs_dev[m], "rel_dev": rel,
                 "note": np.where(np.isnan(rel), note, "")}))
         if not frames:
