@@ -37,7 +37,6 @@ import functools
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from numpy.polynomial.legendre import leggauss
 
