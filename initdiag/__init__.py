@@ -5,13 +5,13 @@ The public API is re-exported here; every name is documented in its module.
 
 __version__ = "0.1.0"
 
-from initdiag.activations import Activation as Activation
-from initdiag.activations import activation as activation
-from initdiag.diagnosis import Thresholds as Thresholds
-from initdiag.diagnosis import Verdict as Verdict
-from initdiag.diagnosis import diagnose as diagnose
-from initdiag.initializers import STANDARD_INITIALIZERS as STANDARD_INITIALIZERS
-from initdiag.initializers import initializer as initializer
+from initdiag.nn.activations import Activation as Activation
+from initdiag.nn.activations import activation as activation
+from initdiag.analysis.diagnosis import Thresholds as Thresholds
+from initdiag.analysis.diagnosis import Verdict as Verdict
+from initdiag.analysis.diagnosis import diagnose as diagnose
+from initdiag.nn.initializers import STANDARD_INITIALIZERS as STANDARD_INITIALIZERS
+from initdiag.nn.initializers import initializer as initializer
 from initdiag.probe import DEFAULT_SWEEP as DEFAULT_SWEEP
 from initdiag.probe import probe as probe
 from initdiag.probe import probe_params as probe_params
@@ -27,10 +27,10 @@ from initdiag.results import ProbeResult as ProbeResult
 from initdiag.results import ResultsFileError as ResultsFileError
 from initdiag.results import SweepResult as SweepResult
 from initdiag.results import load as load
-from initdiag.stacks import StackSpec as StackSpec
-from initdiag.stacks import apply_stack as apply_stack
-from initdiag.stacks import init_stack as init_stack
-from initdiag.stacks import make_spec as make_spec
+from initdiag.nn.stacks import StackSpec as StackSpec
+from initdiag.nn.stacks import apply_stack as apply_stack
+from initdiag.nn.stacks import init_stack as init_stack
+from initdiag.nn.stacks import make_spec as make_spec
 
 
 def __getattr__(name: str):

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from initdiag._spec import split_top_level
+from initdiag.nn.spec import split_top_level
 
 
 def _list(text: str) -> list[str]:
@@ -29,7 +29,7 @@ def _ints(text: str) -> list[int]:
 
 def add_probe_options(p: argparse.ArgumentParser) -> None:
     """The options that define a sweep; shared by every subcommand that probes."""
-    from initdiag.initializers import STANDARD_INITIALIZERS
+    from initdiag.nn.initializers import STANDARD_INITIALIZERS
     from initdiag.probe import DEFAULT_SWEEP
 
     d = DEFAULT_SWEEP

@@ -1,6 +1,6 @@
 """Public probe API: :func:`probe`, :func:`probe_params`, :func:`sweep`.
 
-A probe draws a stack (:mod:`initdiag.stacks`) from a seed, pushes one input batch through it,
+A probe draws a stack (:mod:`initdiag.nn.stacks`) from a seed, pushes one input batch through it,
 backpropagates a fixed loss and returns per-layer statistics (:data:`initdiag.results.METRICS`)
 as a :class:`~initdiag.results.ProbeResult`.
 
@@ -12,7 +12,7 @@ Losses (``loss=``), with x^L the output of the last layer ([B, n_L]):
 * ``"half_mse"``: L = 0.5 mean_i ||x^L_i||^2 (= 0.5 sum of squares of the output / B).
 
 Seeds: an integer seed gives keys for the input, the weights, the biases and the readout
-(:func:`initdiag.stacks.split_seed`). The same seed gives the same numbers, bit for bit.
+(:func:`initdiag.nn.stacks.split_seed`). The same seed gives the same numbers, bit for bit.
 
 Compilation: the engine is compiled once per (activation, norm, residual, loss, options) and
 array shapes; every initializer of a sweep reuses it (initializers only change the weights fed
@@ -31,14 +31,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from initdiag import engine, memory, stats
-from initdiag._threads import single_threaded_blas
-from initdiag._types import check_bool, check_float, check_int, check_one_of
-from initdiag.activations import activation as resolve_activation
-from initdiag.initializers import initializer as resolve_initializer
-from initdiag.initializers import STANDARD_INITIALIZERS
+from initdiag.engine import scan
+
+from initdiag.engine import memory
+
+from initdiag.engine import stats
+from initdiag.engine.threads import single_threaded_blas
+from initdiag.base import check_bool, check_float, check_int, check_one_of
+from initdiag.nn.activations import activation as resolve_activation
+from initdiag.nn.initializers import initializer as resolve_initializer
+from initdiag.nn.initializers import STANDARD_INITIALIZERS
 from initdiag.results import ProbeResult, SweepResult
-from initdiag.stacks import StackSpec, init_stack, make_input, make_spec, split_seed
+from initdiag.nn.stacks import StackSpec, init_stack, make_input, make_spec, split_seed
 
 DEFAULT_HIST_BINS = 50
 #: Fixed bins of log10 |dL/dh| for grad_hist: 1e-45 .. 1e5.
@@ -113,10 +117,10 @@ def _to_result(raw: dict[str, Any], config: dict[str, Any], seed: int, histogram
                  "dead_frac", "unit_spread", "grad_preact_rms", "grad_act_rms", "grad_weight_norm",
                  "weight_norm"):
         item = raw[name]
-        if name in engine.FRACTIONS:
+        if name in scan.FRACTIONS:
             values[name] = np.asarray(item, np.float64)
         else:
-            values[name] = stats.combine(*item, power=engine.POWERS.get(name, 1))
+            values[name] = stats.combine(*item, power=scan.POWERS.get(name, 1))
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = values["grad_weight_norm"] / values["weight_norm"]
     values["grad_weight_ratio"] = np.where(values["weight_norm"] > 0, ratio, np.nan)
@@ -135,7 +139,7 @@ def _to_result(raw: dict[str, Any], config: dict[str, Any], seed: int, histogram
 class Job:
     """Everything one probe needs, prepared on the host: the compiled pass's inputs and labels."""
 
-    static: engine.Static
+    static: scan.Static
     params: Any
     keys: tuple
     x0: jax.Array
@@ -145,22 +149,22 @@ class Job:
     config: dict[str, Any]
     seed: int
     meta: dict[str, Any]
-    weight_norms: Any = None  # engine.weight_norms(params) for stored weights
+    weight_norms: Any = None  # scan.weight_norms(params) for stored weights
 
     def args(self) -> tuple:
-        """The array arguments of :func:`initdiag.engine.run`, after ``static``."""
+        """The array arguments of :func:`initdiag.engine.scan.run`, after ``static``."""
         return (self.params, self.keys, self.x0, self.readout, self.act_edges, self.grad_edges)
 
 
 def _job(spec: StackSpec, params, x0, readout, *, loss: str, threshold: float, histograms: bool,
          hist_bins: int, remat: int, config: dict[str, Any], seed: int, keys: tuple = (),
-         generate: engine.Generate | None = None, meta: dict[str, Any] | None = None,
+         generate: scan.Generate | None = None, meta: dict[str, Any] | None = None,
          norms: Any = None) -> Job:
-    static = engine.Static(activation=spec.activation, norm=spec.norm, residual=spec.residual,
+    static = scan.Static(activation=spec.activation, norm=spec.norm, residual=spec.residual,
                            loss=loss, saturation_threshold=threshold, histograms=bool(histograms),
                            remat=remat, generate=generate)
     if generate is None and norms is None:
-        norms = engine.weight_norms(params)
+        norms = scan.weight_norms(params)
     return Job(static, params, keys, x0, readout, _edges(*_act_range(spec), hist_bins),
                _edges(*GRAD_HIST_RANGE, hist_bins), config, seed, dict(meta or {}), norms)
 
@@ -183,7 +187,7 @@ def run_job(job: Job) -> ProbeResult:
     """Run one job on the default device."""
     t0 = time.perf_counter()
     with single_threaded_blas():  # weights drawn in the scan may call LAPACK (orthogonal)
-        raw = engine.run(job.static, *job.args())
+        raw = scan.run(job.static, *job.args())
         jax.block_until_ready(raw)
     return finish(job, raw, time.perf_counter() - t0)
 
@@ -214,7 +218,7 @@ def probe(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
       residual: None, or alpha for x <- x + alpha * phi(norm(W x + b)).
       input: ``"normal"`` (N(0,1) entries), ``"uniform"`` (U(-sqrt 3, sqrt 3)) or a [B, n_0] array.
       loss: ``"projection"`` or ``"half_mse"`` (module docstring).
-      saturation_threshold: t in (0, 1) of the saturation rule (:mod:`initdiag.activations`).
+      saturation_threshold: t in (0, 1) of the saturation rule (:mod:`initdiag.nn.activations`).
       histograms: also record per-layer histograms ``act_hist`` and ``grad_hist``.
       hist_bins: number of histogram bins.
       remat: None/False stores every layer's activations; True or a chunk length k recomputes
@@ -227,8 +231,8 @@ def probe(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
         upfront unless the memory plan says it would not fit.
       memory_budget: bytes the probe may use (default: 80% of the machine's available memory).
         When the estimate of a plan exceeds it, ``"auto"`` options switch to in-scan weights and
-        remat (saying so with a :class:`initdiag.memory.MemoryPlanWarning`); when no plan fits,
-        :class:`MemoryError` names the estimates. See :mod:`initdiag.memory`.
+        remat (saying so with a :class:`initdiag.engine.memory.MemoryPlanWarning`); when no plan fits,
+        :class:`MemoryError` names the estimates. See :mod:`initdiag.engine.memory`.
 
     Returns:
       A ProbeResult; ``result["preact_var"]`` has shape [depth].
@@ -250,7 +254,7 @@ def prepare(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
     depend on (seed, initializers, layer shapes), so that probes differing only in activation or
     options reuse them bit for bit (:func:`sweep` passes one).
     """
-    check_one_of("loss", loss, engine.LOSSES)
+    check_one_of("loss", loss, scan.LOSSES)
     threshold = _check_threshold(saturation_threshold)
     histograms = check_bool("histograms", histograms)
     hist_bins = check_int("hist_bins", hist_bins)
@@ -282,7 +286,7 @@ def prepare(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
     t0 = time.perf_counter()
     generate = None
     if mem.draw_in_scan:
-        generate = engine.Generate(spec.init, spec.bias_init, spec.use_bias,
+        generate = scan.Generate(spec.init, spec.bias_init, spec.use_bias,
                                    tuple((s.fan_in, s.fan_out) for s in spec.segments()))
         params = tuple(jnp.arange(s.start, s.start + s.count) for s in spec.segments())
     wkey = None if mem.draw_in_scan else _weights_key(seed, spec)
@@ -293,10 +297,10 @@ def prepare(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
     if cached is not None:
         params, norms = cached
     elif not mem.draw_in_scan:
-        with single_threaded_blas():  # orthogonal's QR (see initdiag._threads)
+        with single_threaded_blas():  # orthogonal's QR (see initdiag.engine.threads)
             params = init_stack(seed, spec)
             if getattr(spec.init, "name", None) == "lsuv":  # data-dependent: rescaled on x0
-                from initdiag import lsuv
+                from initdiag.analysis import lsuv
                 params = lsuv.rescale(params, x0, spec)
             jax.block_until_ready(params)
     init_s = time.perf_counter() - t0
@@ -341,7 +345,7 @@ def probe_params(weights: Sequence[Any], biases: Sequence[Any] | None, x: Any, a
     Returns:
       A ProbeResult whose config records ``init="given"``.
     """
-    check_one_of("loss", loss, engine.LOSSES)
+    check_one_of("loss", loss, scan.LOSSES)
     threshold = _check_threshold(saturation_threshold)
     ws = [jnp.asarray(w, jnp.float32) for w in weights]
     if not ws:
@@ -384,7 +388,7 @@ def sweep(activations: Sequence[Any] = DEFAULT_SWEEP["activations"],
       batch: batch size of every probe.
       progress: called as ``progress(done, total, result)`` after each probe.
       devices: None uses every device when there is more than one (one probe per device at a
-        time, see :mod:`initdiag.sharding`) and runs probes one by one on a single device; a list
+        time, see :mod:`initdiag.engine.sharding`) and runs probes one by one on a single device; a list
         of devices uses those; 1 forces one device. Numbers do not depend on it.
       **stack_options: :func:`probe`'s keyword options (bias_init, norm, residual, loss,
         histograms, remat, ...).
@@ -424,7 +428,7 @@ def sweep(activations: Sequence[Any] = DEFAULT_SWEEP["activations"],
                                                                 n // (len(combos) // n_act))):
                 record(n, run_job(prepare(**combos[n], weights_cache=cache)))
         else:
-            from initdiag import sharding
+            from initdiag.engine import sharding
             sharding.run_sharded([functools.partial(prepare, **kw) for kw in combos], finish,
                                  devices=mesh_devices, on_result=record)
     except KeyboardInterrupt as e:

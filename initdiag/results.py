@@ -26,7 +26,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from initdiag._io import atomic_write_text
+from initdiag.fileio import atomic_write_text
 
 SCHEMA = "initdiag.results"
 SCHEMA_VERSION = 1

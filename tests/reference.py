@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from initdiag.stacks import NORM_EPS
+from initdiag.nn.stacks import NORM_EPS
 
 
 def layers_of(params):

@@ -82,7 +82,7 @@ def test_unwritable_outputs_are_found_before_probing(no_probing, capsys, tmp_pat
 
 
 def test_help_lists_defaults_and_names():
-    from initdiag.initializers import STANDARD_INITIALIZERS
+    from initdiag.nn.initializers import STANDARD_INITIALIZERS
 
     parser = cli.build_parser()
     subs = next(a for a in parser._actions if a.dest == "command").choices

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import initdiag
-from initdiag.diagnosis import PRIORITY, TITLES
+from initdiag.analysis.diagnosis import PRIORITY, TITLES
 
 SEEDS = (0, 1, 2)
 BIG = dict(depth=50, width=256, batch=128)

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as sst
 
 import initdiag
-from initdiag.initializers import STANDARD_INITIALIZERS, TRUNCATED_NORMAL_STD, names
+from initdiag.nn.initializers import STANDARD_INITIALIZERS, TRUNCATED_NORMAL_STD, names
 
 FAN_IN, FAN_OUT = 300, 500
 N = FAN_IN * FAN_OUT  # 150k samples per test
@@ -159,7 +159,7 @@ def test_user_callable_is_accepted_everywhere():
 def test_stack_drawing_equals_the_initializer_itself(name):
     """init_stack compiles one drawing per family (a traced scale); the weights must be the
     initializer's own draws from each layer's key."""
-    from initdiag.stacks import init_stack, make_spec, split_seed
+    from initdiag.nn.stacks import init_stack, make_spec, split_seed
     spec = make_spec(init=name, depth=3, width=[24, 24, 16], input_width=40)
     params = init_stack(7, spec)
     key_w = split_seed(7)["weights"]

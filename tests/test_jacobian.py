@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from initdiag import theory
-from initdiag.jacobian import jacobian_spectrum
+from initdiag.analysis.jacobian import jacobian_spectrum
 
 GAUSS = "variance_scaling(scale=1.0, mode=fan_in, distribution=normal)"
 
@@ -65,8 +65,8 @@ def test_tanh_at_criticality_orthogonal_stays_concentrated():
 
 
 def test_lsuv_spectrum_is_that_of_the_rescaled_weights():
-    from initdiag.lsuv import lsuv_params
-    from initdiag.stacks import init_stack, make_input, make_spec, split_seed
+    from initdiag.analysis.lsuv import lsuv_params
+    from initdiag.nn.stacks import init_stack, make_input, make_spec, split_seed
     from reference import layers_of
 
     spec = make_spec(activation="tanh", init="lsuv", depth=6, width=32, bias_init="zeros")

@@ -5,8 +5,8 @@ import pytest
 
 import initdiag
 from initdiag import theory
-from initdiag.lsuv import LSUVError, lsuv_params
-from initdiag.stacks import init_stack, make_input, make_spec, split_seed
+from initdiag.analysis.lsuv import LSUVError, lsuv_params
+from initdiag.nn.stacks import init_stack, make_input, make_spec, split_seed
 from reference import layers_of
 
 
@@ -77,7 +77,7 @@ def test_bad_parameters():
 
 
 def test_auto_weight_drawing_keeps_lsuv_weights_upfront():
-    from initdiag import memory
+    from initdiag.engine import memory
 
     depth, width, batch = 100, 256, 32
     spec = make_spec(activation="tanh", init="lsuv", depth=depth, width=width)

@@ -3,8 +3,8 @@
 import pytest
 
 import initdiag
-from initdiag import memory
-from initdiag.stacks import make_spec
+from initdiag.engine import memory
+from initdiag.nn.stacks import make_spec
 
 
 def test_estimate_parts_follow_the_shapes():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import initdiag
-from initdiag.stacks import init_stack, make_input, make_spec, split_seed
+from initdiag.nn.stacks import init_stack, make_input, make_spec, split_seed
 from reference import layers_of, loop_stats, numpy64_sigmoid_grad_rms, numpy64_stats
 
 
@@ -190,13 +190,13 @@ def test_user_array_and_uniform_inputs():
 
 
 def test_every_initializer_reuses_one_compiled_pass():
-    from initdiag import engine
+    from initdiag.engine import scan
     kw = dict(activation="softplus", depth=5, width=24, batch=8, loss="half_mse")
     initdiag.probe(init="he_normal", **kw)
-    before = engine.run._cache_size()
+    before = scan.run._cache_size()
     for init in ("zeros", "orthogonal", "torch_default", "normal(std=0.3)", "lecun_uniform"):
         initdiag.probe(init=init, **kw)
-    assert engine.run._cache_size() == before
+    assert scan.run._cache_size() == before
 
 
 def test_vanishing_gradients_are_measured_not_rounded_to_zero():

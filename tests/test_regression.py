@@ -102,7 +102,7 @@ def test_a_baseline_that_appears_while_saving_is_not_clobbered(sweep2, tmp_path,
 
 @pytest.mark.parametrize("hard_links", [True, False])
 def test_atomic_write_without_overwrite_publishes_new_files_only(tmp_path, monkeypatch, hard_links):
-    from initdiag._io import atomic_write_bytes
+    from initdiag.fileio import atomic_write_bytes
 
     if not hard_links:  # a filesystem without hard links (FAT, some network mounts)
         def no_link(src, dst):

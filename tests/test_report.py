@@ -528,7 +528,7 @@ def _contrast_with_white(rgb):
 
 
 def test_palette_distinct_readable_and_zeros_neutral():
-    std = list(initdiag.initializers.STANDARD_INITIALIZERS)
+    std = list(initdiag.nn.initializers.STANDARD_INITIALIZERS)
     pal = style.init_palette(std)
     assert pal["zeros"].color[0] == pal["zeros"].color[1] == pal["zeros"].color[2]  # grey
     others = [lab for lab in std if lab != "zeros"]

@@ -7,7 +7,8 @@ import sys
 
 SCRIPT = r"""
 import json, jax, numpy as np, initdiag
-from initdiag import sharding, engine
+from initdiag.engine import sharding
+from initdiag.engine import scan
 from initdiag.probe import prepare
 assert jax.device_count() == 4, jax.devices()
 kw = dict(activations=["tanh", "relu"], inits=["he_normal", "orthogonal", "zeros"], depths=[6],

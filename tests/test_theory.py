@@ -186,7 +186,7 @@ def test_fixed_point_edge_cases():
 
 
 SELU_L, SELU_A = 1.0507009873554805, 1.6732632423543772
-NUMPY_PHI = {  # float64 references written independently of initdiag.activations
+NUMPY_PHI = {  # float64 references written independently of initdiag.nn.activations
     "tanh": np.tanh, "sigmoid": lambda z: 1 / (1 + np.exp(-z)), "gelu": lambda z: z * norm.cdf(z),
     "elu": lambda z: z if z > 0 else np.expm1(z),
     "selu": lambda z: SELU_L * (z if z > 0 else SELU_A * np.expm1(z)),

@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from initdiag import theory  # noqa: E402
-from initdiag.jacobian import jacobian_spectrum  # noqa: E402
+from initdiag.analysis.jacobian import jacobian_spectrum  # noqa: E402
 from initdiag.report.theory_figures import init_point, jacobian_histogram, phase_diagram  # noqa: E402
 
 

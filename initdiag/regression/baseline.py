@@ -30,7 +30,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from initdiag._io import atomic_write_text
+from initdiag.fileio import atomic_write_text
 from initdiag.results import ProbeResult, SweepResult
 
 SCHEMA = "initdiag.baseline"
@@ -85,7 +85,7 @@ def save_baseline(result: Results, path: str | os.PathLike, *, overwrite: bool =
       path: the file to write (parent folders are created).
       overwrite: replace an existing file. Without it an existing baseline is never touched,
         even one that another process creates while this one writes (the file is published
-        with a hard link, which fails if the name exists; see :mod:`initdiag._io`).
+        with a hard link, which fails if the name exists; see :mod:`initdiag.fileio`).
 
     Returns:
       The path written.

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from initdiag.diagnosis import _ratio
+from initdiag.analysis.diagnosis import _ratio
 from initdiag.regression.compare import config_label
 from initdiag.results import ProbeResult, SweepResult
 
@@ -109,7 +109,7 @@ def assert_healthy(result: ProbeResult | SweepResult, max_grad_ratio: float | No
       ValueError: a bound out of range.
     """
     __tracebackhide__ = True
-    from initdiag.diagnosis import Thresholds, diagnose
+    from initdiag.analysis.diagnosis import Thresholds, diagnose
 
     if max_grad_ratio is not None and not max_grad_ratio > 1:
         raise ValueError(f"max_grad_ratio must be > 1; got {max_grad_ratio!r}")

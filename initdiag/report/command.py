@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from initdiag._io import _umask, atomic_write_text
+from initdiag.fileio import umask, atomic_write_text
 from initdiag.cli import _ints, _list, add_probe_options, check_probe_args, sweep_kwargs
 
 DESCRIPTION = """\
@@ -240,7 +240,7 @@ class ReportFolder:
 
         if not self.existed:
             self.out.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(self.tmp, 0o777 & ~_umask())
+            os.chmod(self.tmp, 0o777 & ~umask())
             try:
                 os.rename(self.tmp, self.out)
                 return self.out
@@ -281,7 +281,7 @@ def build_report(kwargs: dict[str, Any], out: Path, *, title: str | None = None,
       (sweep, verdicts, paths): the SweepResult, its verdicts and {"html", "results", figure
       names...} -> Path.
     """
-    from initdiag.diagnosis import diagnose
+    from initdiag.analysis.diagnosis import diagnose
     from initdiag.probe import sweep as run_sweep
     from initdiag.report.figures import Context, write_figures
     from initdiag.report.html import render_html

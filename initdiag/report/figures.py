@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from initdiag._io import atomic_write_bytes
+from initdiag.fileio import atomic_write_bytes
 from initdiag.report import plots, style
 from initdiag.results import METRICS, SweepResult
 

@@ -19,7 +19,7 @@ import datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from initdiag._io import atomic_write_text
+from initdiag.fileio import atomic_write_text
 from initdiag.report.figures import WrittenFigure
 from initdiag.report.summary import fmt, setup_text, verdict_grid
 from initdiag.results import SweepResult
@@ -61,7 +61,7 @@ def describe_init(label: str, widths: Sequence[Any] = ()) -> str:
     parameters and, for each layer width of the run (square layers), the variance of one weight
     entry: ``"N(0, (gain*std)^2) with std=0.01, gain=1; Var(W_ij) = 0.0001, sigma_w^2 =
     fan_in Var(W_ij) = 0.0256 at width 256"``."""
-    from initdiag.initializers import initializer
+    from initdiag.nn.initializers import initializer
 
     try:
         ini = initializer(label)
@@ -135,7 +135,7 @@ def render_html(sweep: SweepResult, verdicts: Sequence[Any], figures: Sequence[W
       command: the command line that made the report (escaped).
       thresholds: the diagnosis thresholds used (default ``initdiag.Thresholds()``).
     """
-    from initdiag.diagnosis import Thresholds
+    from initdiag.analysis.diagnosis import Thresholds
 
     grid = verdict_grid(verdicts)
     env = sweep[0].meta.get("environment", {}) if len(sweep) else {}

@@ -2,7 +2,7 @@
 
 Rows are initializers in the order they were probed; columns are activations, split further by
 any other configuration key that varies (depth, width, ...). A cell holds the
-:class:`initdiag.diagnosis.Verdict` of that configuration (seeds pooled).
+:class:`initdiag.analysis.diagnosis.Verdict` of that configuration (seeds pooled).
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from initdiag import theory
-from initdiag.activations import activation as resolve_activation
-from initdiag.initializers import initializer as resolve_initializer
+from initdiag.nn.activations import activation as resolve_activation
+from initdiag.nn.initializers import initializer as resolve_initializer
 
 #: Depth-scale contour levels (layers) drawn on the phase diagram.
 XI_LEVELS = (3, 10, 30, 100)
@@ -223,7 +223,7 @@ def _stack(ax, labels, xy, offset, ha, palette):
 
 
 #: Singular values below this fraction of a spectrum's largest are at the float32 resolution
-#: of J (initdiag.jacobian computes J in float32): not drawn, counted in the panel note.
+#: of J (initdiag.analysis.jacobian computes J in float32): not drawn, counted in the panel note.
 RESOLUTION = 1e-6
 
 
@@ -490,7 +490,7 @@ def spectrum_width(config: Mapping[str, Any], max_width: int = JACOBIAN_MAX_WIDT
 def report_spectra(sweep: Any, max_width: int = JACOBIAN_MAX_WIDTH) -> tuple[dict, dict]:
     """Exact Jacobian spectra (one input point, the first seed) of every configuration of the
     sweep the report can compute them for: ``({config_key: spectrum}, {config_key: reason})``."""
-    from initdiag.jacobian import jacobian_spectrum
+    from initdiag.analysis.jacobian import jacobian_spectrum
     from initdiag.report import style
 
     spectra, skipped = {}, {}

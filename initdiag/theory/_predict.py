@@ -39,8 +39,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from initdiag.activations import activation as resolve_activation
-from initdiag.initializers import CallableInitializer, initializer as resolve_initializer
+from initdiag.nn.activations import activation as resolve_activation
+from initdiag.nn.initializers import CallableInitializer, initializer as resolve_initializer
 from initdiag.theory import _finite
 from initdiag.theory._meanfield import depth_scales
 from initdiag.theory._quadrature import gaussian

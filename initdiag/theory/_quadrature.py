@@ -40,7 +40,7 @@ import jax
 import numpy as np
 from numpy.polynomial.legendre import leggauss
 
-from initdiag.activations import Activation, activation as resolve_activation
+from initdiag.nn.activations import Activation, activation as resolve_activation
 
 #: Gauss–Legendre nodes per half-line of the one-dimensional rule.
 N_HALF = 128

@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     os.environ["BENCH_TORCH_THREADS"] = str(args.torch_threads)  # read by peer_torch, workers
     import initdiag
-    from initdiag._io import atomic_write_text
+    from initdiag.fileio import atomic_write_text
 
     if tuple(initdiag.STANDARD_INITIALIZERS) != STANDARD_INITIALIZERS:
         raise SystemExit(f"bench: initdiag.STANDARD_INITIALIZERS changed: "

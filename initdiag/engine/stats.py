@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from initdiag.activations import Activation
+from initdiag.nn.activations import Activation
 
 
 def exponent(m: jax.Array) -> jax.Array:

@@ -25,8 +25,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from initdiag import engine
-from initdiag._threads import single_threaded_blas
+from initdiag.engine import scan
+from initdiag.engine.threads import single_threaded_blas
 
 AXIS = "config"
 
@@ -36,7 +36,7 @@ def _group_key(job) -> tuple:
     return (job.static, str(shapes))
 
 
-def _per_device(static: engine.Static, mesh: Mesh) -> Callable:
+def _per_device(static: scan.Static, mesh: Mesh) -> Callable:
     """The compiled pass, run by every device on its own probe (its [1, ...] block of each input).
 
     ``shard_map`` runs the very same unbatched computation as a single-device probe on each
@@ -46,7 +46,7 @@ def _per_device(static: engine.Static, mesh: Mesh) -> Callable:
 
     def body(*args):
         one = jax.tree.map(lambda a: a[0], args)
-        return jax.tree.map(lambda a: a[None], engine.run_impl(static, *one))
+        return jax.tree.map(lambda a: a[None], scan.run_impl(static, *one))
 
     return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=spec, out_specs=spec,
                                  check_vma=False))
@@ -84,7 +84,7 @@ def run_sharded(prepare_jobs: Sequence[Callable[[], Any]], finish: Callable, *,
         args = _stack_on_devices([(d, job) for d, (_, job) in zip(devices, padded)], sharding,
                                  local)
         t0 = time.perf_counter()
-        with single_threaded_blas():  # see initdiag._threads
+        with single_threaded_blas():  # see initdiag.engine.threads
             raw = _gather(fn(*args))
         run_s = (time.perf_counter() - t0) / len(step)
         for slot, (i, job) in enumerate(step):

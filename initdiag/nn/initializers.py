@@ -29,7 +29,7 @@ variance_scaling    the general family: variance scale / n, n = n_in, n_out, (n_
                       sqrt(n_in n_out) for mode fan_in / fan_out / fan_avg / fan_geo_avg;
                       distribution "normal", "truncated_normal" (rescaled) or "uniform"
 lsuv                data-dependent: orthogonal start, then each layer rescaled on the probe's
-                      input until Var(h^l) is within tol of 1 (:mod:`initdiag.lsuv`)
+                      input until Var(h^l) is within tol of 1 (:mod:`initdiag.analysis.lsuv`)
 ==================  ===========================================================================
 
 "Xavier" is used loosely in the literature (some texts mean N(0, 2/(n_in+n_out)), others
@@ -52,8 +52,8 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers as jinit
 
-from initdiag._spec import format_spec, parse_spec
-from initdiag._types import PRNGKey, Shape, check_one_of, unknown_choice_message
+from initdiag.nn.spec import format_spec, parse_spec
+from initdiag.base import PRNGKey, Shape, check_one_of, unknown_choice_message
 
 # Standard deviation of a standard normal truncated to (-2, 2), as in jax.nn.initializers.
 TRUNCATED_NORMAL_STD = 0.87962566103423978
@@ -98,7 +98,7 @@ _FAMILIES: dict[str, _Family] = {
     "orthogonal": _Family({"gain": 1.0}, "gain * (random matrix with orthonormal columns or rows)"),
     "lsuv": _Family({"tol": 0.05, "max_iter": 10.0, "gain": 1.0},
                     "orthogonal start, then W^l rescaled layer by layer until Var(h^l) on the "
-                    "probe's batch is within tol of 1 (initdiag.lsuv; Mishkin & Matas 2015)"),
+                    "probe's batch is within tol of 1 (initdiag.analysis.lsuv; Mishkin & Matas 2015)"),
     "torch_default": _Family(
         {"gain": 1.0}, "U(-a, a), a = gain/sqrt(fan_in) (torch.nn.Linear)", _vs(1.0 / 3.0, "fan_in", "uniform")),
     "variance_scaling": _Family(
@@ -178,7 +178,7 @@ class NamedInitializer:
         if vs is not None:
             scale, mode, distribution = vs
             return jinit.variance_scaling(scale * gain**2, mode, distribution)(key, shape, dtype)
-        if self.name in ("orthogonal", "lsuv"):  # lsuv: the orthonormal start (initdiag.lsuv)
+        if self.name in ("orthogonal", "lsuv"):  # lsuv: the orthonormal start (initdiag.analysis.lsuv)
             return jinit.orthogonal(scale=gain)(key, shape, dtype)
         return _fan_free_sample(self.name, p, key, shape, dtype)
 
@@ -212,7 +212,7 @@ class NamedInitializer:
             "normal": lambda: p["std"] ** 2,
             "truncated_normal": lambda: (p["std"] * TRUNCATED_NORMAL_STD) ** 2,
             "orthogonal": lambda: 1.0 / max(fan_in, fan_out),
-            "lsuv": lambda: math.nan,  # set from data by initdiag.lsuv
+            "lsuv": lambda: math.nan,  # set from data by initdiag.analysis.lsuv
         }[self.name]()
 
     def bias_variance(self, fan_in: int, fan_out: int) -> float:

@@ -55,8 +55,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from initdiag._spec import parse_spec
-from initdiag._types import unknown_choice_message
+from initdiag.nn.spec import parse_spec
+from initdiag.base import unknown_choice_message
 from initdiag.results import ProbeResult, SweepResult, _encode
 
 #: Primary-verdict priority, highest first.
@@ -270,7 +270,7 @@ def _sigmoid_hint(config: dict) -> str:
     w, b = edge
     t = float(config.get("saturation_threshold", 0.99))
     q = theory.fixed_point("sigmoid", w, b)
-    from initdiag.activations import activation
+    from initdiag.nn.activations import activation
     act = activation("sigmoid")
     sat = float(theory.gaussian(act).probability([q], lambda a: act.saturated(a, t))[0])
     return (f"sigmoid's slope is at most 1/4, so at ~1/fan_in weight variance the gradient "

@@ -53,7 +53,7 @@ def _write_temp(path: Path, data: bytes) -> str:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file a normal mode
+            os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; give the file a normal mode
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -102,7 +102,8 @@ def _remove(name: str) -> None:
         pass
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's file-creation mask (read without changing it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

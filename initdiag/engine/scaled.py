@@ -1,11 +1,11 @@
 """One layer's forward map on scaled values, so that vanishing or exploding signals are measured.
 
 The engine carries every signal as a pair ``(xs, e)`` meaning ``x = xs * 2**e`` with ``max|xs|``
-in [0.5, 1) (see :func:`initdiag.stats.normalized`). float32 alone cannot hold a signal that has
+in [0.5, 1) (see :func:`initdiag.engine.stats.normalized`). float32 alone cannot hold a signal that has
 shrunk below ~1e-38 (XLA flushes denormals to 0), nor one that has grown past ~3e38; scaled, a
 linear or ReLU stack is exact at any magnitude, and a collapse to 1e-80 is reported as 1e-80.
 
-Layer ``l`` (notation of :mod:`initdiag.stacks`):
+Layer ``l`` (notation of :mod:`initdiag.nn.stacks`):
 
 * :func:`affine`: ``h = x W + b`` with ``x = xs 2**E``: ``h = 2**F (xs W 2**(E-F) + b 2**-F)``,
   ``F = max(E, exponent of max|b|)`` (``E`` when ``b = 0``). Multiplying by a power of two is
@@ -41,9 +41,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from initdiag import stats
-from initdiag.activations import Activation
-from initdiag.stacks import NORM_EPS
+from initdiag.engine import stats
+from initdiag.nn.activations import Activation
+from initdiag.nn.stacks import NORM_EPS
 
 #: Below ``max|h| < 2**SMALL_EXP`` phi (unless homogeneous) and the normalizations use their
 #: small-h forms.

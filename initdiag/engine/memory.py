@@ -24,8 +24,8 @@ import os
 import warnings
 from typing import Any
 
-from initdiag._types import check_one_of
-from initdiag.stacks import StackSpec
+from initdiag.base import check_one_of
+from initdiag.nn.stacks import StackSpec
 
 F32 = 4
 #: [B, n] temporaries alive at once in a layer's forward or backward step (h, a, x, g, scaled

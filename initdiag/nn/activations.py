@@ -30,8 +30,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from initdiag._spec import format_spec, parse_spec
-from initdiag._types import check_bool, check_float, unknown_choice_message
+from initdiag.nn.spec import format_spec, parse_spec
+from initdiag.base import check_bool, check_float, unknown_choice_message
 
 # jax.nn.selu's constants: scale lambda and alpha; its output is bounded below by -lambda*alpha.
 _SELU_LAMBDA = 1.0507009873554804934193349852946

@@ -3,7 +3,7 @@
 The backward pass is written out (it is short for a fully connected stack) rather than taken from
 ``jax.grad`` of the whole stack, for two reasons:
 
-* every signal is carried scaled, ``x = xs * 2**E`` forward (:mod:`initdiag.scaled`) and
+* every signal is carried scaled, ``x = xs * 2**E`` forward (:mod:`initdiag.engine.scaled`) and
   ``g = gs * 2**E`` backward, renormalized to ``max|.|`` in [0.5, 1) after every layer (an exact
   power-of-two rescaling; backprop is linear in the cotangent). A gradient of 1e-60 is
   therefore measured as 1e-60, where float32 backprop would have flushed it to 0 forty layers
@@ -12,7 +12,7 @@ The backward pass is written out (it is short for a fully connected stack) rathe
   scan (without forming it when the batch is small), so memory stays O(L B n), not O(L n^2).
 
 Each layer's local derivative is still jax's: ``jax.vjp`` of the scaled branch
-``hs -> as_`` (:func:`initdiag.scaled.branch_unnormalized`, ``a = phi(norm(h))``). Tests compare
+``hs -> as_`` (:func:`initdiag.engine.scaled.branch_unnormalized`, ``a = phi(norm(h))``). Tests compare
 every gradient statistic with ``jax.grad`` of a plain Python loop and with float64 numpy.
 
 With ``remat=k`` the forward pass keeps only every k-th layer input and the backward pass
@@ -27,10 +27,12 @@ from typing import Any, Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from initdiag import scaled, stats
-from initdiag.activations import Activation
-from initdiag.initializers import sample_form, weight_form
-from initdiag.stacks import Norm
+from initdiag.engine import scaled
+
+from initdiag.engine import stats
+from initdiag.nn.activations import Activation
+from initdiag.nn.initializers import sample_form, weight_form
+from initdiag.nn.stacks import Norm
 
 Loss = Literal["projection", "half_mse"]
 LOSSES = ("projection", "half_mse")
@@ -58,7 +60,7 @@ class Static(NamedTuple):
 
 
 def _forward_layer(static: Static, x_prev, w, b, act_edges):
-    """One layer forward on scaled values (:mod:`initdiag.scaled`), with its statistics.
+    """One layer forward on scaled values (:mod:`initdiag.engine.scaled`), with its statistics.
 
     ``x_prev = (xs, E)``; returns ``x = (xs', E')``, the saved ``(hs, F)`` and the statistics.
     """
@@ -129,7 +131,7 @@ def _fetcher(static: Static, seg: int, keys, stored):
     Stored weights are read by dynamic indexing of the segment's ``(W, b)`` stacks (the scans
     run over indices, so splitting a segment for remat never copies its weights). With
     ``static.generate``, ``i`` is the layer's index in the stack and its weights are drawn from
-    ``fold_in(key, i)`` exactly as :func:`initdiag.stacks.init_segment` draws them.
+    ``fold_in(key, i)`` exactly as :func:`initdiag.nn.stacks.init_segment` draws them.
     """
     gen = static.generate
     if gen is None:
@@ -244,7 +246,7 @@ def run_impl(static: Static, params, keys, x0, readout, act_edges, grad_edges) -
       act_edges, grad_edges: histogram bin edges.
 
     Returns:
-      Per-layer statistics (scaled pairs and fractions, see :mod:`initdiag.stats`), each with
+      Per-layer statistics (scaled pairs and fractions, see :mod:`initdiag.engine.stats`), each with
       leading dimension L, and the ``loss`` as a scaled pair.
     """
     pieces = _pieces(static, params, keys)

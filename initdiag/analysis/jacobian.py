@@ -2,7 +2,7 @@
 
 For one input point x (a row of the probe's input batch, N(0, 1) entries, scaled by
 sqrt(``input_var``)), J = dx^L / dx^0 is the ``[n_L, n_0]`` Jacobian of the stack
-(:func:`initdiag.stacks.apply_stack`, the activation on every layer). Pennington, Schoenholz &
+(:func:`initdiag.nn.stacks.apply_stack`, the activation on every layer). Pennington, Schoenholz &
 Ganguli (2017): a deep network trains fast when all singular values of J are near 1 (dynamical
 isometry); a deep linear stack of orthogonal matrices has every singular value exactly 1,
 Gaussian weights spread them more with depth, and tanh *at* criticality -- sigma_w^2 =
@@ -39,9 +39,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from initdiag._types import check_float, check_int, check_one_of
-from initdiag._threads import single_threaded_blas
-from initdiag.stacks import apply_stack, init_stack, make_input, make_spec, split_seed
+from initdiag.base import check_float, check_int, check_one_of
+from initdiag.engine.threads import single_threaded_blas
+from initdiag.nn.stacks import apply_stack, init_stack, make_input, make_spec, split_seed
 
 METHODS = ("auto", "exact", "lanczos")
 #: ``method="auto"`` uses the exact SVD up to this input width.
@@ -96,7 +96,7 @@ class JacobianSpectrum:
 
 def _exact(f, x) -> np.ndarray:
     # one BLAS thread for the SVD (and any QR in f): OpenBLAS's own pool fights XLA's for the
-    # cores (a 256x256 SVD took 0.3-0.6 s instead of 5 ms on 2 busy cores; initdiag._threads)
+    # cores (a 256x256 SVD took 0.3-0.6 s instead of 5 ms on 2 busy cores; initdiag.engine.threads)
     with single_threaded_blas():
         jac = np.asarray(jax.jacfwd(f)(x), np.float64)
         return np.linalg.svd(jac, compute_uv=False)
@@ -168,13 +168,13 @@ def jacobian_spectrum(activation: Any = "tanh", init: Any = "orthogonal", depth:
         raise ValueError(f"input_var (E[x0^2], a variance) must be finite and > 0; got {input_var!r}")
     spec = make_spec(activation=activation, init=init, depth=depth, width=width,
                      input_width=input_width, bias_init=bias_init)
-    with single_threaded_blas():  # orthogonal's QR (initdiag._threads)
+    with single_threaded_blas():  # orthogonal's QR (initdiag.engine.threads)
         params = jax.block_until_ready(init_stack(seed, spec))
     keys = split_seed(seed)
     scale = np.float32(np.sqrt(input_var))
     xs = make_input(keys["input"], points, spec.input_width) * scale
     if getattr(spec.init, "name", None) == "lsuv":  # data-dependent: rescaled as in probe
-        from initdiag import lsuv
+        from initdiag.analysis import lsuv
         batch = check_int("batch", batch)
         params = lsuv.rescale(params, make_input(keys["input"], batch, spec.input_width) * scale,
                               spec)

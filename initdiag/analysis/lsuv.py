@@ -1,6 +1,6 @@
 """Layer-sequential unit-variance initialization (LSUV; Mishkin & Matas 2015).
 
-Algorithm 1 of the paper, for a fully connected stack (:mod:`initdiag.stacks`):
+Algorithm 1 of the paper, for a fully connected stack (:mod:`initdiag.nn.stacks`):
 
 1. start from orthonormal weights (``orthogonal``, Saxe et al. 2014) and the stack's biases;
 2. for each layer l = 1..L in order: forward the batch to layer l, measure Var(h^l), the
@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from initdiag.stacks import StackSpec, branch, layer_output
+from initdiag.nn.stacks import StackSpec, branch, layer_output
 
 DEFAULT_TOL = 0.05
 DEFAULT_MAX_ITER = 10

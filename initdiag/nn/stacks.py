@@ -26,10 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from initdiag._types import PRNGKey, check_bool, check_float, check_int, check_one_of
-from initdiag.activations import Activation, activation as resolve_activation
-from initdiag.initializers import AnyInitializer, initializer as resolve_initializer
-from initdiag.initializers import INDEXED_FORMS, sample_form, sample_indexed, weight_form
+from initdiag.base import PRNGKey, check_bool, check_float, check_int, check_one_of
+from initdiag.nn.activations import Activation, activation as resolve_activation
+from initdiag.nn.initializers import AnyInitializer, initializer as resolve_initializer
+from initdiag.nn.initializers import INDEXED_FORMS, sample_form, sample_indexed, weight_form
 
 NORMS = (None, "batchnorm", "layernorm")
 INPUTS = ("normal", "uniform")
@@ -160,7 +160,7 @@ def init_segment(key_w: PRNGKey, key_b: PRNGKey, seg: Segment, init: AnyInitiali
 
     Named initializers (all but LSUV) are drawn by one compiled function per segment shape and
     bias initializer that selects the form at run time
-    (:func:`initdiag.initializers.sample_indexed`); callables are compiled per object.
+    (:func:`initdiag.nn.initializers.sample_indexed`); callables are compiled per object.
     """
     form, value = weight_form(init, seg.fan_in, seg.fan_out)
     if form in INDEXED_FORMS:
