@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 
 from initdiag.nn.activations import Activation as Activation
 from initdiag.nn.activations import activation as activation
+from initdiag.config import ProbeConfig as ProbeConfig
 from initdiag.analysis.diagnosis import Thresholds as Thresholds
 from initdiag.analysis.diagnosis import Verdict as Verdict
 from initdiag.analysis.diagnosis import diagnose as diagnose
@@ -14,6 +15,7 @@ from initdiag.nn.initializers import STANDARD_INITIALIZERS as STANDARD_INITIALIZ
 from initdiag.nn.initializers import initializer as initializer
 from initdiag.probe import DEFAULT_SWEEP as DEFAULT_SWEEP
 from initdiag.probe import probe as probe
+from initdiag.probe import probe_config as probe_config
 from initdiag.probe import probe_params as probe_params
 from initdiag.probe import sweep as sweep
 from initdiag.regression import BaselineError as BaselineError

@@ -37,14 +37,14 @@ from initdiag.engine import memory
 
 from initdiag.engine import stats
 from initdiag.engine.threads import single_threaded_blas
-from initdiag.base import check_bool, check_float, check_int, check_one_of
+from initdiag.base import check_one_of
+from initdiag.config import DEFAULTS, FIELD_NAMES, ProbeConfig
 from initdiag.nn.activations import activation as resolve_activation
 from initdiag.nn.initializers import initializer as resolve_initializer
 from initdiag.nn.initializers import STANDARD_INITIALIZERS
 from initdiag.results import ProbeResult, SweepResult
 from initdiag.nn.stacks import StackSpec, init_stack, make_input, make_spec, split_seed
 
-DEFAULT_HIST_BINS = 50
 #: Fixed bins of log10 |dL/dh| for grad_hist: 1e-45 .. 1e5.
 GRAD_HIST_RANGE = (-45.0, 5.0)
 #: Fixed bins of the activation output for act_hist when phi is unbounded.
@@ -89,27 +89,7 @@ def _act_range(spec: StackSpec) -> tuple[float, float]:
     return ACT_HIST_RANGE
 
 
-def _check_threshold(t: float) -> float:
-    t = check_float("saturation_threshold", t)
-    if not 0.0 < t < 1.0:
-        raise ValueError(f"saturation_threshold must be in (0, 1); got {t}")
-    return t
-
-
-def _config(spec: StackSpec, batch: int, loss: str, input_kind: str,
-            threshold: float) -> dict[str, Any]:
-    widths = list(spec.widths)
-    return {
-        "activation": spec.activation.label, "init": spec.init.label,
-        "bias_init": spec.bias_init.label, "depth": spec.depth,
-        "width": widths[0] if len(set(widths)) == 1 else widths,
-        "input_width": spec.input_width, "batch": int(batch), "use_bias": spec.use_bias,
-        "norm": spec.norm, "residual": spec.residual, "input": input_kind, "loss": loss,
-        "saturation_threshold": threshold, "dtype": "float32",
-    }
-
-
-def _to_result(raw: dict[str, Any], config: dict[str, Any], seed: int, histograms: bool,
+def _to_result(raw: dict[str, Any], config: ProbeConfig, seed: int, histograms: bool,
                act_edges, grad_edges, timing: dict[str, float]) -> ProbeResult:
     raw = jax.device_get(raw)
     values: dict[str, np.ndarray] = {}
@@ -146,7 +126,7 @@ class Job:
     readout: jax.Array
     act_edges: jax.Array
     grad_edges: jax.Array
-    config: dict[str, Any]
+    config: ProbeConfig
     seed: int
     meta: dict[str, Any]
     weight_norms: Any = None  # scan.weight_norms(params) for stored weights
@@ -156,17 +136,16 @@ class Job:
         return (self.params, self.keys, self.x0, self.readout, self.act_edges, self.grad_edges)
 
 
-def _job(spec: StackSpec, params, x0, readout, *, loss: str, threshold: float, histograms: bool,
-         hist_bins: int, remat: int, config: dict[str, Any], seed: int, keys: tuple = (),
-         generate: scan.Generate | None = None, meta: dict[str, Any] | None = None,
-         norms: Any = None) -> Job:
+def _job(spec: StackSpec, config: ProbeConfig, params, x0, readout, *, remat: int, seed: int,
+         keys: tuple = (), generate: scan.Generate | None = None,
+         meta: dict[str, Any] | None = None, norms: Any = None) -> Job:
     static = scan.Static(activation=spec.activation, norm=spec.norm, residual=spec.residual,
-                           loss=loss, saturation_threshold=threshold, histograms=bool(histograms),
-                           remat=remat, generate=generate)
+                         loss=config.loss, saturation_threshold=config.saturation_threshold,
+                         histograms=config.histograms, remat=remat, generate=generate)
     if generate is None and norms is None:
         norms = scan.weight_norms(params)
-    return Job(static, params, keys, x0, readout, _edges(*_act_range(spec), hist_bins),
-               _edges(*GRAD_HIST_RANGE, hist_bins), config, seed, dict(meta or {}), norms)
+    return Job(static, params, keys, x0, readout, _edges(*_act_range(spec), config.hist_bins),
+               _edges(*GRAD_HIST_RANGE, config.hist_bins), config, seed, dict(meta or {}), norms)
 
 
 def finish(job: Job, raw: dict[str, Any], run_s: float) -> ProbeResult:
@@ -192,17 +171,24 @@ def run_job(job: Job) -> ProbeResult:
     return finish(job, raw, time.perf_counter() - t0)
 
 
-def probe(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
-          width: int | Sequence[int] = 256, batch: int | None = None, seed: int = 0,
-          bias_init: Any = "zeros", *, input_width: int | None = None, use_bias: bool = True,
-          norm: str | None = None, residual: float | None = None, input: Any = "normal",
-          loss: str = "projection", saturation_threshold: float = 0.99,
-          histograms: bool = False, hist_bins: int = DEFAULT_HIST_BINS,
+_D = DEFAULTS
+
+
+def probe(activation: Any = _D["activation"], init: Any = _D["init"], depth: int = _D["depth"],
+          width: int | Sequence[int] = _D["width"], batch: int | None = _D["batch"],
+          seed: int = 0, bias_init: Any = _D["bias_init"], *,
+          input_width: int | None = _D["input_width"], use_bias: bool = _D["use_bias"],
+          norm: str | None = _D["norm"], residual: float | None = _D["residual"],
+          input: Any = _D["input"], loss: str = _D["loss"],
+          saturation_threshold: float = _D["saturation_threshold"],
+          histograms: bool = _D["histograms"], hist_bins: int = _D["hist_bins"],
           remat: int | bool | None = None, draw_weights: str = "auto",
           memory_budget: int | None = None) -> ProbeResult:
     """Probe one stack at initialization and return its per-layer statistics.
 
-    The arguments (all of which :func:`sweep` passes through) are:
+    Every argument but ``seed``, ``remat``, ``draw_weights`` and ``memory_budget`` is a field of
+    :class:`initdiag.ProbeConfig` (defined there, with its default); the result records them all
+    as ``result.config``. :func:`probe_config` takes a ProbeConfig instead.
 
     Args:
       activation: a name (``"tanh"``, ``"leaky_relu(slope=0.2)"``), an Activation or a callable.
@@ -231,47 +217,49 @@ def probe(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
         upfront unless the memory plan says it would not fit.
       memory_budget: bytes the probe may use (default: 80% of the machine's available memory).
         When the estimate of a plan exceeds it, ``"auto"`` options switch to in-scan weights and
-        remat (saying so with a :class:`initdiag.engine.memory.MemoryPlanWarning`); when no plan fits,
-        :class:`MemoryError` names the estimates. See :mod:`initdiag.engine.memory`.
+        remat (saying so with a :class:`initdiag.engine.memory.MemoryPlanWarning`); when no plan
+        fits, :class:`MemoryError` names the estimates. See :mod:`initdiag.engine.memory`.
 
     Returns:
       A ProbeResult; ``result["preact_var"]`` has shape [depth].
     """
-    return run_job(prepare(**locals()))  # every argument, by name
+    config = ProbeConfig(activation=activation, init=init, bias_init=bias_init, depth=depth,
+                         width=width, input_width=input_width, batch=batch, use_bias=use_bias,
+                         norm=norm, residual=residual, input=input, loss=loss,
+                         saturation_threshold=saturation_threshold, histograms=histograms,
+                         hist_bins=hist_bins)
+    return probe_config(config, seed, remat=remat, draw_weights=draw_weights, memory_budget=memory_budget)
 
 
-def prepare(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
-            width: int | Sequence[int] = 256, batch: int | None = None, seed: int = 0,
-            bias_init: Any = "zeros", *, input_width: int | None = None, use_bias: bool = True,
-            norm: str | None = None, residual: float | None = None, input: Any = "normal",
-            loss: str = "projection", saturation_threshold: float = 0.99,
-            histograms: bool = False, hist_bins: int = DEFAULT_HIST_BINS,
-            remat: int | bool | None = None, draw_weights: str = "auto",
-            memory_budget: int | None = None, weights_cache: dict | None = None) -> Job:
-    """Validate :func:`probe`'s arguments, draw the weights and build the :class:`Job`.
+def probe_config(config: ProbeConfig, seed: int = 0, *, remat: int | bool | None = None,
+        draw_weights: str = "auto", memory_budget: int | None = None) -> ProbeResult:
+    """Probe the stack ``config`` describes (:func:`probe`'s other arguments as there)."""
+    return run_job(prepare(config, seed, remat=remat, draw_weights=draw_weights,
+                           memory_budget=memory_budget))
+
+
+def prepare(config: ProbeConfig, seed: int = 0, *, remat: int | bool | None = None,
+            draw_weights: str = "auto", memory_budget: int | None = None,
+            weights_cache: dict | None = None) -> Job:
+    """Validate ``config``, draw the weights and build the :class:`Job` (see :func:`probe`).
 
     ``weights_cache``: a dict that keeps the last drawn weights (and their norms) by what they
     depend on (seed, initializers, layer shapes), so that probes differing only in activation or
     options reuse them bit for bit (:func:`sweep` passes one).
     """
-    check_one_of("loss", loss, scan.LOSSES)
-    threshold = _check_threshold(saturation_threshold)
-    histograms = check_bool("histograms", histograms)
-    hist_bins = check_int("hist_bins", hist_bins)
-    spec = make_spec(activation=activation, init=init, depth=depth, width=width,
-                     input_width=input_width, bias_init=bias_init, use_bias=use_bias, norm=norm,
-                     residual=residual)
+    config = config.validated()
+    spec = stack_spec(config)
     keys = split_seed(seed)
-    if isinstance(input, str):
-        batch = check_int("batch", 256 if batch is None else batch)
-        x0 = make_input(keys["input"], batch, spec.input_width, input)
-        input_kind = input
+    if isinstance(config.input, str):
+        batch = 256 if config.batch is None else config.batch
+        x0 = make_input(keys["input"], batch, spec.input_width, config.input)
+        input_kind = config.input
     else:
-        x0 = jnp.asarray(input, jnp.float32)
+        x0 = jnp.asarray(config.input, jnp.float32)
         if x0.ndim != 2 or x0.shape[1] != spec.input_width:
             raise ValueError(f"input must have shape [batch, {spec.input_width}]; got {x0.shape}")
-        if batch is not None and batch != x0.shape[0]:
-            raise ValueError(f"batch={batch} disagrees with the input's {x0.shape[0]} rows")
+        if config.batch is not None and config.batch != x0.shape[0]:
+            raise ValueError(f"batch={config.batch} disagrees with the input's {x0.shape[0]} rows")
         input_kind = "array"
     batch = int(x0.shape[0])
     readout = jax.random.normal(keys["readout"], (batch, spec.widths[-1]), jnp.float32)
@@ -282,12 +270,11 @@ def prepare(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
                              "(draw_weights='in_scan'); use draw_weights='upfront' or 'auto'")
         draw_weights = "upfront"
     mem = memory.plan(spec, batch, remat=remat, draw_weights=draw_weights, budget=memory_budget)
-    rm = mem.remat
     t0 = time.perf_counter()
     generate = None
     if mem.draw_in_scan:
         generate = scan.Generate(spec.init, spec.bias_init, spec.use_bias,
-                                   tuple((s.fan_in, s.fan_out) for s in spec.segments()))
+                                 tuple((s.fan_in, s.fan_out) for s in spec.segments()))
         params = tuple(jnp.arange(s.start, s.start + s.count) for s in spec.segments())
     wkey = None if mem.draw_in_scan else _weights_key(seed, spec)
     cached = weights_cache.get(wkey) if weights_cache is not None and wkey is not None else None
@@ -304,10 +291,8 @@ def prepare(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
                 params = lsuv.rescale(params, x0, spec)
             jax.block_until_ready(params)
     init_s = time.perf_counter() - t0
-    config = _config(spec, batch, loss, input_kind, threshold)
-    job = _job(spec, params, x0, readout, loss=loss, threshold=threshold, histograms=histograms,
-               hist_bins=hist_bins, remat=rm, config=config,
-               seed=seed if isinstance(seed, (int, np.integer)) else -1,
+    job = _job(spec, recorded(config, spec, batch=batch, input=input_kind), params, x0, readout,
+               remat=mem.remat, seed=seed if isinstance(seed, (int, np.integer)) else -1,
                keys=(keys["weights"], keys["biases"]), generate=generate, norms=norms,
                meta={"timing": {"init_s": init_s, "weights_reused": cached is not None},
                      "memory": mem.to_dict()})
@@ -315,6 +300,26 @@ def prepare(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
         # one set is kept: sweep orders its probes so that those sharing weights are adjacent
         weights_cache[wkey] = (job.params, job.weight_norms)
     return job
+
+
+def stack_spec(config: ProbeConfig) -> StackSpec:
+    """The :class:`StackSpec` of ``config``'s stack fields (validated by make_spec)."""
+    return make_spec(activation=config.activation, init=config.init, depth=config.depth,
+                     width=config.width, input_width=config.input_width,
+                     bias_init=config.bias_init, use_bias=config.use_bias, norm=config.norm,
+                     residual=config.residual)
+
+
+def recorded(config: ProbeConfig, spec: StackSpec, **values: Any) -> ProbeConfig:
+    """What a result records of ``config``: labels for objects, the resolved widths (one number
+    when every layer has it) and input width, and ``values`` (batch, input)."""
+    widths = list(spec.widths)
+    stack = dict(activation=spec.activation.label, init=spec.init.label,
+                 bias_init=spec.bias_init.label, depth=spec.depth,
+                 width=widths[0] if len(set(widths)) == 1 else widths,
+                 input_width=spec.input_width, use_bias=spec.use_bias, norm=spec.norm,
+                 residual=spec.residual)
+    return config.resolved(**{**stack, **values})
 
 
 def _weights_key(seed: Any, spec: StackSpec) -> tuple | None:
@@ -326,10 +331,11 @@ def _weights_key(seed: Any, spec: StackSpec) -> tuple | None:
 
 
 def probe_params(weights: Sequence[Any], biases: Sequence[Any] | None, x: Any, activation: Any,
-                 loss: str = "projection", *, readout: Any = None, seed: int = 0,
-                 norm: str | None = None, residual: float | None = None,
-                 saturation_threshold: float = 0.99, histograms: bool = False,
-                 hist_bins: int = DEFAULT_HIST_BINS) -> ProbeResult:
+                 loss: str = _D["loss"], *, readout: Any = None, seed: int = 0,
+                 norm: str | None = _D["norm"], residual: float | None = _D["residual"],
+                 saturation_threshold: float = _D["saturation_threshold"],
+                 histograms: bool = _D["histograms"],
+                 hist_bins: int = _D["hist_bins"]) -> ProbeResult:
     """The same statistics for explicitly given weights, biases and input.
 
     Args:
@@ -341,12 +347,14 @@ def probe_params(weights: Sequence[Any], biases: Sequence[Any] | None, x: Any, a
       loss: ``"projection"`` or ``"half_mse"``.
       readout: the projection g (``[B, n_L]``); drawn from ``seed`` when None.
       seed: seeds the readout only.
+      norm, residual, saturation_threshold, histograms, hist_bins: as in :func:`probe`.
 
     Returns:
-      A ProbeResult whose config records ``init="given"``.
+      A ProbeResult whose config records ``init="given"``, ``input="array"``.
     """
-    check_one_of("loss", loss, scan.LOSSES)
-    threshold = _check_threshold(saturation_threshold)
+    config = ProbeConfig(activation=activation, loss=loss, norm=norm, residual=residual,
+                         saturation_threshold=saturation_threshold, histograms=histograms,
+                         hist_bins=hist_bins).validated()
     ws = [jnp.asarray(w, jnp.float32) for w in weights]
     if not ws:
         raise ValueError("weights is empty")
@@ -360,27 +368,29 @@ def probe_params(weights: Sequence[Any], biases: Sequence[Any] | None, x: Any, a
         if w.ndim != 2 or w.shape[0] != fan_in or b.shape != (w.shape[1],):
             raise ValueError(f"layer {i}: weight {w.shape} / bias {b.shape} do not fit fan_in "
                              f"{fan_in} (weights are [fan_in, fan_out])")
-    spec = make_spec(activation=activation, init="zeros", depth=len(ws),
-                     width=[int(w.shape[1]) for w in ws], input_width=int(x0.shape[1]), norm=norm,
-                     residual=residual, use_bias=biases is not None)
+    spec = stack_spec(dataclasses.replace(
+        config, init="zeros", depth=len(ws), width=[int(w.shape[1]) for w in ws],
+        input_width=int(x0.shape[1]), use_bias=biases is not None))
     params = tuple((jnp.stack(ws[s.start:s.start + s.count]), jnp.stack(bs[s.start:s.start + s.count]))
                    for s in spec.segments())
     batch = int(x0.shape[0])
     if readout is None:
         readout = jax.random.normal(split_seed(seed)["readout"], (batch, spec.widths[-1]), jnp.float32)
     readout = jnp.asarray(readout, jnp.float32)
-    config = _config(spec, batch, loss, "array", threshold)
-    config.update(init="given", bias_init="given" if biases is not None else "none")
-    return run_job(_job(spec, params, x0, readout, loss=loss, threshold=threshold,
-                        histograms=histograms, hist_bins=hist_bins, remat=0, config=config,
-                        seed=seed))
+    config = recorded(config, spec, batch=batch, input="array", init="given",
+                      bias_init="given" if biases is not None else "none")
+    return run_job(_job(spec, config, params, x0, readout, remat=0, seed=seed))
+
+
+#: Keyword options of :func:`probe` that say how to run, not what to probe.
+RUN_OPTIONS = ("remat", "draw_weights", "memory_budget")
 
 
 def sweep(activations: Sequence[Any] = DEFAULT_SWEEP["activations"],
           inits: Sequence[Any] = DEFAULT_SWEEP["inits"], depths: Sequence[int] = (50,),
           widths: Sequence[Any] = (256,), seeds: Sequence[int] = (0,), batch: int = 256,
           progress: Callable[[int, int, ProbeResult], None] | None = None,
-          devices: Any = None, **stack_options: Any) -> SweepResult:
+          devices: Any = None, **options: Any) -> SweepResult:
     """Probe every combination of activations x depths x widths x inits x seeds.
 
     Args:
@@ -388,10 +398,11 @@ def sweep(activations: Sequence[Any] = DEFAULT_SWEEP["activations"],
       batch: batch size of every probe.
       progress: called as ``progress(done, total, result)`` after each probe.
       devices: None uses every device when there is more than one (one probe per device at a
-        time, see :mod:`initdiag.engine.sharding`) and runs probes one by one on a single device; a list
-        of devices uses those; 1 forces one device. Numbers do not depend on it.
-      **stack_options: :func:`probe`'s keyword options (bias_init, norm, residual, loss,
-        histograms, remat, ...).
+        time, see :mod:`initdiag.engine.sharding`) and runs probes one by one on a single
+        device; a list of devices uses those; 1 forces one device. Numbers do not depend on it.
+      **options: the other fields of :class:`initdiag.ProbeConfig` (bias_init, norm, residual,
+        loss, histograms, ...) and :data:`RUN_OPTIONS` (remat, draw_weights, memory_budget),
+        as in :func:`probe`.
 
     Returns:
       A SweepResult in the nesting order activation, depth, width, init, seed. On
@@ -404,11 +415,19 @@ def sweep(activations: Sequence[Any] = DEFAULT_SWEEP["activations"],
             raise TypeError(f"{name} must be a list; got {seq!r} (wrap one value in a list)")
         if len(list(seq)) == 0:
             raise ValueError(f"{name} is empty")
+    axes = {"activation", "init", "depth", "width", "batch"}
+    fields = [f for f in FIELD_NAMES if f not in axes]
+    unknown = [k for k in options if k not in fields and k not in RUN_OPTIONS]
+    if unknown:
+        raise TypeError(f"sweep() got unknown option(s) {', '.join(map(repr, unknown))}; valid "
+                        f"options: {', '.join([*fields, *RUN_OPTIONS])}")
+    run_options = {k: options.pop(k) for k in RUN_OPTIONS if k in options}
     for a in activations:  # fail fast on bad names, before any work
         resolve_activation(a)
     for i in inits:
         resolve_initializer(i)
-    combos = [dict(activation=a, init=i, depth=d, width=w, batch=batch, seed=s, **stack_options)
+    base = ProbeConfig(batch=batch, **options)
+    combos = [(dataclasses.replace(base, activation=a, init=i, depth=d, width=w), s)
               for a in activations for d in depths for w in widths for i in inits for s in seeds]
     results: list[ProbeResult | None] = [None] * len(combos)
 
@@ -426,10 +445,11 @@ def sweep(activations: Sequence[Any] = DEFAULT_SWEEP["activations"],
             n_act = len(activations)
             for n in sorted(range(len(combos)), key=lambda n: (n % (len(combos) // n_act),
                                                                 n // (len(combos) // n_act))):
-                record(n, run_job(prepare(**combos[n], weights_cache=cache)))
+                record(n, run_job(prepare(*combos[n], **run_options, weights_cache=cache)))
         else:
             from initdiag.engine import sharding
-            sharding.run_sharded([functools.partial(prepare, **kw) for kw in combos], finish,
+            sharding.run_sharded([functools.partial(prepare, c, s, **run_options)
+                                  for c, s in combos], finish,
                                  devices=mesh_devices, on_result=record)
     except KeyboardInterrupt as e:
         e.partial = SweepResult([r for r in results if r is not None])  # type: ignore[attr-defined]

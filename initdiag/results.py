@@ -1,6 +1,7 @@
 """Probe results: numpy arrays per metric, lossless JSON, tidy DataFrames.
 
-This module is a leaf: it imports numpy (and pandas lazily), never jax or the probe engine.
+It imports numpy (pandas lazily), the configuration schema and file helpers; never the probe
+engine, the analyses or the theory.
 
 JSON layout (``schema_version`` 1)::
 
@@ -10,9 +11,9 @@ JSON layout (``schema_version`` 1)::
                   "histograms": {"act_hist": [[...], ...], "act_edges": [...], ...},
                   "scalars": {"loss": ...}, "meta": {"environment": {...}, "timing": {...}}}]}
 
-Floats are written with Python's shortest round-trip repr, so float64 values load back bit for
-bit; NaN, Infinity and -Infinity are written as the strings "NaN", "Infinity", "-Infinity" so
-the file stays strict JSON.
+Numbers are written as :mod:`initdiag.jsonvalues` says (float64 values load back bit for bit;
+NaN and infinities as strings, so the file stays strict JSON); the config as
+:class:`initdiag.ProbeConfig` writes it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
+from initdiag.config import FRAME_CONFIG_COLUMNS, ProbeConfig
 from initdiag.fileio import atomic_write_text
+from initdiag.jsonvalues import decode_scalar, encode, float_array
 
 SCHEMA = "initdiag.results"
 SCHEMA_VERSION = 1
@@ -68,39 +71,7 @@ HISTOGRAMS: dict[str, str] = {
 #: the config (``width`` is the layer's output width n_l, ``input_width`` n_0, ``norm`` "none"
 #: without normalization, ``residual`` NaN for a plain stack), the seed, the layer l = 1..L, the
 #: metric name (:data:`METRICS`) and its value.
-FRAME_COLUMNS = ("activation", "init", "bias_init", "depth", "width", "input_width", "batch",
-                 "use_bias", "norm", "residual", "input", "loss", "saturation_threshold", "seed",
-                 "layer", "metric", "value")
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        if math.isnan(v):
-            return "NaN"
-        if math.isinf(v):
-            return "Infinity" if v > 0 else "-Infinity"
-        return v
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, np.ndarray):
-        return [_encode(v) for v in value.tolist()]
-    if isinstance(value, Mapping):
-        return {str(k): _encode(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_encode(v) for v in value]
-    return value
-
-
-_SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-
-def _float_array(values: Iterable[Any]) -> np.ndarray:
-    return np.array([_SPECIAL[v] if isinstance(v, str) else v for v in values], dtype=np.float64)
-
-
-def _decode_scalar(v: Any) -> Any:
-    return _SPECIAL.get(v, v) if isinstance(v, str) else v
+FRAME_COLUMNS = (*FRAME_CONFIG_COLUMNS, "seed", "layer", "metric", "value")
 
 
 def _arrays_equal(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> bool:
@@ -114,15 +85,19 @@ class ProbeResult:
     """The statistics of one configuration and one seed.
 
     ``result["preact_var"]`` is a float64 array of shape [depth]; ``result.metrics`` lists the
-    metric names (definitions in :data:`METRICS`); ``result.config`` is the full configuration.
+    metric names (definitions in :data:`METRICS`); ``result.config`` is the full configuration,
+    a :class:`initdiag.ProbeConfig` (a dict given here is read as one).
     """
 
-    config: dict[str, Any]
+    config: ProbeConfig
     seed: int
     values: dict[str, np.ndarray]
     histograms: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     scalars: dict[str, float] = dataclasses.field(default_factory=dict)
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "config", ProbeConfig.from_dict(self.config))
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -135,8 +110,7 @@ class ProbeResult:
     @property
     def label(self) -> str:
         """``activation / init`` plus whatever else distinguishes the config, for legends."""
-        c = self.config
-        return f"{c['activation']} / {c['init']}"
+        return f"{self.config.get('activation')} / {self.config.get('init')}"
 
     def __getitem__(self, metric: str) -> np.ndarray:
         try:
@@ -150,12 +124,12 @@ class ProbeResult:
         return (self.config == other.config and self.seed == other.seed
                 and _arrays_equal(self.values, other.values)
                 and _arrays_equal(self.histograms, other.histograms)
-                and _encode(self.scalars) == _encode(other.scalars) and self.meta == other.meta)
+                and encode(self.scalars) == encode(other.scalars) and self.meta == other.meta)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"config": _encode(self.config), "seed": int(self.seed),
-                "metrics": _encode(self.values), "histograms": _encode(self.histograms),
-                "scalars": _encode(self.scalars), "meta": _encode(self.meta)}
+        return {"config": encode(self.config.to_dict()), "seed": int(self.seed),
+                "metrics": encode(self.values), "histograms": encode(self.histograms),
+                "scalars": encode(self.scalars), "meta": encode(self.meta)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ProbeResult":
@@ -163,10 +137,10 @@ class ProbeResult:
         for k, v in d.get("histograms", {}).items():
             arr = np.array(v)
             hists[k] = arr.astype(np.float64) if k.endswith("_edges") else arr.astype(np.int64)
-        return cls(config=dict(d["config"]), seed=int(d["seed"]),
-                   values={k: _float_array(v) for k, v in d["metrics"].items()},
+        return cls(config=ProbeConfig.from_dict(d["config"]), seed=int(d["seed"]),
+                   values={k: float_array(v) for k, v in d["metrics"].items()},
                    histograms=hists,
-                   scalars={k: _decode_scalar(v) for k, v in d.get("scalars", {}).items()},
+                   scalars={k: decode_scalar(v) for k, v in d.get("scalars", {}).items()},
                    meta=dict(d.get("meta", {})))
 
     def to_json(self, path: str | os.PathLike) -> Path:
@@ -174,29 +148,6 @@ class ProbeResult:
 
     def to_frame(self):
         return SweepResult([self]).to_frame()
-
-    # -- mean-field theory beside this result (initdiag.theory, imported here only: the module
-    #    stays importable without jax) ------------------------------------------------------
-    def prediction(self, band: bool = True):
-        """The mean-field prediction for this configuration (:func:`initdiag.theory.predict_result`).
-
-        Raises:
-          initdiag.theory.NotApplicable: where the theory does not describe the stack (the reason).
-        """
-        from initdiag import theory
-        return theory.predict_result(self, band=band)
-
-    def theory_deviation(self):
-        """Per-layer prediction and measured / predicted - 1 for every metric the theory predicts
-        (:func:`initdiag.theory.compare`; its ``reason`` says why when the theory does not apply)."""
-        from initdiag import theory
-        return theory.compare(self)
-
-    def theory_frame(self):
-        """:meth:`to_frame`'s rows for the predicted metrics with ``theory``, ``abs_dev``,
-        ``rel_dev`` and ``note`` columns (:func:`initdiag.theory.compare_frame`)."""
-        from initdiag import theory
-        return theory.compare_frame(self)
 
 
 class SweepResult:
@@ -245,38 +196,19 @@ class SweepResult:
         return pd.concat(frames, ignore_index=True)[list(FRAME_COLUMNS)]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "sweep", "meta": _encode(self.meta),
+        return {"kind": "sweep", "meta": encode(self.meta),
                 "results": [r.to_dict() for r in self.results]}
 
     def to_json(self, path: str | os.PathLike) -> Path:
         return _write(self.to_dict(), path)
 
-    # -- mean-field theory beside the results (initdiag.theory, imported here only) -----------
-    def theory_deviation(self) -> list:
-        """:meth:`ProbeResult.theory_deviation` of every result, in order."""
-        from initdiag import theory
-        return theory.compare(self)
-
-    def theory_frame(self):
-        """:meth:`ProbeResult.theory_frame` of every result, concatenated."""
-        from initdiag import theory
-        return theory.compare_frame(self)
-
 
 def config_columns(config: Mapping[str, Any], seed: int) -> dict[str, Any]:
-    """The columns of :data:`FRAME_COLUMNS` before ``metric`` for one result: its config (per
-    layer where it varies: ``width``), ``seed`` and ``layer`` = 1..L."""
-    c = config
-    depth = int(c["depth"])
-    widths = c["width"] if isinstance(c["width"], list) else [c["width"]] * depth
-    return {"activation": c["activation"], "init": c["init"], "bias_init": c.get("bias_init"),
-            "depth": depth, "width": widths, "input_width": c.get("input_width", widths[0]),
-            "batch": c.get("batch"), "use_bias": c.get("use_bias", True),
-            "norm": c.get("norm") or "none",
-            "residual": np.nan if c.get("residual") is None else c["residual"],
-            "input": c.get("input", "normal"), "loss": c.get("loss"),
-            "saturation_threshold": c.get("saturation_threshold", np.nan),
-            "seed": int(seed), "layer": np.arange(1, depth + 1)}
+    """The columns of :data:`FRAME_COLUMNS` before ``metric`` for one result: its config
+    (:meth:`initdiag.ProbeConfig.columns`; per layer where it varies: ``width``), ``seed`` and
+    ``layer`` = 1..L."""
+    config = ProbeConfig.from_dict(config)
+    return {**config.columns(), "seed": int(seed), "layer": np.arange(1, int(config.depth) + 1)}
 
 
 def _write(body: dict[str, Any], path: str | os.PathLike) -> Path:

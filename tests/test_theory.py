@@ -415,22 +415,22 @@ def test_deviation_against_a_hand_computation():
     np.testing.assert_allclose(c.abs_dev["preact_mean"], [0.01, -0.02, 0.0])
     assert np.all(np.isnan(c["saturation"])) and "not defined for relu" in c.notes["saturation"]
     assert "preact_var" not in c.notes
-    f = hand.theory_frame()
+    f = theory.compare_frame(hand)
     row = f[(f.metric == "preact_var") & (f.layer == 2)].iloc[0]
     assert row.value == 0.45 and row.theory == pytest.approx(0.5, rel=1e-12)
     assert row.rel_dev == pytest.approx(-0.1, rel=1e-12)
     assert set(f.metric) == set(theory.COMPARED) and len(f) == 3 * len(theory.COMPARED)
-    assert hand.theory_deviation().predicted.keys() == c.predicted.keys()
-    np.testing.assert_allclose(hand.prediction(band=False)["preact_var"], q, rtol=1e-12)
+    assert theory.compare(hand).predicted.keys() == c.predicted.keys()
+    np.testing.assert_allclose(theory.predict_result(hand, band=False)["preact_var"], q, rtol=1e-12)
 
 
 def test_deviation_where_theory_does_not_apply_says_why():
     s = initdiag.sweep(["tanh"], ["he_normal"], depths=[3], widths=[16], batch=8, norm="layernorm")
-    c = s.theory_deviation()[0]
+    c = theory.compare(s)[0]
     assert not c.applicable and "normalization is not modelled" in c.reason
     assert all(np.all(np.isnan(v)) for v in c.rel_dev.values())
-    f = s.theory_frame()
+    f = theory.compare_frame(s)
     assert f.theory.isna().all() and f.note.str.contains("normalization is not modelled").all()
     np.testing.assert_array_equal(f[f.metric == "act_var"].value, s[0]["act_var"])
     with pytest.raises(theory.NotApplicable, match="normalization"):
-        s[0].prediction()
+        theory.predict_result(s[0])

@@ -57,7 +57,8 @@ import numpy as np
 
 from initdiag.nn.spec import parse_spec
 from initdiag.base import unknown_choice_message
-from initdiag.results import ProbeResult, SweepResult, _encode
+from initdiag.jsonvalues import encode
+from initdiag.results import ProbeResult, SweepResult
 
 #: Primary-verdict priority, highest first.
 PRIORITY = ("symmetric", "dead", "saturation", "exploding", "vanishing", "collapse")
@@ -159,7 +160,7 @@ class Verdict:
         d["seeds"] = list(self.seeds)
         d["findings"] = [f.to_dict() for f in self.findings]
         d["text"] = str(self)
-        return _encode(d)
+        return encode(d)
 
 
 def _pow10(x: float) -> float:
@@ -268,11 +269,8 @@ def _sigmoid_hint(config: dict) -> str:
     if edge is None:
         return f"sigmoid's slope is at most 1/4: {_alternatives(config)}"
     w, b = edge
-    t = float(config.get("saturation_threshold", 0.99))
     q = theory.fixed_point("sigmoid", w, b)
-    from initdiag.nn.activations import activation
-    act = activation("sigmoid")
-    sat = float(theory.gaussian(act).probability([q], lambda a: act.saturated(a, t))[0])
+    sat, t = theory.saturation_at("sigmoid", q, config)
     return (f"sigmoid's slope is at most 1/4, so at ~1/fan_in weight variance the gradient "
             f"shrinks every layer; mean field puts the edge of chaos at sigma_w^2 = {w:.3g} with "
             f"sigma_b^2 = {b:.3g} (init='variance_scaling(scale={w:.4g}, mode=fan_in, "
@@ -554,5 +552,5 @@ def diagnose(result: ProbeResult | SweepResult | Iterable[ProbeResult],
     for r in result:
         if not isinstance(r, ProbeResult):
             raise TypeError(f"diagnose takes ProbeResults; got an item of type {type(r).__name__}")
-        groups.setdefault(json.dumps(_encode(r.config), sort_keys=True), []).append(r)
+        groups.setdefault(json.dumps(encode(r.config), sort_keys=True), []).append(r)
     return [_diagnose(_pool(rs), rs[0].config, tuple(r.seed for r in rs), t) for rs in groups.values()]

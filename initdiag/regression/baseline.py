@@ -18,7 +18,7 @@ diff). Floats are shortest round-trip reprs, NaN/Infinity are the strings "NaN",
 "-Infinity" (as in :mod:`initdiag.results`), so values load back bit for bit.
 
 :func:`load_baseline` checks every field it reads: each config must hold every field a re-run
-needs (:data:`CONFIG_FIELDS`, with its JSON type), seeds are integers and metric values numbers
+needs (:data:`initdiag.config.RERUN_FIELDS`, with its JSON type), seeds are integers and metric values numbers
 (``true`` is not a number), and the message names the file, the field, its value and type.
 :func:`save_baseline` refuses to write a file that this check would refuse.
 """
@@ -30,7 +30,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from initdiag.config import ProbeConfig, shown
 from initdiag.fileio import atomic_write_text
+from initdiag.jsonvalues import SPECIALS
 from initdiag.results import ProbeResult, SweepResult
 
 SCHEMA = "initdiag.baseline"
@@ -121,93 +123,42 @@ def _exists_error(path: Path) -> FileExistsError:
         f"`pytest --initdiag-update` for a baseline of the pytest fixture.")
 
 
-def _shown(value: Any) -> str:
-    """A JSON value as it appears in the file, with its JSON type: ``"6" (a string)``."""
-    kind = ("a boolean" if isinstance(value, bool) else "null" if value is None
-            else "a number" if isinstance(value, (int, float)) else "a string"
-            if isinstance(value, str) else "an array" if isinstance(value, list)
-            else "an object" if isinstance(value, dict) else type(value).__name__)
-    text = json.dumps(value, default=repr)
-    return f"{text if len(text) <= 80 else text[:77] + '...'} ({kind})"
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-_STR = (lambda v: isinstance(v, str), "a string")
-_POS_INT = (lambda v: _is_int(v) and v >= 1, "an integer >= 1")
-_BOOL = (lambda v: isinstance(v, bool), "true or false")
-_NUM = (_is_number, "a number")
-_OPT_STR = (lambda v: v is None or isinstance(v, str), "a string or null")
-_OPT_NUM = (lambda v: v is None or _is_number(v), "a number or null")
-
-#: The config fields a re-run needs (all written by initdiag.probe), with their JSON types. A
-#: missing field would silently take probe's default on a re-run (e.g. width 256) and show up as
-#: drift instead of as a malformed file. "width" (an integer or one per layer) is checked apart.
-CONFIG_FIELDS: dict[str, tuple[Any, str]] = {
-    "activation": _STR, "init": _STR, "bias_init": _STR, "depth": _POS_INT, "width": None,
-    "input_width": _POS_INT, "batch": _POS_INT, "use_bias": _BOOL, "norm": _OPT_STR,
-    "residual": _OPT_NUM, "input": _STR, "loss": _STR, "saturation_threshold": _NUM,
-    "dtype": _STR,
-}
-_WIDTH = "an integer >= 1 or an array of depth integers >= 1"
-_SPECIALS = ("NaN", "Infinity", "-Infinity")
-
-
-def _check_config(where: str, config: Any) -> int:
-    """Check ``config`` (of ``results[i]``); returns its depth. ValueError naming the field."""
-    if not isinstance(config, dict):
-        raise ValueError(f"{where}.config is {_shown(config)}; expected an object")
-    for field, spec in CONFIG_FIELDS.items():
-        if field not in config:
-            expected = _WIDTH if field == "width" else spec[1]
-            raise ValueError(f"{where}.config has no {field!r} (needed to re-run the probe); "
-                             f"expected {expected}")
-        if spec is not None and not spec[0](config[field]):
-            raise ValueError(f"{where}.config[{field!r}] is {_shown(config[field])}; "
-                             f"expected {spec[1]}")
-    depth, width = config["depth"], config["width"]
-    if not (_POS_INT[0](width) or (isinstance(width, list) and len(width) == depth
-                                   and all(_POS_INT[0](w) for w in width))):
-        raise ValueError(f"{where}.config['width'] is {_shown(width)}; expected "
-                         f"{_WIDTH.replace('depth', f'depth ({depth})')}")
-    return depth
 
 
 def _check_metrics(where: str, metrics: Any, depth: int) -> None:
     """Every metric is an array of ``depth`` numbers (or NaN/Infinity strings); no booleans."""
     if not isinstance(metrics, dict):
-        raise ValueError(f"{where}.metrics is {_shown(metrics)}; expected an object")
+        raise ValueError(f"{where}.metrics is {shown(metrics)}; expected an object")
     for name, values in metrics.items():
         if not isinstance(values, list):
-            raise ValueError(f"{where}.metrics[{name!r}] is {_shown(values)}; expected an array "
+            raise ValueError(f"{where}.metrics[{name!r}] is {shown(values)}; expected an array "
                              f"of {depth} numbers (one per layer)")
         if len(values) != depth:
             raise ValueError(f"{where}.metrics[{name!r}] has {len(values)} values; the config's "
                              f"depth is {depth} (one value per layer)")
         for j, v in enumerate(values):
-            if not (_is_number(v) or v in _SPECIALS):
+            if not (_is_number(v) or v in SPECIALS):
                 raise ValueError(f"{where}.metrics[{name!r}][{j}] (layer {j + 1}) is "
-                                 f"{_shown(v)}; expected a number or one of "
-                                 f"{', '.join(json.dumps(x) for x in _SPECIALS)}")
+                                 f"{shown(v)}; expected a number or one of "
+                                 f"{', '.join(json.dumps(x) for x in SPECIALS)}")
 
 
 def _check_entry(i: int, e: Any) -> None:
     """Check ``results[i]``: config (every field a re-run needs), integer seed, metrics."""
     where = f"results[{i}]"
     if not isinstance(e, dict):
-        raise ValueError(f"{where} is {_shown(e)}; expected an object")
+        raise ValueError(f"{where} is {shown(e)}; expected an object")
     for key in ("config", "seed", "metrics"):
         if key not in e:
             raise ValueError(f"{where} has no {key!r}")
-    depth = _check_config(where, e["config"])
-    if not _is_int(e["seed"]):
-        raise ValueError(f"{where}.seed is {_shown(e['seed'])}; expected an integer")
+    if not isinstance(e["config"], dict):
+        raise ValueError(f"{where}.config is {shown(e['config'])}; expected an object")
+    config = ProbeConfig.from_dict(e["config"], strict=True, where=f"{where}.config")
+    depth = config.depth
+    if not (isinstance(e["seed"], int) and not isinstance(e["seed"], bool)):
+        raise ValueError(f"{where}.seed is {shown(e['seed'])}; expected an integer")
     _check_metrics(where, e["metrics"], depth)
 
 
@@ -219,12 +170,12 @@ def check_document(doc: dict[str, Any]) -> None:
         ``results[0].config['depth']``), its value and JSON type, and what is expected.
     """
     if doc.get("kind") not in ("probe", "sweep"):
-        raise ValueError(f"'kind' is {_shown(doc.get('kind'))}; expected \"probe\" or \"sweep\"")
+        raise ValueError(f"'kind' is {shown(doc.get('kind'))}; expected \"probe\" or \"sweep\"")
     if not isinstance(doc.get("environment", {}), dict):
-        raise ValueError(f"'environment' is {_shown(doc['environment'])}; expected an object")
+        raise ValueError(f"'environment' is {shown(doc['environment'])}; expected an object")
     entries = doc.get("results")
     if not isinstance(entries, list) or not entries:
-        raise ValueError(f"'results' is {_shown(entries)}; expected a non-empty array")
+        raise ValueError(f"'results' is {shown(entries)}; expected a non-empty array")
     for i, e in enumerate(entries):
         _check_entry(i, e)
     if doc["kind"] == "probe" and len(entries) != 1:

@@ -21,34 +21,23 @@ import numpy as np
 
 from initdiag.regression import tolerance as tol_mod
 from initdiag.regression.baseline import as_results
-from initdiag.results import ProbeResult, _encode
-
-#: The fields of a config that always show in its label; others show when not at their default.
-_LABEL_DEFAULTS = {"bias_init": "zeros", "use_bias": True, "norm": None, "residual": None,
-                   "input": "normal", "loss": "projection", "saturation_threshold": 0.99}
-
+from initdiag.config import ProbeConfig
+from initdiag.jsonvalues import encode
+from initdiag.results import ProbeResult
 
 class SeedMismatchError(ValueError):
     """The same config was probed with different seeds on the two sides."""
 
 
 def config_label(config: Mapping[str, Any]) -> str:
-    """``"tanh / glorot_normal depth=8 width=16 batch=16"`` plus every non-default option."""
-    c = config
-    parts = [f"{c.get('activation')} / {c.get('init')}"]
-    parts += [f"{k}={c[k]}" for k in ("depth", "width", "batch") if k in c]
-    parts += [f"{k}={c[k]}" for k, d in _LABEL_DEFAULTS.items() if k in c and c[k] != d]
-    return " ".join(parts)
-
-
-def config_key(config: Mapping[str, Any]) -> str:
-    """A hashable key equal for equal config dicts (order of keys does not matter)."""
-    return json.dumps(config, sort_keys=True, default=str)
+    """``"tanh / glorot_normal depth=8 width=16 batch=16"`` plus every non-default option
+    (:meth:`initdiag.ProbeConfig.label`)."""
+    return ProbeConfig.from_dict(config).label()
 
 
 def _num(v: float) -> Any:
     """A float for strict JSON: NaN/Inf as the strings of results files."""
-    return _encode(float(v))
+    return encode(float(v))
 
 
 class Deviation(NamedTuple):
@@ -161,7 +150,7 @@ class Comparison:
 def _index(results: Sequence[ProbeResult], role: str) -> dict[tuple[str, int], ProbeResult]:
     out: dict[tuple[str, int], ProbeResult] = {}
     for r in results:
-        k = (config_key(r.config), int(r.seed))
+        k = (r.config.key(), int(r.seed))
         if k in out:
             raise ValueError(f"{role} holds the same config and seed twice: "
                              f"{config_label(r.config)}, seed {r.seed}")

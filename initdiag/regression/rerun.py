@@ -9,25 +9,21 @@ to :func:`initdiag.probe_params` (``init="given"``) or an explicit input array
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
+from initdiag.config import ProbeConfig
 from initdiag.results import ProbeResult, SweepResult
 
-#: Config fields passed to :func:`initdiag.probe` unchanged.
-_PASSED = ("activation", "init", "bias_init", "depth", "width", "input_width", "batch",
-           "use_bias", "norm", "residual", "input", "loss", "saturation_threshold")
-#: Config fields of the stack options of :func:`initdiag.sweep` (one value per grid).
-_OPTIONS = ("bias_init", "use_bias", "norm", "residual", "input", "loss",
-            "saturation_threshold", "input_width", "remat")
 
-
-def probe_kwargs(config: dict[str, Any]) -> dict[str, Any]:
-    """Keyword arguments of :func:`initdiag.probe` that reproduce ``config`` (seed excluded).
+def probe_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of :func:`initdiag.probe` that reproduce ``config`` (seed excluded):
+    every recorded field of :class:`initdiag.ProbeConfig`.
 
     Raises:
       ValueError: the config cannot be re-run (custom callable, given weights or input, an
-        unknown field); the message names the field and value.
+        unknown field, another dtype); the message names the field and value.
     """
+    config = ProbeConfig.from_dict(config)
     label = f"{config.get('activation')} / {config.get('init')}"
     for field in ("activation", "init", "bias_init"):
         v = config.get(field)
@@ -39,15 +35,9 @@ def probe_kwargs(config: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"{label}: made from given weights or an input array "
                          f"(probe_params / input=array), which a baseline does not store; "
                          f"re-run it from Python and compare with initdiag.compare")
-    unknown = set(config) - set(_PASSED) - {"remat", "dtype"}
-    if unknown:
-        raise ValueError(f"{label}: cannot re-run a config with field(s) "
-                         f"{', '.join(sorted(unknown))} (made by another initdiag version?)")
-    if config.get("dtype", "float32") != "float32":
-        raise ValueError(f"{label}: dtype {config['dtype']!r} is not supported (float32 only)")
-    kw = {k: config[k] for k in _PASSED if k in config}
-    kw["remat"] = config.get("remat") or None
-    return kw
+    if config.dtype != "float32":
+        raise ValueError(f"{label}: dtype {config.dtype!r} is not supported (float32 only)")
+    return {k: v for k, v in config.items() if k != "dtype"}
 
 
 def rerun(results: ProbeResult | SweepResult) -> ProbeResult | SweepResult:
@@ -68,33 +58,30 @@ def _unique(values: list[Any]) -> list[Any]:
     return out
 
 
+#: The sweep axes of :func:`initdiag.sweep`: config field -> the argument listing its values.
+_AXES = {"activation": "activations", "init": "inits", "depth": "depths", "width": "widths"}
+
+
 def sweep_grid(results: ProbeResult | SweepResult) -> dict[str, Any]:
     """The :func:`initdiag.sweep` arguments whose grid holds every config of ``results``.
 
     Used as the base that command-line probe options override. Activations, inits, depths,
-    widths and seeds become lists of their distinct values; the batch and every stack option
-    must be the same for all configs.
+    widths and seeds become lists of their distinct values; every other recorded field (the
+    batch and the stack options) must be the same for all configs.
 
     Raises:
       ValueError: the configs differ in the batch or a stack option, or cannot be re-run.
     """
     rs = [results] if isinstance(results, ProbeResult) else list(results)
-    for r in rs:
-        probe_kwargs(r.config)
-    grid: dict[str, Any] = {
-        "activations": _unique([r.config["activation"] for r in rs]),
-        "inits": _unique([r.config["init"] for r in rs]),
-        "depths": _unique([r.config["depth"] for r in rs]),
-        "widths": _unique([r.config["width"] for r in rs]),
-        "seeds": _unique([r.seed for r in rs]),
-    }
-    for field in ("batch", *_OPTIONS):
-        values = _unique([r.config.get(field) for r in rs])
+    kws = [probe_kwargs(r.config) for r in rs]
+    grid: dict[str, Any] = {arg: _unique([kw[f] for kw in kws]) for f, arg in _AXES.items()}
+    grid["seeds"] = _unique([r.seed for r in rs])
+    for field in dict.fromkeys(k for kw in kws for k in kw if k not in _AXES):
+        values = _unique([kw.get(field) for kw in kws])
         if len(values) != 1:
             raise ValueError(f"the stored configs differ in {field} ({values}); probe options "
                              f"can only be combined with a baseline whose configs share it")
         grid[field] = values[0]
-    grid["remat"] = grid["remat"] or None
-    if all(r.config.get("input_width") == r.config["width"] for r in rs):
-        del grid["input_width"]  # the default (= the width), so --width may change it
+    if all(kw.get("input_width") == kw["width"] for kw in kws):
+        grid.pop("input_width", None)  # the default (= the width), so --width may change it
     return grid

@@ -285,7 +285,7 @@ def build_report(kwargs: dict[str, Any], out: Path, *, title: str | None = None,
     from initdiag.probe import sweep as run_sweep
     from initdiag.report.figures import Context, write_figures
     from initdiag.report.html import render_html
-    from initdiag.results import _encode
+    from initdiag.jsonvalues import encode
 
     t0 = time.perf_counter()
     folder = ReportFolder(out)
@@ -293,7 +293,7 @@ def build_report(kwargs: dict[str, Any], out: Path, *, title: str | None = None,
         sweep = run_sweep(**kwargs, histograms=True, progress=progress)
         t_sweep = time.perf_counter() - t0
         # Plain JSON types, so the file loads back equal to this object.
-        sweep.meta = json.loads(json.dumps(_encode({
+        sweep.meta = json.loads(json.dumps(encode({
             "report": {"title": title, "command": command, "sweep": kwargs,
                        "sweep_s": t_sweep}}), default=str))
         timings = {"sweep (probing, incl. compilation)": t_sweep}

@@ -382,10 +382,6 @@ def _phase_skip(sweep: SweepResult, ctx: Context) -> str | None:
         f" ({'; '.join(reasons)})" if reasons else "")
 
 
-#: Config keys that move an initializer's point on the phase diagram (depth does not).
-PHASE_KEYS = ("width", "input_width", "bias_init", "use_bias")
-
-
 def phase_points(ok: Sequence[tuple[dict, Any]], palette: dict):
     """``(label, sigma_w^2, sigma_b^2)`` per initializer of one activation (from its
     predictions, at the last layer: fan_in = width), one point per distinct position; an
@@ -397,8 +393,9 @@ def phase_points(ok: Sequence[tuple[dict, Any]], palette: dict):
         by_init.setdefault(c["init"], {}).setdefault(xy, c)
     pts, pal = [], {}
     for init, spots in by_init.items():
-        keys = [k for k in style.varying_keys(list(spots.values()), exclude=())
-                if k in PHASE_KEYS] if len(spots) > 1 else []
+        # the settings that differ between the initializer's points (depth moves none)
+        keys = style.varying_keys(list(spots.values()), exclude=("activation", "init", "depth")) \
+            if len(spots) > 1 else []
         for (w, b), c in spots.items():
             label = init + (f" ({style.config_label(c, keys)})" if keys else "")
             pts.append((label, w, b))

@@ -22,18 +22,13 @@ from typing import Any, Mapping, Sequence
 from initdiag.fileio import atomic_write_text
 from initdiag.report.figures import WrittenFigure
 from initdiag.report.summary import fmt, setup_text, verdict_grid
+from initdiag.config import FIELD_NAMES
 from initdiag.results import SweepResult
 
 TEMPLATE = "report.html.j2"
 #: Environment fields shown, in order (from ``result.meta["environment"]``).
 ENVIRONMENT_KEYS = ("initdiag", "jax", "jaxlib", "numpy", "python", "platform", "device",
                     "device_count")
-#: Per-result configuration keys shown in the configuration table.
-CONFIG_KEYS = ("activation", "init", "bias_init", "depth", "width", "input_width", "batch",
-               "use_bias", "norm", "residual", "input", "loss", "saturation_threshold", "remat",
-               "dtype")
-
-
 def _environment():
     import jinja2
 
@@ -49,7 +44,7 @@ def data_uri(png: bytes) -> str:
 
 def _config_rows(sweep: SweepResult) -> list[tuple[str, str]]:
     rows = []
-    for key in CONFIG_KEYS:
+    for key in FIELD_NAMES:  # every field of initdiag.ProbeConfig
         values = list(dict.fromkeys(str(r.config.get(key)) for r in sweep))
         rows.append((key, ", ".join(values)))
     rows.append(("seeds", ", ".join(str(s) for s in dict.fromkeys(r.seed for r in sweep))))
@@ -97,9 +92,8 @@ def _init_rows(sweep: SweepResult) -> list[tuple[str, str]]:
     for r in sweep:
         rows.setdefault(r.config["init"], describe_init(r.config["init"], widths))
     for r in sweep:
-        if r.config.get("use_bias", True):
-            b = r.config.get("bias_init")
-            rows.setdefault(f"bias: {b}", describe_init(b))
+        if r.config.bias is not None:
+            rows.setdefault(f"bias: {r.config.bias}", describe_init(r.config.bias))
     return list(rows.items())
 
 

@@ -20,6 +20,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from initdiag.config import ProbeConfig, varying
 from initdiag.results import ProbeResult, SweepResult
 
 #: Replaces the colorblind palette's light yellow (#ECE133), too faint for lines on white.
@@ -193,44 +194,27 @@ def seed_summary(frame: pd.DataFrame, metric: str, activation: str) -> pd.DataFr
 
 
 def config_key(config: Mapping[str, Any]) -> str:
-    """A hashable identity of a configuration dict (values compared by ``repr``)."""
-    return repr(sorted((str(k), repr(v)) for k, v in config.items()))
+    """The identity of a configuration (:meth:`initdiag.ProbeConfig.key`)."""
+    return ProbeConfig.from_dict(config).key()
 
 
-def configurations(results: Iterable[ProbeResult]) -> list[tuple[dict, list[ProbeResult]]]:
-    """The results grouped by configuration (every config key; seeds pooled), in order of
-    appearance: ``[(config, [results of its seeds]), ...]``."""
-    groups: dict[str, tuple[dict, list[ProbeResult]]] = {}
+def configurations(results: Iterable[ProbeResult]) -> list[tuple[ProbeConfig, list[ProbeResult]]]:
+    """The results grouped by configuration (seeds pooled), in order of appearance:
+    ``[(config, [results of its seeds]), ...]``."""
+    groups: dict[str, tuple[ProbeConfig, list[ProbeResult]]] = {}
     for r in results:
-        groups.setdefault(config_key(r.config), (dict(r.config), []))[1].append(r)
+        groups.setdefault(r.config.key(), (r.config, []))[1].append(r)
     return list(groups.values())
 
 
 def varying_keys(configs: Iterable[Mapping[str, Any]],
                  exclude: Iterable[str] = ("activation", "init")) -> list[str]:
-    """The config keys (besides ``exclude``) whose values differ between ``configs``: those of
-    :data:`VARIANT_COLUMNS` first, then any other; ``input_width`` is left out when ``width``
-    varies too (it follows the width)."""
-    configs = list(configs)
-    exclude = set(exclude)
-    keys = list(dict.fromkeys(k for c in configs for k in c))
-    varying = [k for k in keys if k not in exclude
-               and len({repr(c.get(k)) for c in configs}) > 1]
-    ordered = [k for k in VARIANT_COLUMNS if k in varying]
-    ordered += [k for k in varying if k not in ordered]
-    if "width" in ordered and "input_width" in ordered:
-        ordered.remove("input_width")
-    return ordered
+    """The config fields (besides ``exclude``) whose values differ between ``configs``: those of
+    :data:`VARIANT_COLUMNS` first (:func:`initdiag.config.varying`)."""
+    return varying(configs, exclude=exclude, order=VARIANT_COLUMNS)
 
 
 def config_label(config: Mapping[str, Any], keys: Iterable[str]) -> str:
-    """``"depth 4, width 8"``: the values of ``keys`` in one configuration ('' if none)."""
-    parts = []
-    for k in keys:
-        v = config.get(k)
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            v = "none"
-        elif isinstance(v, (list, tuple)):
-            v = "/".join(map(str, v))
-        parts.append(f"{k.replace('_', ' ')} {v}")
-    return ", ".join(parts)
+    """``"depth 4, width 8"``: the values of ``keys`` in one configuration ('' if none)
+    (:meth:`initdiag.ProbeConfig.values_label`)."""
+    return ProbeConfig.from_dict(config).values_label(keys)

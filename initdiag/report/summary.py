@@ -11,10 +11,7 @@ import dataclasses
 import math
 from typing import Any, Sequence
 
-#: Configuration keys that split columns when they vary between verdicts.
-COLUMN_KEYS = ("depth", "width", "batch", "norm", "residual", "loss", "bias_init", "input",
-               "use_bias")
-
+from initdiag.config import varying as config_varying
 
 @dataclasses.dataclass(frozen=True)
 class Grid:
@@ -23,10 +20,6 @@ class Grid:
     rows: list[str]
     columns: list[str]
     cells: dict[tuple[str, str], Any]
-
-
-def _hashable(v: Any) -> Any:
-    return tuple(v) if isinstance(v, list) else v
 
 
 def column_label(config: dict, varying: Sequence[str]) -> str:
@@ -38,8 +31,8 @@ def column_label(config: dict, varying: Sequence[str]) -> str:
 
 def verdict_grid(verdicts: Sequence[Any]) -> Grid:
     """Arrange verdicts by initializer (rows) and activation (+ varying keys, columns)."""
-    varying = [k for k in COLUMN_KEYS
-               if len({_hashable(v.config.get(k)) for v in verdicts}) > 1]
+    varying = config_varying([v.config for v in verdicts], exclude=("activation", "init"),
+                             order=("depth", "width", "batch"))
     rows, cols, cells = [], [], {}
     for v in verdicts:
         row, col = str(v.config["init"]), column_label(v.config, varying)

@@ -8,11 +8,13 @@ each configuration's prediction (:func:`predictions`) and Jacobian spectrum
 
 from __future__ import annotations
 
+import json
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from initdiag import theory
+from initdiag.config import ProbeConfig
 from initdiag.nn.activations import activation as resolve_activation
 from initdiag.nn.initializers import initializer as resolve_initializer
 
@@ -352,17 +354,13 @@ def _distribution(label: Any, shapes: Sequence[tuple[int, int]], bias: bool = Fa
 def _prediction_key(config: Mapping[str, Any]) -> str:
     """Configurations with equal keys have equal mean-field predictions: every setting but the
     initializers' names, which enter through the distributions they draw (:func:`_distribution`)."""
-    from initdiag.report import style
-
-    widths = config["width"] if isinstance(config["width"], list) else \
-        [config["width"]] * int(config["depth"])
-    fans = [int(config.get("input_width") or widths[0])] + [int(w) for w in widths]
-    shapes = list(zip(fans[:-1], fans[1:]))
+    config = ProbeConfig.from_dict(config)
+    shapes = list(zip(config.fans[:-1], config.fans[1:]))
+    bias = config.bias
     rest = {k: v for k, v in config.items() if k not in ("init", "bias_init")}
     rest["init"] = _distribution(config["init"], shapes)
-    rest["bias_init"] = _distribution(config["bias_init"], shapes, bias=True) \
-        if config.get("use_bias", True) else None
-    return style.config_key(rest)
+    rest["bias_init"] = None if bias is None else _distribution(bias, shapes, bias=True)
+    return json.dumps(rest, sort_keys=True, default=str)
 
 
 def predictions(sweep: Any) -> dict[str, Any]:
@@ -504,7 +502,7 @@ def report_spectra(sweep: Any, max_width: int = JACOBIAN_MAX_WIDTH) -> tuple[dic
             spectra[key] = jacobian_spectrum(
                 config["activation"], config["init"], depth=int(config["depth"]),
                 width=spectrum_width(config, max_width), seed=runs[0].seed,
-                bias_init=config["bias_init"] if config.get("use_bias", True) else "zeros",
+                bias_init=config.bias or "zeros",
                 input_width=None if config.get("input_width") == config["width"]
                 else min(int(config["input_width"]), max_width),
                 method="exact")

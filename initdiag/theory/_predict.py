@@ -40,6 +40,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from initdiag.nn.activations import activation as resolve_activation
+from initdiag.config import ProbeConfig
 from initdiag.nn.initializers import CallableInitializer, initializer as resolve_initializer
 from initdiag.theory import _finite
 from initdiag.theory._meanfield import depth_scales
@@ -240,14 +241,26 @@ def predict_result(result: Any, band: bool = True) -> Prediction:
 
 
 def predict_config(cfg: Mapping[str, Any], band: bool = True) -> Prediction:
-    """:func:`predict_result` from a result's ``config`` dict."""
+    """:func:`predict_result` from a result's ``config`` (a :class:`initdiag.ProbeConfig` or
+    its dict)."""
+    c = ProbeConfig.from_dict(cfg)
     for key in ("activation", "init", "bias_init"):
-        _fail_if(str(cfg.get(key, "")).startswith(("custom:", "given")),
-                 f"{key}={cfg.get(key)} is recorded by name only")
-    _fail_if(cfg.get("input") not in ("normal", "uniform"),
-             f"input={cfg.get('input')!r}: the input's variance is not recorded")
-    return predict(activation=cfg["activation"], init=cfg["init"], depth=int(cfg["depth"]),
-                   width=cfg["width"], bias_init=cfg["bias_init"], input_var=1.0,
-                   input_width=cfg.get("input_width"), use_bias=cfg.get("use_bias", True),
-                   batch=cfg.get("batch"), norm=cfg.get("norm"), residual=cfg.get("residual"),
-                   saturation_threshold=cfg.get("saturation_threshold", 0.99), band=band)
+        _fail_if(str(c[key] if key in c else "").startswith(("custom:", "given")),
+                 f"{key}={c.get(key)} is recorded by name only")
+    _fail_if(c.input not in ("normal", "uniform"),
+             f"input={c.get('input')!r}: the input's variance is not recorded")
+    return predict(activation=c.activation, init=c.init, depth=int(c.depth),
+                   width=list(c.widths), bias_init=c.bias_init, input_var=1.0,
+                   input_width=c.input_width, use_bias=c.use_bias, batch=c.batch, norm=c.norm,
+                   residual=c.residual, saturation_threshold=c.saturation_threshold, band=band)
+
+
+def saturation_at(activation: Any, q: float, cfg: Mapping[str, Any]) -> tuple[float, float]:
+    """``(P(phi(z) saturated), t)``, z ~ N(0, q), at the saturation threshold t of ``cfg`` (a
+    :class:`initdiag.ProbeConfig` or its dict); the probability is NaN when phi does not
+    saturate."""
+    act = resolve_activation(activation)
+    t = ProbeConfig.from_dict(cfg).saturation_threshold
+    if not act.saturates:
+        return math.nan, t
+    return float(gaussian(act).probability([q], lambda a: act.saturated(a, t))[0]), t

@@ -1,0 +1,384 @@
+"""One schema for a probe's configuration: :class:`ProbeConfig`.
+
+Every field carries its default, its JSON type, whether it names the configuration (its
+identity, :meth:`ProbeConfig.key`), whether it shows in labels (:meth:`ProbeConfig.label`), whether
+it is a column of a tidy frame, and whether it is an option of the command line (and a key of
+its TOML files). Validation, results, JSON files, baselines, re-runs, frame columns, labels and the
+CLI's options all derive from the field list here; no other module restates it.
+
+A configuration is what was probed, recorded with every result (``result.config``). It reads like
+the dict it is written as: ``config["init"]`` and ``config.get("norm")`` give the JSON value,
+``config.init`` the same and ``config.widths`` the per-layer widths. Activations and initializers
+are recorded by label (``"normal(std=0.1)"``; a user callable as ``"custom:<name>"``), which
+:func:`initdiag.initializer` and :func:`initdiag.activation` parse back. How a probe is run
+(``remat``, ``draw_weights``, ``memory_budget``, ``devices``) does not change its numbers and is
+not part of the configuration (the memory plan chosen is in ``result.meta["memory"]``).
+
+Files written before a field existed load with that field's default, and are written back as
+they were (a configuration remembers which fields it recorded: :attr:`ProbeConfig.recorded`).
+
+This module imports nothing from initdiag but :mod:`initdiag.base`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import numbers
+from collections.abc import Mapping
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
+
+from initdiag.base import check_bool, check_float, check_int, check_one_of
+
+NORMS = ("batchnorm", "layernorm")
+LOSSES = ("projection", "half_mse")
+INPUTS = ("normal", "uniform")
+DTYPES = ("float32",)
+
+
+# --- JSON types --------------------------------------------------------------------------------
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+class JsonType(NamedTuple):
+    """A JSON type a field's stored value must have: a test and its description for messages."""
+
+    test: Callable[[Any], bool]
+    text: str
+
+
+STR = JsonType(lambda v: isinstance(v, str), "a string")
+POS_INT = JsonType(lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+BOOL = JsonType(lambda v: isinstance(v, bool), "true or false")
+NUMBER = JsonType(_is_number, "a number")
+OPT_STR = JsonType(lambda v: v is None or isinstance(v, str), "a string or null")
+OPT_NUMBER = JsonType(lambda v: v is None or _is_number(v), "a number or null")
+WIDTH = JsonType(lambda v: POS_INT.test(v) or (isinstance(v, list) and len(v) > 0
+                                               and all(POS_INT.test(w) for w in v)),
+                 "an integer >= 1 or an array of depth integers >= 1")
+
+
+def shown(value: Any) -> str:
+    """A JSON value as it appears in a file, with its JSON type: ``"6" (a string)``."""
+    kind = ("a boolean" if isinstance(value, bool) else "null" if value is None
+            else "a number" if isinstance(value, (int, float)) else "a string"
+            if isinstance(value, str) else "an array" if isinstance(value, list)
+            else "an object" if isinstance(value, dict) else type(value).__name__)
+    text = json.dumps(value, default=repr)
+    return f"{text if len(text) <= 80 else text[:77] + '...'} ({kind})"
+
+
+# --- the schema ----------------------------------------------------------------------------------
+
+class Field(NamedTuple):
+    """What the schema says of one field of :class:`ProbeConfig` (its ``metadata["schema"]``).
+
+    Attributes:
+      json: the JSON type of the stored value.
+      doc: what the field is (the CLI's help text and the README's).
+      label: ``"always"``: shown in every label; ``"changed"``: shown when not at its default;
+        ``"never"``.
+      identity: part of :meth:`ProbeConfig.key` (what a baseline matches results by). Output
+        options (histograms) are not: they add outputs but change no statistic.
+      column: a column of :meth:`initdiag.SweepResult.to_frame`.
+      rerun: a re-run needs it recorded: a baseline without it is malformed (it would silently
+        take the default and show up as drift).
+      cli: the field is a probe option of the command line (``--name-with-dashes``) and a key of
+        its TOML files; list-valued sweep axes (activations, inits, depth, width) are the CLI's
+        own.
+      choices: the valid values of a closed set, for messages and the CLI.
+    """
+
+    json: JsonType
+    doc: str
+    label: str = "changed"
+    identity: bool = True
+    column: bool = True
+    rerun: bool = True
+    cli: bool = True
+    choices: tuple[Any, ...] | None = None
+
+
+def _field(default: Any, json_type: JsonType, doc: str, **schema: Any) -> Any:
+    return dataclasses.field(default=default,
+                             metadata={"schema": Field(json_type, doc, **schema)})
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ProbeConfig(Mapping):
+    """What one probe measures (see the module docstring). Frozen; reads as a mapping.
+
+    The fields, in the order they are written:
+
+    * ``activation`` / ``init`` / ``bias_init``: labels (:func:`initdiag.activation`,
+      :func:`initdiag.initializer`); given to :func:`initdiag.probe` they may also be objects or
+      callables, recorded by their label.
+    * ``depth`` L; ``width``: n_l of every layer, or a list of L widths; ``input_width`` n_0
+      (None: the first layer's width); ``batch`` B (None: 256, or the rows of an input array).
+    * ``use_bias``; ``norm``: None, ``"batchnorm"`` or ``"layernorm"`` before the activation;
+      ``residual``: None, or alpha of x <- x + alpha * phi(norm(W x + b)).
+    * ``input``: ``"normal"``, ``"uniform"``, or ``"array"`` when an array was given.
+    * ``loss``: ``"projection"`` or ``"half_mse"``; ``saturation_threshold`` t in (0, 1).
+    * ``dtype``: ``"float32"`` (the only one).
+    * ``histograms``: also record per-layer histograms; ``hist_bins``: their number of bins.
+    """
+
+    activation: Any = _field("relu", STR, "activation phi, e.g. tanh or 'leaky_relu(slope=0.2)'",
+                             label="always", rerun=True, cli=False)
+    init: Any = _field("he_normal", STR, "weight initializer, e.g. he_normal or "
+                       "'normal(std=0.1)'", label="always", cli=False)
+    bias_init: Any = _field("zeros", STR, "bias initializer")
+    depth: int = _field(50, POS_INT, "number of layers L >= 1", label="always", cli=False)
+    width: Any = _field(256, WIDTH, "width n_l of every layer (>= 1), or one per layer",
+                        label="always", cli=False)
+    input_width: int | None = _field(None, POS_INT, "width n_0 of the input (default: the "
+                                     "first layer's width)", label="never")
+    batch: int | None = _field(None, POS_INT, "batch size B >= 1 (default 256)",
+                               label="always")
+    use_bias: bool = _field(True, BOOL, "whether layers have a bias")
+    norm: str | None = _field(None, OPT_STR, "normalization before the activation",
+                              choices=NORMS)
+    residual: float | None = _field(None, OPT_NUMBER, "residual stack x <- x + ALPHA * "
+                                    "phi(norm(W x + b)) (default: none, a plain stack)")
+    input: Any = _field("normal", STR, "input distribution (N(0, 1) or U(-sqrt 3, sqrt 3) "
+                        "entries)", choices=INPUTS)
+    loss: str = _field("projection", STR, "loss backpropagated", choices=LOSSES)
+    saturation_threshold: float = _field(0.99, NUMBER, "saturation threshold t in (0, 1)")
+    dtype: str = _field("float32", STR, "floating-point type of the probe", label="never",
+                        column=False, cli=False, choices=DTYPES)
+    histograms: bool = _field(False, BOOL, "also record per-layer histograms", label="never",
+                              identity=False, column=False, rerun=False, cli=False)
+    hist_bins: int = _field(50, POS_INT, "number of histogram bins", label="never",
+                            identity=False, column=False, rerun=False, cli=False)
+    #: The fields this configuration recorded (all, for one made by a probe; those present in
+    #: a file written by an older initdiag). The mapping view lists only these.
+    recorded: frozenset = dataclasses.field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.recorded is None:
+            object.__setattr__(self, "recorded", frozenset(FIELD_NAMES))
+        elif not set(self.recorded) <= set(FIELD_NAMES):
+            raise ValueError(f"recorded names unknown fields: "
+                             f"{sorted(set(self.recorded) - set(FIELD_NAMES))}")
+        if isinstance(self.width, list):
+            object.__setattr__(self, "width", tuple(self.width))
+
+    # -- the mapping view: JSON values of the recorded fields, in schema order --------------
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.recorded:
+            raise KeyError(name)
+        return _json_value(getattr(self, name))
+
+    def __iter__(self) -> Iterator[str]:
+        return (f for f in FIELD_NAMES if f in self.recorded)
+
+    def __len__(self) -> int:
+        return len(self.recorded)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ProbeConfig):
+            return self.to_dict() == other.to_dict()
+        if isinstance(other, Mapping):
+            return self.to_dict() == dict(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
+    def __repr__(self) -> str:
+        return f"ProbeConfig({', '.join(f'{k}={v!r}' for k, v in self.items())})"
+
+    # -- derived values -------------------------------------------------------------------------
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """n_1..n_L: the width of every layer."""
+        if isinstance(self.width, tuple):
+            return tuple(int(w) for w in self.width)
+        return (int(self.width),) * int(self.depth)
+
+    @property
+    def bias(self) -> Any:
+        """The bias initializer's label, or None when the layers have no bias."""
+        return self.bias_init if self.use_bias else None
+
+    @property
+    def fans(self) -> tuple[int, ...]:
+        """n_0..n_L: the input width, then every layer's width."""
+        w = self.widths
+        return (int(self.input_width or w[0]), *w)
+
+    # -- JSON -----------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object written to results and baseline files (the recorded fields)."""
+        return dict(self.items())
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], *, strict: bool = False,
+                  where: str = "config") -> "ProbeConfig":
+        """A configuration from its JSON object (``to_dict``), or from a dict made by hand.
+
+        Fields absent from ``d`` take their default and are not :attr:`recorded`.
+
+        Args:
+          strict: also require every field a re-run needs (:attr:`Field.rerun`) and check every
+            JSON type: what a baseline must hold.
+          where: names the object in messages (``results[0].config``).
+
+        Raises:
+          ValueError: a field unknown to this initdiag, or (strict) missing or of the wrong JSON
+            type; the message names ``where``, the field, its value and JSON type.
+        """
+        if isinstance(d, ProbeConfig):
+            return d
+        if not isinstance(d, Mapping):
+            raise ValueError(f"{where} is {shown(d)}; expected an object")
+        unknown = [k for k in d if k not in SCHEMA]
+        if unknown:
+            raise ValueError(f"{where} has field(s) {', '.join(map(repr, unknown))} unknown to "
+                             f"this initdiag (made by another version?); known fields: "
+                             f"{', '.join(FIELD_NAMES)}")
+        if strict:
+            check_json(d, where)
+        return cls(**dict(d), recorded=frozenset(d))
+
+    def key(self) -> str:
+        """The identity of the configuration: equal for configurations that measure the same
+        thing (the :attr:`Field.identity` fields, defaults filled in for unrecorded ones; key
+        order irrelevant). What baselines, seed pooling and report groups match by."""
+        return json.dumps({f: _json_value(getattr(self, f)) for f in IDENTITY_FIELDS},
+                          sort_keys=True, default=str)
+
+    def label(self) -> str:
+        """``"tanh / glorot_normal depth=8 width=16 batch=16"`` plus every option not at its
+        default (the :attr:`Field.label` rule)."""
+        head = f"{self.get('activation')} / {self.get('init')}"
+        parts = [f"{k}={self[k]}" for k in ("depth", "width", "batch") if k in self]
+        parts += [f"{k}={self[k]}" for k in LABEL_IF_CHANGED
+                  if k in self and not _same(self[k], DEFAULTS[k])]
+        return " ".join([head, *parts])
+
+    def values_label(self, names: Iterable[str]) -> str:
+        """``"depth 4, width 8"``: the values of ``names`` in this configuration ('' if none);
+        None and NaN read ``none``, per-layer widths ``8/16/4``."""
+        parts = []
+        for k in names:
+            v = self.get(k)
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                v = "none"
+            elif isinstance(v, (list, tuple)):
+                v = "/".join(map(str, v))
+            parts.append(f"{k.replace('_', ' ')} {v}")
+        return ", ".join(parts)
+
+    def columns(self) -> dict[str, Any]:
+        """The frame columns (:data:`FRAME_CONFIG_COLUMNS`) of this configuration: ``width`` per
+        layer (a list of L values), ``input_width`` n_0, ``norm`` ``"none"`` without
+        normalization, ``residual`` NaN for a plain stack; defaults for unrecorded fields."""
+        out = {f: _json_value(getattr(self, f)) for f in FRAME_CONFIG_COLUMNS}
+        out["width"] = list(self.widths)
+        out["input_width"] = self.fans[0]
+        out["norm"] = self.norm or "none"
+        out["residual"] = math.nan if self.residual is None else self.residual
+        return out
+
+    def resolved(self, **values: Any) -> "ProbeConfig":
+        """A copy with ``values`` set (every field recorded): what a probe writes once it has
+        turned objects into labels and defaults into numbers."""
+        return dataclasses.replace(self, **values, recorded=frozenset(FIELD_NAMES))
+
+    # -- validation of what a user passes ------------------------------------------------------
+    def validated(self) -> "ProbeConfig":
+        """This configuration with the fields a probe reads directly checked and normalized.
+
+        The stack's fields (activation, initializers, depth, widths, norm, residual, bias) are
+        checked where they are resolved, :func:`initdiag.nn.stacks.make_spec`.
+
+        Raises:
+          ValueError: naming the field, the bad value and the valid choices or range.
+        """
+        v: dict[str, Any] = {}
+        if self.batch is not None:
+            v["batch"] = check_int("batch", self.batch)
+        if isinstance(self.input, str):
+            check_one_of("input", self.input, INPUTS)
+        check_one_of("loss", self.loss, LOSSES)
+        t = check_float("saturation_threshold", self.saturation_threshold)
+        if not 0.0 < t < 1.0:
+            raise ValueError(f"saturation_threshold must be in (0, 1); got {t}")
+        v["saturation_threshold"] = t
+        check_one_of("dtype", self.dtype, DTYPES)
+        v["histograms"] = check_bool("histograms", self.histograms)
+        v["hist_bins"] = check_int("hist_bins", self.hist_bins)
+        return dataclasses.replace(self, **v)
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return list(v)
+    if isinstance(v, numbers.Integral) and not isinstance(v, bool):
+        return int(v)
+    return v
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
+
+
+SCHEMA: dict[str, Field] = {f.name: f.metadata["schema"] for f in dataclasses.fields(ProbeConfig)
+                            if "schema" in f.metadata}
+#: Every field name, in the order files write them.
+FIELD_NAMES: tuple[str, ...] = tuple(SCHEMA)
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ProbeConfig)
+                            if f.name in SCHEMA}
+IDENTITY_FIELDS = tuple(n for n, f in SCHEMA.items() if f.identity)
+RERUN_FIELDS = tuple(n for n, f in SCHEMA.items() if f.rerun)
+LABEL_IF_CHANGED = tuple(n for n, f in SCHEMA.items() if f.label == "changed")
+#: Config columns of a tidy frame, before ``seed``, ``layer``, ``metric`` and ``value``.
+FRAME_CONFIG_COLUMNS = tuple(n for n, f in SCHEMA.items() if f.column)
+#: Fields that are options of the command line and keys of its TOML files.
+CLI_FIELDS = tuple(n for n, f in SCHEMA.items() if f.cli)
+
+
+def check_json(d: Mapping[str, Any], where: str = "config") -> None:
+    """Check a stored configuration as a baseline needs it: every :data:`RERUN_FIELDS` present,
+    every field of its JSON type, a list width of ``depth`` entries.
+
+    Raises:
+      ValueError: naming ``where``, the field, its value and JSON type, and what is expected.
+    """
+    for name in RERUN_FIELDS:
+        if name not in d:
+            raise ValueError(f"{where} has no {name!r} (needed to re-run the probe); "
+                             f"expected {SCHEMA[name].json.text}")
+    for name, value in d.items():
+        if name != "width" and not SCHEMA[name].json.test(value):
+            raise ValueError(f"{where}[{name!r}] is {shown(value)}; expected "
+                             f"{SCHEMA[name].json.text}")
+    depth, width = d["depth"], d["width"]  # depth checked above; width against it
+    if not WIDTH.test(width) or (isinstance(width, list) and len(width) != depth):
+        raise ValueError(f"{where}['width'] is {shown(width)}; expected "
+                         f"{WIDTH.text.replace('depth', f'depth ({depth})')}")
+
+
+def varying(configs: Iterable[Mapping[str, Any]], exclude: Iterable[str] = (),
+            order: Sequence[str] = ()) -> list[str]:
+    """The identity fields (besides ``exclude``) whose values differ between ``configs``: those in
+    ``order`` first, then the others in schema order. ``input_width`` is left out when ``width``
+    varies too (it follows the width)."""
+    configs = [ProbeConfig.from_dict(c) for c in configs]
+    exclude = set(exclude)
+    names = [n for n in IDENTITY_FIELDS if n not in exclude
+             and len({repr(c.get(n)) for c in configs}) > 1]
+    ordered = [n for n in order if n in names] + [n for n in names if n not in order]
+    if "width" in ordered and "input_width" in ordered:
+        ordered.remove("input_width")
+    return ordered
