@@ -434,3 +434,24 @@ def test_deviation_where_theory_does_not_apply_says_why():
     np.testing.assert_array_equal(f[f.metric == "act_var"].value, s[0]["act_var"])
     with pytest.raises(theory.NotApplicable, match="normalization"):
         theory.predict_result(s[0])
+
+
+def test_event_probabilities_compile_once_whatever_the_threshold():
+    """The quadrature's masks are jitted once per (activation, event), not once per call: the
+    threshold is an argument. Values against the closed form P(|tanh z| > t) = 2 (1 - Phi(
+    atanh(t) / sqrt(q))) and P(relu(z) = 0) = 1/2."""
+    from scipy.special import ndtr
+
+    from initdiag.theory import _quadrature
+
+    g = theory.gaussian("tanh")
+    q = np.array([0.5, 2.0, 8.0])
+    g.saturated_probability(q, 0.9)  # compiled here (or earlier in the session)
+    before = _quadrature._saturated_mask._cache_size()
+    for t in (0.95, 0.99, 0.999):
+        p = g.saturated_probability(q, t)
+        np.testing.assert_allclose(p, 2 * (1 - ndtr(np.arctanh(t) / np.sqrt(q))), rtol=1e-9)
+    assert _quadrature._saturated_mask._cache_size() == before
+    np.testing.assert_allclose(theory.gaussian("relu").zero_probability(q), 0.5, rtol=1e-12)
+    with pytest.raises(ValueError, match="invalid event 'dead'; valid events: saturated, zero"):
+        g.probability(q, "dead")

@@ -202,8 +202,8 @@ def predict(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
     values = {
         "preact_mean": np.zeros(depth), "preact_var": q.copy(), "act_mean": m["phi"],
         "act_var": np.maximum(m["phi2"] - m["phi"] ** 2, 0.0),
-        "saturation": g.probability(q, lambda a: act.saturated(a, t)) if act.saturates else nan,
-        "zero_frac": g.probability(q, lambda a: a == 0) if act.can_die else nan.copy(),
+        "saturation": g.saturated_probability(q, t) if act.saturates else nan,
+        "zero_frac": g.zero_probability(q) if act.can_die else nan.copy(),
     }
     back = np.array([fo * init_o.weight_variance(fi, fo) for fi, fo in shapes])
     g2 = np.ones(depth)
@@ -263,4 +263,4 @@ def saturation_at(activation: Any, q: float, cfg: Mapping[str, Any]) -> tuple[fl
     t = ProbeConfig.from_dict(cfg).saturation_threshold
     if not act.saturates:
         return math.nan, t
-    return float(gaussian(act).probability([q], lambda a: act.saturated(a, t))[0]), t
+    return float(gaussian(act).saturated_probability([q], t)[0]), t

@@ -258,20 +258,39 @@ class Gaussian:
         return {"phiphi": ew(p1 * p2), "dd": ew(d1 * d2), "pp2": ew((p1 * p2) ** 2),
                 "psi_cov": ew((psi1 - mean_psi) * (psi2 - mean_psi))}
 
-    def probability(self, q, mask: Callable[[jax.Array], jax.Array]) -> np.ndarray:
-        """P(mask(phi(z))) for z ~ N(0, q), each q in ``q`` (1-d).
+    def saturated_probability(self, q, threshold: float) -> np.ndarray:
+        """P(phi(z) in the saturated range at ``threshold``) (:meth:`Activation.saturated`) for
+        z ~ N(0, q), each q in ``q`` (1-d); see :meth:`probability`."""
+        return self.probability(q, "saturated", float(threshold))
 
-        ``mask`` maps activation outputs to booleans (e.g. ``Activation.saturated``). The set
-        {z : mask(phi(z))} is located on a grid of :data:`PROB_GRID` points over
-        +-:data:`PROB_RANGE` standard deviations; each change of the mask between grid points is
-        refined by 60 steps of bisection, and the probability is summed from the normal CDF
-        between boundaries (exact up to sets narrower than the grid spacing, 0.005 sd).
+    def zero_probability(self, q) -> np.ndarray:
+        """P(phi(z) == 0) for z ~ N(0, q), each q in ``q`` (1-d); see :meth:`probability`."""
+        return self.probability(q, "zero", 0.0)
+
+    def probability(self, q, event: str, threshold: float = 0.0) -> np.ndarray:
+        """P(phi(z) in ``event``) for z ~ N(0, q), each q in ``q`` (1-d).
+
+        ``event``: ``"saturated"`` (:meth:`Activation.saturated` at ``threshold``) or ``"zero"``
+        (phi(z) == 0). The set {z : phi(z) in event} is located on a grid of :data:`PROB_GRID`
+        points over +-:data:`PROB_RANGE` standard deviations; each change of the mask between
+        grid points is refined by 60 steps of bisection, and the probability is summed from the
+        normal CDF between boundaries (exact up to sets narrower than the grid spacing, 0.005 sd).
+        The mask is compiled once per event (the threshold is an argument, not a constant).
         """
         from scipy.special import ndtr
 
         q = np.atleast_1d(np.asarray(q, np.float64))
         u = np.linspace(-PROB_RANGE, PROB_RANGE, PROB_GRID)
-        masked = self._mask_fn(mask)
+        fn = _MASKS.get(event)
+        if fn is None:
+            raise ValueError(f"invalid event {event!r}; valid events: {', '.join(_MASKS)}")
+
+        def masked(z):
+            z = np.asarray(z, np.float64)
+            with jax.enable_x64(True):
+                out = fn(self.act, _padded(z.ravel()), np.float64(threshold))
+                return np.asarray(out)[:z.size].reshape(z.shape)
+
         inside = masked(np.sqrt(q)[:, None] * u[None, :])
         out = np.zeros(q.shape)
         rows, cols = np.nonzero(inside[:, 1:] != inside[:, :-1])
@@ -293,19 +312,21 @@ class Gaussian:
             out[i] = total
         return out
 
-    def _mask_fn(self, mask):
-        key = id(mask)
-        cache = self.__dict__.setdefault("_masks", {})
-        if key not in cache:
-            fn = jax.jit(lambda z: mask(self.act(z)))
-            cache[key] = (mask, fn)
-        fn = cache[key][1]
 
-        def run(z):
-            z = np.asarray(z, np.float64)
-            with jax.enable_x64(True):
-                return np.asarray(fn(_padded(z.ravel())))[:z.size].reshape(z.shape)
-        return run
+@functools.partial(jax.jit, static_argnums=0)
+def _saturated_mask(act: Activation, z: jax.Array, threshold: jax.Array) -> jax.Array:
+    return act.saturated(act(z), threshold)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _zero_mask(act: Activation, z: jax.Array, threshold: jax.Array) -> jax.Array:
+    del threshold
+    return act(z) == 0
+
+
+#: The events of :meth:`Gaussian.probability`: jitted masks, compiled once per activation (a
+#: hashable static argument) and padded input length.
+_MASKS = {"saturated": _saturated_mask, "zero": _zero_mask}
 
 
 def _padded(flat: np.ndarray) -> np.ndarray:
