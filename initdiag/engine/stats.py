@@ -8,7 +8,8 @@ the host. Rescaling by a power of two is exact, so where nothing under- or overf
 bit-for-bit the plain float32 reduction.
 
 A scaled statistic is a pair ``(v, e)`` of arrays; ``k`` (1 for means, RMS and norms, 2 for
-variances) is applied by :func:`combine`.
+variances: the metric's ``power`` in :data:`initdiag.metrics.TABLE`) is applied by
+:func:`combine`.
 """
 
 from __future__ import annotations
