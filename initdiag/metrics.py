@@ -7,11 +7,14 @@ Everything that follows from what a metric *is* is read from its row:
   (:func:`initdiag.engine.stats.combine`), or the ``formula`` of a metric derived from others;
 * its regression tolerance (:mod:`initdiag.regression.tolerance`): comparison, rtol, atol and,
   for a signed metric, the variance metric that sets its scale;
-* how the diagnosis pools seeds (:func:`pool`), whether plots use a log axis, the axis label.
+* how the diagnosis pools seeds (:func:`pool`), whether plots use a log axis, the axis label;
+* the README's metric table (:func:`markdown_table`, written into README.md by
+  ``scripts/readme_metrics.py``).
 
 Adding a metric is one row here plus its reduction in the engine
 (:mod:`initdiag.engine.scan`, ``_forward_layer`` or ``_backward_layer``, as a scaled pair or a
-plain value), or one row with a ``formula`` for a metric computed from other metrics.
+plain value), or one row with a ``formula`` for a metric computed from other metrics; then
+``scripts/readme_metrics.py`` rewrites the README's table.
 
 Kinds (:data:`KINDS`):
 
@@ -199,3 +202,11 @@ def pool(name: str, stack: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         return 10.0 ** np.log10(stack).mean(axis=0)
 
+
+def markdown_table() -> str:
+    """The README's metric table: ``| metric | kind | definition |``, one row per metric in
+    table order (``|`` in a definition escaped)."""
+    lines = ["| metric | kind | definition |", "|---|---|---|"]
+    for m in TABLE:
+        lines.append(f"| `{m.name}` | {m.kind} | {m.definition.replace('|', chr(92) + '|')} |")
+    return "\n".join(lines) + "\n"

@@ -1,6 +1,7 @@
 """The metric table (initdiag.metrics): what follows from it, and that its claims hold."""
 
 import ast
+import importlib.util
 import math
 from pathlib import Path
 
@@ -16,6 +17,14 @@ ROOT = Path(__file__).resolve().parents[1]
 OLD_NAMES = ("preact_mean", "preact_var", "act_mean", "act_var", "saturation", "zero_frac",
              "dead_frac", "unit_spread", "grad_preact_rms", "grad_act_rms", "grad_weight_norm",
              "weight_norm", "grad_weight_ratio")
+
+
+def _readme_script():
+    spec = importlib.util.spec_from_file_location("readme_metrics",
+                                                  ROOT / "scripts" / "readme_metrics.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def test_public_metrics_is_name_to_definition_in_table_order():
@@ -39,6 +48,21 @@ def test_rows_are_frozen_and_checked():
         metrics.Metric("x", "d", "positive", power=1, scale="act_var")
     with pytest.raises(ValueError, match="derived"):
         metrics.Metric("x", "d", "positive", power=1, formula=lambda v: v["act_var"])
+
+
+def test_readme_metric_table_is_generated_from_the_table():
+    """README's table is scripts/readme_metrics.py's output: run it after changing the table."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    mod = _readme_script()
+    assert mod.regenerated(text) == text, "README.md is not current: run scripts/readme_metrics.py"
+    section = text.split(mod.BEGIN + "\n", 1)[1].split(mod.END, 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    assert [r.split("`")[1] for r in rows] == list(initdiag.METRICS)
+    for r, (name, definition) in zip(rows, initdiag.METRICS.items()):
+        cells = [c.strip() for c in r.strip("|").split(" | ")]
+        assert cells[2].replace("\\|", "|") == definition, name
+    with pytest.raises(ValueError, match="BEGIN"):
+        mod.regenerated(text.replace(mod.END, ""))
 
 
 def test_table_module_imports_only_numpy_and_the_standard_library():
