@@ -154,6 +154,12 @@ TABLE: tuple[Metric, ...] = (
     Metric("grad_weight_ratio", "grad_weight_norm / weight_norm (NaN where weight_norm is 0)",
            "positive", formula=lambda v: ratio(v["grad_weight_norm"], v["weight_norm"]),
            ylabel=r"$\|\partial L/\partial W^l\|\,/\,\|W^l\|$"),
+    Metric("act_chan_sq_mean",
+           "mean over units j of the squared batch mean of the layer output, "
+           "mean_j (mean_i x^l_ij)^2 (the average channel squared mean of Brock, De & Smith "
+           "2021): the part of x^l shared by every sample of the batch, a mean shift that "
+           "act_var mixes with the spread over samples", "positive", power=2,
+           ylabel=r"$\mathrm{mean}_j\,(\mathrm{mean}_i\,x^l_{ij})^2$"),
 )
 
 #: The rows by name.

@@ -71,6 +71,7 @@ def _forward_layer(static: Static, x_prev, w, b, act_edges):
     out = {
         "preact_mean": hmv["mean"], "preact_var": hmv["var"],
         "act_mean": xmv["mean"], "act_var": xmv["var"],
+        "act_chan_sq_mean": stats.channel_sq_mean(*x),
         "unit_spread": stats.unit_spread(x[0]),
         # zeros counted on the scaled a_s: a collapsed ReLU signal keeps its zero pattern there
         **stats.fractions(a, static.activation, static.saturation_threshold, zeros_of=a_s),

@@ -62,6 +62,12 @@ def unit_spread(xs: jax.Array) -> jax.Array:
     return jnp.where(total > 0, across / jnp.where(total > 0, total, 1.0), jnp.nan)
 
 
+def channel_sq_mean(xs: jax.Array, e: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean over units j of the squared batch mean of ``x = xs * 2**e`` ([B, n], ``xs`` already
+    normalized): ``mean_j (mean_i x_ij)**2``, scaled (combined with power 2)."""
+    return jnp.mean(jnp.square(jnp.mean(xs, axis=0))), e
+
+
 def rms(xs: jax.Array, e: jax.Array) -> tuple[jax.Array, jax.Array]:
     """RMS over every entry of ``xs * 2**e`` (``xs`` already normalized), scaled."""
     return jnp.sqrt(jnp.mean(jnp.square(xs))), e
