@@ -36,6 +36,7 @@ from initdiag.engine import scan
 from initdiag.engine import memory
 
 from initdiag.engine import stats
+from initdiag import metrics
 from initdiag.engine.threads import single_threaded_blas
 from initdiag.base import check_one_of
 from initdiag.config import DEFAULTS, FIELD_NAMES, ProbeConfig
@@ -93,17 +94,11 @@ def _to_result(raw: dict[str, Any], config: ProbeConfig, seed: int, histograms: 
                act_edges, grad_edges, timing: dict[str, float]) -> ProbeResult:
     raw = jax.device_get(raw)
     values: dict[str, np.ndarray] = {}
-    for name in ("preact_mean", "preact_var", "act_mean", "act_var", "saturation", "zero_frac",
-                 "dead_frac", "unit_spread", "grad_preact_rms", "grad_act_rms", "grad_weight_norm",
-                 "weight_norm"):
-        item = raw[name]
-        if name in scan.FRACTIONS:
-            values[name] = np.asarray(item, np.float64)
-        else:
-            values[name] = stats.combine(*item, power=scan.POWERS.get(name, 1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = values["grad_weight_norm"] / values["weight_norm"]
-    values["grad_weight_ratio"] = np.where(values["weight_norm"] > 0, ratio, np.nan)
+    for m in metrics.measured():  # a scaled pair (v, e) -> v * 2**(power e), or a plain value
+        item = raw[m.name]
+        values[m.name] = (np.asarray(item, np.float64) if m.power is None
+                          else stats.combine(*item, power=m.power))
+    values = metrics.with_derived(values)
     hists = {}
     if histograms:
         hists = {"act_hist": np.asarray(raw["act_hist"], np.int64),

@@ -27,6 +27,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
+from initdiag import metrics
 from initdiag.config import FRAME_CONFIG_COLUMNS, ProbeConfig
 from initdiag.fileio import atomic_write_text
 from initdiag.jsonvalues import decode_scalar, encode, float_array
@@ -34,31 +35,9 @@ from initdiag.jsonvalues import decode_scalar, encode, float_array
 SCHEMA = "initdiag.results"
 SCHEMA_VERSION = 1
 
-#: Every per-layer metric with its exact definition. Layer l = 1..L; h^l = x^{l-1} W^l + b^l is
-#: the pre-activation, a^l = phi(norm(h^l)) the activation output, x^l the layer output (= a^l,
-#: or x^{l-1} + alpha a^l for a residual stack). "Over batch and units" means over all B * n_l
-#: entries of the [B, n_l] array; variances are population variances (ddof = 0).
-METRICS: dict[str, str] = {
-    "preact_mean": "mean of h^l over batch and units",
-    "preact_var": "variance of h^l over batch and units",
-    "act_mean": "mean of the layer output x^l over batch and units",
-    "act_var": "variance of the layer output x^l over batch and units",
-    "saturation": ("fraction of entries of a^l in phi's saturated range (tanh: |a| > t; sigmoid: "
-                   "a < 1-t or a > t; t = saturation_threshold, default 0.99); NaN when phi does "
-                   "not saturate"),
-    "zero_frac": "fraction of entries of a^l exactly 0; NaN unless phi can die (ReLU)",
-    "dead_frac": ("fraction of units j with a^l_ij = 0 for every sample i of the batch; NaN "
-                  "unless phi can die (ReLU)"),
-    "unit_spread": ("fraction of the variance of x^l that lies across units, "
-                    "mean_i Var_j x^l_ij / Var_ij x^l_ij: 0 when every unit of the layer computes "
-                    "the same function (symmetric weights, e.g. a constant init); NaN where x^l "
-                    "is constant"),
-    "grad_preact_rms": "root mean square of dL/dh^l over batch and units",
-    "grad_act_rms": "root mean square of dL/dx^l over batch and units",
-    "grad_weight_norm": "Frobenius norm of dL/dW^l",
-    "weight_norm": "Frobenius norm of W^l",
-    "grad_weight_ratio": "grad_weight_norm / weight_norm (NaN where weight_norm is 0)",
-}
+#: Every per-layer metric with its exact definition, ``{name: definition}`` in the order of
+#: the metric table :data:`initdiag.metrics.TABLE` (notation and kinds defined there).
+METRICS: dict[str, str] = metrics.definitions()
 
 #: Histograms (optional): per-layer counts in fixed bins. Values outside the edges are counted
 #: in the first or last bin; exact zeros of the gradient (log10 = -inf) in the first.

@@ -135,6 +135,7 @@ def numpy64_stats(ws, bs, x, act, readout, norm=None, eps=NORM_EPS):
         "preact_var": np.array([h.var() for h in hs]),
         "act_mean": np.array([v.mean() for v in xs[1:]]),
         "act_var": np.array([v.var() for v in xs[1:]]),
+        "act_chan_sq_mean": np.array([np.mean(v.mean(axis=0) ** 2) for v in xs[1:]]),
         "grad_preact_rms": np.array([rms(g) for g in grads_h]),
         "grad_act_rms": np.array([rms(g) for g in grads_x]),
         "grad_weight_norm": np.array([np.linalg.norm(g) for g in grads_w]),

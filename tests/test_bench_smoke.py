@@ -38,7 +38,8 @@ def test_flop_count_and_workloads():
     assert (full["c"].depth, full["c"].width, full["c"].batch) == (1000, 256, 128)
     assert (full["d"].depth, full["d"].remat) == (10_000, True)
     assert STANDARD_INITIALIZERS == tuple(initdiag.STANDARD_INITIALIZERS)
-    assert set(METRICS) == set(initdiag.METRICS)
+    # the peers compare the metrics they implement, each one of initdiag's
+    assert set(METRICS) <= set(initdiag.METRICS) and len(set(METRICS)) == len(METRICS) == 13
 
 
 def test_interleaved_is_round_robin():

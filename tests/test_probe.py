@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import initdiag
+from initdiag import metrics
 from initdiag.nn.stacks import init_stack, make_input, make_spec, split_seed
 from reference import layers_of, loop_stats, numpy64_sigmoid_grad_rms, numpy64_stats
 
@@ -220,7 +221,7 @@ def _float64_check(act, init, depth, width, batch, seed=0, phi=None, **kw):
     x = make_input(keys["input"], batch, width)
     g = jax.random.normal(keys["readout"], (batch, width))
     r = initdiag.probe(phi or act, init, depth=depth, width=width, batch=batch, seed=seed, **kw)
-    return r, numpy64_stats(ws, bs, x, act, g)
+    return r, numpy64_stats(ws, bs, x, act, g, norm=kw.get("norm"))
 
 
 def _user_relu(x):
@@ -236,8 +237,8 @@ def test_collapsing_forward_signal_is_measured_below_float32_range(act, depth, w
     # lambda and lambda * alpha, a user relu's 1 and 0)
     r, ref = _float64_check(act, "normal(std=0.01)", depth, width, batch=32, phi=phi)
     assert ref["act_var"][-1] < 1e-60 and ref["grad_weight_norm"][-1] < 1e-25
-    for m in ("preact_var", "act_var", "grad_preact_rms", "grad_act_rms", "grad_weight_norm",
-              "weight_norm"):  # float32 rounding: observed below 7e-6
+    for m in ("preact_var", "act_var", "act_chan_sq_mean", "grad_preact_rms", "grad_act_rms",
+              "grad_weight_norm", "weight_norm"):  # float32 rounding: observed below 7e-6
         np.testing.assert_allclose(r[m], ref[m], rtol=1e-4, err_msg=m)
     for m in ("preact_mean", "act_mean"):
         sd = np.sqrt(ref[m.replace("mean", "var")])
@@ -246,6 +247,18 @@ def test_collapsing_forward_signal_is_measured_below_float32_range(act, depth, w
         n = 32 * width  # a sign within float32 rounding of 0 may differ: a few entries at most
         np.testing.assert_allclose(r["zero_frac"], ref["zero_frac"], atol=3 / n)
         np.testing.assert_allclose(r["dead_frac"], ref["dead_frac"], atol=1 / width)
+
+
+@pytest.mark.parametrize("act, kw", [
+    ("relu", dict(init="he_normal", bias_init="normal(std=0.5)")),  # a shift of every unit
+    ("tanh", dict(init="glorot_normal", norm="batchnorm")),  # batch means of h are 0
+    ("sigmoid", dict(init="normal(std=0.1)"))])  # x^l near 1/2 everywhere
+def test_channel_squared_mean_equals_float64(act, kw):
+    r, ref = _float64_check(act, depth=8, width=48, batch=16, **kw)
+    np.testing.assert_allclose(r["act_chan_sq_mean"], ref["act_chan_sq_mean"], rtol=1e-5)
+    # Jensen: act_mean^2 <= act_chan_sq_mean <= act_mean^2 + act_var (the mean square)
+    assert np.all(ref["act_mean"] ** 2 <= ref["act_chan_sq_mean"] * (1 + 1e-12))
+    assert np.all(ref["act_chan_sq_mean"] <= (ref["act_mean"] ** 2 + ref["act_var"]) * (1 + 1e-12))
 
 
 def test_tiny_signal_through_sigmoid_keeps_its_gradient():
@@ -312,7 +325,8 @@ def test_remat_gives_the_same_numbers():
     a, b = initdiag.probe(**kw), initdiag.probe(remat=5, **kw)
     for m in a.metrics:
         # a mean's float32 rounding scales with the spread of what is averaged, not the mean
-        scale = np.abs(a[m]) + (np.sqrt(a[m.replace("mean", "var")]) if m.endswith("_mean") else 0)
+        sd = metrics.BY_NAME[m].scale  # the variance metric of a signed mean
+        scale = np.abs(a[m]) + (np.sqrt(a[sd]) if sd else 0)
         np.testing.assert_array_less(np.abs(a[m] - b[m]), 1e-6 * scale + 1e-300, err_msg=m)
 
 

@@ -42,8 +42,9 @@ so; with the half_mse loss it notes that the gradient prediction assumes an inde
 When the gradient is exactly 0 at every layer (the forward signal underflowed to 0 in float32,
 and relu'(0) = 0 passes nothing back) the text says that instead of a ratio; tiny but nonzero
 gradients get the ordinary ratio and fit.
-Seeds of one configuration are pooled before diagnosis: positive metrics by the mean of their
-log10 (a geometric mean; a 0 in any seed gives 0), signed means and fractions by the mean.
+Seeds of one configuration are pooled before diagnosis (:func:`initdiag.metrics.pool`, by the
+metric's kind): positive metrics by the mean of their log10 (a geometric mean; a 0 in any seed
+gives 0), signed means and fractions by the mean.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from initdiag import metrics
 from initdiag.nn.spec import parse_spec
 from initdiag.base import unknown_choice_message
 from initdiag.jsonvalues import encode
@@ -65,8 +67,6 @@ PRIORITY = ("symmetric", "dead", "saturation", "exploding", "vanishing", "collap
 TITLES = {"healthy": "healthy", "vanishing": "vanishing gradients",
           "exploding": "exploding gradients", "collapse": "activation collapse",
           "saturation": "saturation", "dead": "dead units", "symmetric": "symmetric"}
-_SIGNED = ("preact_mean", "act_mean")
-_FRACTIONS = ("saturation", "zero_frac", "dead_frac", "unit_spread")
 _RELU_LIKE = ("relu", "leaky_relu", "elu", "gelu", "silu", "softplus")
 
 
@@ -427,15 +427,8 @@ def _theory_text(ev: dict, config: dict) -> str:
 
 
 def _pool(results: list[ProbeResult]) -> dict[str, np.ndarray]:
-    pooled = {}
-    for m in results[0].metrics:
-        stack = np.array([r[m] for r in results], np.float64)
-        if m in _SIGNED or m in _FRACTIONS:
-            pooled[m] = stack.mean(axis=0)
-        else:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                pooled[m] = 10.0 ** np.log10(stack).mean(axis=0)
-    return pooled
+    return {m: metrics.pool(m, np.array([r[m] for r in results], np.float64))
+            for m in results[0].metrics}
 
 
 def _diagnose(v: dict[str, np.ndarray], config: dict, seeds: tuple[int, ...], t: Thresholds) -> Verdict:

@@ -37,13 +37,6 @@ from initdiag.nn.stacks import Norm
 Loss = Literal["projection", "half_mse"]
 LOSSES = ("projection", "half_mse")
 
-#: Forward statistics, each a pair (value, exponent) or a plain fraction; see results.METRICS.
-SCALED_FORWARD = ("preact_mean", "preact_var", "act_mean", "act_var", "weight_norm")
-SCALED_BACKWARD = ("grad_preact_rms", "grad_act_rms", "grad_weight_norm")
-FRACTIONS = ("saturation", "zero_frac", "dead_frac", "unit_spread")
-#: Power of two applied to the exponent when combining (variances scale as 2**(2e)).
-POWERS = {"preact_var": 2, "act_var": 2}
-
 
 class Static(NamedTuple):
     """Hashable options the compiled computation depends on (besides array shapes)."""
@@ -62,7 +55,9 @@ class Static(NamedTuple):
 def _forward_layer(static: Static, x_prev, w, b, act_edges):
     """One layer forward on scaled values (:mod:`initdiag.engine.scaled`), with its statistics.
 
-    ``x_prev = (xs, E)``; returns ``x = (xs', E')``, the saved ``(hs, F)`` and the statistics.
+    ``x_prev = (xs, E)``; returns ``x = (xs', E')``, the saved ``(hs, F)`` and the statistics:
+    the forward metrics of :data:`initdiag.metrics.TABLE` by name, each a scaled pair ``(v, e)``
+    (combined with the row's ``power``) or a plain value (``power`` None).
     """
     xs, e = x_prev
     hs, f = scaled.affine(xs, e, w, b)
@@ -76,6 +71,7 @@ def _forward_layer(static: Static, x_prev, w, b, act_edges):
     out = {
         "preact_mean": hmv["mean"], "preact_var": hmv["var"],
         "act_mean": xmv["mean"], "act_var": xmv["var"],
+        "act_chan_sq_mean": stats.channel_sq_mean(*x),
         "unit_spread": stats.unit_spread(x[0]),
         # zeros counted on the scaled a_s: a collapsed ReLU signal keeps its zero pattern there
         **stats.fractions(a, static.activation, static.saturation_threshold, zeros_of=a_s),
@@ -86,7 +82,8 @@ def _forward_layer(static: Static, x_prev, w, b, act_edges):
 
 
 def _backward_layer(static: Static, carry, x_prev, h, w, grad_edges):
-    """One layer back: from dL/dx^l = gs * 2**E to dL/dx^{l-1}, with the layer's statistics.
+    """One layer back: from dL/dx^l = gs * 2**E to dL/dx^{l-1}, with the layer's statistics
+    (the gradient metrics of :data:`initdiag.metrics.TABLE`, scaled pairs).
 
     ``x_prev = (xs, E_x)`` and ``h = (hs, F)`` are the saved scaled forward values. At fixed
     ``F`` the branch ``hs -> as_`` has output exponent ``A``, so ``dL/dh = vjp(dL/da) 2**(A-F)``.
@@ -246,8 +243,9 @@ def run_impl(static: Static, params, keys, x0, readout, act_edges, grad_edges) -
       act_edges, grad_edges: histogram bin edges.
 
     Returns:
-      Per-layer statistics (scaled pairs and fractions, see :mod:`initdiag.engine.stats`), each with
-      leading dimension L, and the ``loss`` as a scaled pair.
+      Per-layer statistics by metric name (scaled pairs and plain values, see
+      :mod:`initdiag.engine.stats`; how each is combined: :data:`initdiag.metrics.TABLE`), each
+      with leading dimension L, and the ``loss`` as a scaled pair.
     """
     pieces = _pieces(static, params, keys)
     x = stats.normalized(x0)  # every signal is carried scaled: x = xs * 2**e

@@ -8,7 +8,8 @@ the host. Rescaling by a power of two is exact, so where nothing under- or overf
 bit-for-bit the plain float32 reduction.
 
 A scaled statistic is a pair ``(v, e)`` of arrays; ``k`` (1 for means, RMS and norms, 2 for
-variances) is applied by :func:`combine`.
+variances: the metric's ``power`` in :data:`initdiag.metrics.TABLE`) is applied by
+:func:`combine`.
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ def unit_spread(xs: jax.Array) -> jax.Array:
     total = jnp.var(xs)
     across = jnp.mean(jnp.var(xs, axis=1))
     return jnp.where(total > 0, across / jnp.where(total > 0, total, 1.0), jnp.nan)
+
+
+def channel_sq_mean(xs: jax.Array, e: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean over units j of the squared batch mean of ``x = xs * 2**e`` ([B, n], ``xs`` already
+    normalized): ``mean_j (mean_i x_ij)**2``, scaled (combined with power 2)."""
+    return jnp.mean(jnp.square(jnp.mean(xs, axis=0))), e
 
 
 def rms(xs: jax.Array, e: jax.Array) -> tuple[jax.Array, jax.Array]:

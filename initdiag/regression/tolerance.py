@@ -1,28 +1,28 @@
 """Per-metric tolerances of :func:`initdiag.compare`, and how each kind measures an error.
 
-Three kinds of comparison, chosen per metric by what the metric is:
+Three kinds of comparison, chosen per metric by the metric's kind in the metric table
+(:data:`initdiag.metrics.TABLE`: ``Metric.comparison``; defaults ``Metric.rtol``/``atol``):
 
-* ``"ratio"`` (variances, RMS, norms: ``preact_var``, ``act_var``, ``grad_preact_rms``,
-  ``grad_act_rms``, ``grad_weight_norm``, ``weight_norm``, ``grad_weight_ratio``). These are
-  positive and span tens of decades through a deep stack (a vanishing gradient is 1e-40 at
-  layer 1), so an absolute tolerance is meaningless: they are compared in log space.
+* ``"ratio"`` (kind "positive": variances, RMS, norms and their ratios). These are positive and
+  span tens of decades through a deep stack (a vanishing gradient is 1e-40 at layer 1), so an
+  absolute tolerance is meaningless: they are compared in log space.
   ``error = max(got/expected, expected/got) - 1``, passing when ``error <= rtol``, i.e.
   ``|ln(got/expected)| <= ln(1 + rtol)``. Default ``rtol = 1e-3`` (0.1%): a rerun with the
   same seeds is bit for bit identical on one machine and differs by float32 rounding (~1e-6)
   elsewhere, while a gain change of 1% moves a variance by 2%. ``atol`` does not apply. Zero
   (or a negative value) equals only the same value: any other pairing is an infinite error,
   whatever ``rtol`` (a gradient that underflowed to 0 is infinitely far in log space).
-* ``"abs"`` (fractions in [0, 1]: ``saturation``, ``zero_frac``, ``dead_frac``).
+* ``"abs"`` (kind "fraction": fractions in [0, 1] such as ``saturation``, ``dead_frac``).
   ``error = |got - expected|``, passing when ``error <= atol``. Default ``atol = 1e-3`` (0.1
   percentage point); a fraction near 0 has no meaningful relative error. ``rtol`` does not
   apply.
-* ``"scaled"`` (means: ``preact_mean``, ``act_mean``, and any metric not listed here).
-  ``error = |got - expected|``, passing when
+* ``"scaled"`` (kind "signed": the means ``preact_mean``, ``act_mean``; and any metric not in
+  the table). ``error = |got - expected|``, passing when
   ``error <= atol + rtol * max(|expected|, sigma)``, where sigma is the square root of the
-  matching expected variance at that layer (``preact_var`` for ``preact_mean``, ``act_var``
-  for ``act_mean``; 0 when unknown). A mean near 0 is noise of the order of sigma, so the
-  relative part is measured against the spread of the values, not against the mean alone.
-  Defaults ``rtol = 1e-3``, ``atol = 0``.
+  metric's ``scale`` metric (:data:`SCALE_OF`: ``preact_var`` for ``preact_mean``, ``act_var``
+  for ``act_mean``) expected at that layer; 0 when unknown. A mean near 0 is noise of the
+  order of sigma, so the relative part is measured against the spread of the values, not
+  against the mean alone. Defaults ``rtol = 1e-3``, ``atol = 0``.
 
 Special values, for every kind: NaN equals only NaN, +Inf only +Inf, -Inf only -Inf; any other
 pairing is a deviation with an infinite (or NaN) error.
@@ -34,6 +34,8 @@ import math
 from typing import Any, Mapping, NamedTuple
 
 import numpy as np
+
+from initdiag.metrics import TABLE
 
 KINDS = ("ratio", "abs", "scaled")
 
@@ -53,21 +55,14 @@ class Tolerance(NamedTuple):
         return f"abs<={self.atol:.3g}+{self.rtol:.3g}*scale"
 
 
-_RATIO = Tolerance("ratio", 1e-3, 0.0)
-_ABS = Tolerance("abs", 0.0, 1e-3)
-_SCALED = Tolerance("scaled", 1e-3, 0.0)
+_SCALED = Tolerance("scaled", 1e-3, 0.0)  # a metric not in the table
 
-#: The default tolerance of every metric of :data:`initdiag.results.METRICS`.
+#: The default tolerance of every metric of :data:`initdiag.metrics.TABLE`, from its row.
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
-    "preact_mean": _SCALED, "preact_var": _RATIO, "act_mean": _SCALED, "act_var": _RATIO,
-    "saturation": _ABS, "zero_frac": _ABS, "dead_frac": _ABS, "unit_spread": _ABS,
-    "grad_preact_rms": _RATIO,
-    "grad_act_rms": _RATIO, "grad_weight_norm": _RATIO, "weight_norm": _RATIO,
-    "grad_weight_ratio": _RATIO,
-}
+    m.name: Tolerance(m.comparison, m.rtol, m.atol) for m in TABLE}
 
 #: For a "scaled" metric: the variance metric whose square root is its scale sigma.
-SCALE_OF = {"preact_mean": "preact_var", "act_mean": "act_var"}
+SCALE_OF: dict[str, str] = {m.name: m.scale for m in TABLE if m.scale is not None}
 
 
 def resolve(metrics: list[str], rtol: float | None, atol: float | None,

@@ -26,23 +26,15 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from initdiag import metrics as metric_table
 from initdiag.report import style
 from initdiag.results import ProbeResult, SweepResult
 
-#: Axis labels (with the tensor named) per metric.
-YLABELS = {
-    "act_var": r"Var[$x^l$] (output of layer $l$)",
-    "preact_var": r"Var[$h^l$] (pre-activation)",
-    "grad_preact_rms": r"RMS of $\partial L/\partial h^l$",
-    "grad_act_rms": r"RMS of $\partial L/\partial x^l$",
-    "grad_weight_ratio": r"$\|\partial L/\partial W^l\|\,/\,\|W^l\|$",
-    "saturation": "fraction saturated",
-    "zero_frac": "fraction of entries = 0",
-    "dead_frac": "fraction of dead units",
-}
-#: Metrics drawn on a log y axis (they span decades across initializers).
-LOG_METRICS = frozenset({"act_var", "preact_var", "grad_preact_rms", "grad_act_rms",
-                         "grad_weight_norm", "weight_norm", "grad_weight_ratio"})
+#: Axis labels (with the tensor named) per metric: the ``ylabel`` of its row in
+#: :data:`initdiag.metrics.TABLE` (a metric without one is labelled by its name).
+YLABELS = {m.name: m.ylabel for m in metric_table.TABLE if m.ylabel}
+#: Metrics drawn on a log y axis (they span decades across initializers): the positive kind.
+LOG_METRICS = frozenset(m.name for m in metric_table.TABLE if m.log_axis)
 
 
 def _ax(ax):

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 
-#: The statistics every peer computes, initdiag's names (initdiag.results.METRICS).
+#: The statistics every peer implements and the check compares, by initdiag's names: listed
+#: here, a subset of initdiag.METRICS, so a metric added to initdiag needs no peer (initdiag's
+#: other metrics are not compared; tests/test_bench_smoke.py checks the subset).
 METRICS = ("preact_mean", "preact_var", "act_mean", "act_var", "saturation", "zero_frac",
            "dead_frac", "unit_spread", "grad_preact_rms", "grad_act_rms", "grad_weight_norm", "weight_norm",
            "grad_weight_ratio")
