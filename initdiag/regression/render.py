@@ -33,7 +33,9 @@ def _table(rows: list[list[str]], header: list[str]) -> list[str]:
 def render_comparison(cmp: "Comparison", max_rows: int = MAX_ROWS) -> str:
     """The readable report of ``cmp`` (a single line when it passed)."""
     if cmp.passed:
-        return f"initdiag: {cmp.n_compared} values within tolerance."
+        new = sorted({m for _, _, m in cmp.extra_metrics})
+        return f"initdiag: {cmp.n_compared} values within tolerance." + (
+            f" Not in the baseline, not checked: {', '.join(new)}." if new else "")
     out: list[str] = []
     for title, items in (("In the baseline but not in the current results",
                           [f"{c}, seed {s}" for c, s in cmp.missing]),
@@ -41,7 +43,8 @@ def render_comparison(cmp: "Comparison", max_rows: int = MAX_ROWS) -> str:
                           [f"{c}, seed {s}" for c, s in cmp.extra]),
                          ("Metrics in the baseline but not in the current results",
                           [f"{c}, seed {s}: {m}" for c, s, m in cmp.missing_metrics]),
-                         ("Metrics in the current results but not in the baseline",
+                         ("Metrics in the current results but not in the baseline (not "
+                          "checked)",
                           [f"{c}, seed {s}: {m}" for c, s, m in cmp.extra_metrics])):
         if items:
             out.append(f"{title} ({len(items)}):")
