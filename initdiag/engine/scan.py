@@ -34,8 +34,7 @@ from initdiag.nn.activations import Activation
 from initdiag.nn.initializers import sample_form, weight_form
 from initdiag.nn.stacks import Norm
 
-Loss = Literal["projection", "half_mse"]
-LOSSES = ("projection", "half_mse")
+Loss = Literal["projection", "half_mse"]  # initdiag.config.LOSSES
 
 
 class Static(NamedTuple):
