@@ -7,24 +7,13 @@ import pytest
 
 import initdiag
 from initdiag.nn.stacks import init_stack, make_input, make_spec, split_seed
-from reference import layers_of, loop_stats, numpy64_sigmoid_grad_rms, numpy64_stats
+from reference import (float32_rtol, layers_of, loop_stats, numpy64_sigmoid_grad_rms,
+                       numpy64_stats)
 
 
 def log2_slope(values):
     layers = np.arange(1, len(values) + 1)
     return np.polyfit(layers, np.log2(values), 1)[0]
-
-
-def float32_rtol(depth, width, batch):
-    """Relative bound on the difference of two float32 evaluations of one pass that differ only
-    in operation order (fusion, summation order, remat, where weights are drawn).
-
-    Per layer, forward and backward, an n-term dot product (rounding ~ sqrt(n) u for independent
-    roundings, Higham & Mary 2019) and <= 4 elementwise roundings; a final reduction over N <=
-    max(B, n) n entries adds sqrt(N) u (a sum accumulated in order). For positive statistics
-    (variances, RMS, norms, their ratios); a mean is a signed sum whose rounding scales with what
-    is summed (|sum x| <= N rms), not with the mean, which can be ~0: use rtol * rms for it."""
-    return (2 * depth * (np.sqrt(width) + 4) + np.sqrt(max(batch, width) * width)) * 2.0**-24
 
 
 def assert_same_pass(a, b, rtol, metrics):
