@@ -1,10 +1,24 @@
-"""Independent references: a plain Python loop differentiated by jax.grad, and float64 numpy."""
+"""Independent references: a plain Python loop differentiated by jax.grad, and float64 numpy;
+and the float32 rounding bound that comparisons with them use."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from initdiag.nn.stacks import NORM_EPS
+
+
+def float32_rtol(depth, width, batch):
+    """Relative bound on the rounding of a float32 pass of ``depth`` layers: between two float32
+    evaluations that differ only in operation order (fusion, summation order, remat, where
+    weights are drawn), or between one and float64.
+
+    Per layer, forward and backward, an n-term dot product (rounding ~ sqrt(n) u for independent
+    roundings, Higham & Mary 2019) and <= 4 elementwise roundings; a final reduction over N <=
+    max(B, n) n entries adds sqrt(N) u (a sum accumulated in order). For positive statistics
+    (variances, RMS, norms, their ratios); a mean is a signed sum whose rounding scales with what
+    is summed (|sum x| <= N rms), not with the mean, which can be ~0: use rtol * rms for it."""
+    return (2 * depth * (np.sqrt(width) + 4) + np.sqrt(max(batch, width) * width)) * 2.0**-24
 
 
 def layers_of(params):

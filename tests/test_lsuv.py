@@ -7,7 +7,7 @@ import initdiag
 from initdiag import theory
 from initdiag.analysis.lsuv import LSUVError, lsuv_params
 from initdiag.nn.stacks import init_stack, make_input, make_spec, split_seed
-from reference import layers_of
+from reference import float32_rtol, layers_of
 
 
 def numpy_preact_vars(params, x, phi):
@@ -35,10 +35,15 @@ def test_every_layer_within_tolerance(act, tol):
     params, report = lsuv_params(start, x, spec, tol=tol, max_iter=10, return_report=True)
     before = numpy_preact_vars(start, x, PHI[act])
     after = numpy_preact_vars(params, x, PHI[act])
-    assert np.all(np.abs(after - 1) < tol * 1.001)  # float32 forward vs float64 check
+    # LSUV accepted each layer on its float32 Var(h^l); the float64 forward of the same weights
+    # agrees with it to the rounding of a float32 pass (float32_rtol: 5e-5 here, observed 3 u),
+    # so it is within tol up to that (tol * 1.001 left 2e-6 at tol = 0.002, not derived)
+    rtol = float32_rtol(25, 128, 64)
+    assert np.all(np.abs(report.variances - 1) < tol)
+    np.testing.assert_allclose(after, report.variances, rtol=rtol)
+    assert np.all(np.abs(after - 1) < tol + rtol * after)
     if act == "sigmoid":  # orthogonal + sigmoid shrinks the variance: LSUV had work to do
         assert np.abs(before - 1).max() > 0.5 and report.scales.max() > 1.5
-    np.testing.assert_allclose(after, report.variances, rtol=1e-4)
 
 
 def test_probe_and_sweep_accept_lsuv():
@@ -49,7 +54,8 @@ def test_probe_and_sweep_accept_lsuv():
     spec = make_spec(activation="sigmoid", init="lsuv(tol=0.01)", depth=15, width=128)
     x = make_input(split_seed(1)["input"], 64, 128)
     params = lsuv_params(init_stack(1, spec), x, spec, tol=0.01)
-    np.testing.assert_allclose(numpy_preact_vars(params, x, PHI["sigmoid"]), r["preact_var"], rtol=1e-4)
+    np.testing.assert_allclose(numpy_preact_vars(params, x, PHI["sigmoid"]), r["preact_var"],
+                               rtol=float32_rtol(15, 128, 64))  # 3.5e-5
     s = initdiag.sweep(["tanh"], ["lsuv", "orthogonal"], depths=[5], widths=[32], batch=16)
     assert [x.config["init"] for x in s] == ["lsuv", "orthogonal"]
     with pytest.raises(theory.NotApplicable, match="lsuv"):
