@@ -153,3 +153,37 @@ def test_lsuv_in_the_theory_and_the_report():
     text = describe_init("lsuv", [64])
     assert text.startswith("orthogonal start, then W^l rescaled") and "Var(W_ij)" not in text
 
+
+def test_lsuv_rescale_needs_an_lsuv_stack():
+    from initdiag.analysis.lsuv import rescale
+
+    spec = make_spec(init="orthogonal", depth=2, width=8)
+    with pytest.raises(ValueError, match="init=lsuv"):
+        rescale(init_stack(0, spec), make_input(split_seed(0)["input"], 4, 8), spec)
+
+
+def test_callers_use_the_records_property_not_the_name(monkeypatch):
+    """A second data-dependent record (LSUV under another name) is rescaled by probe and
+    jacobian_spectrum, never drawn in the scan nor reused from the weights cache, and has no
+    theory prediction: the callers test ``data_dependent``, not ``name == "lsuv"``."""
+    import dataclasses
+
+    from initdiag.analysis.jacobian import jacobian_spectrum
+    from initdiag.nn import schemes
+
+    monkeypatch.setitem(schemes.SCHEMES, "lsuv_again",
+                        dataclasses.replace(schemes.SCHEMES["lsuv"], name="lsuv_again"))
+    kw = dict(depth=4, width=16, batch=16, seed=1, bias_init="normal(std=0.1)")
+    a, b = initdiag.probe("sigmoid", "lsuv_again", **kw), initdiag.probe("sigmoid", "lsuv", **kw)
+    for m in a.metrics:
+        np.testing.assert_array_equal(a[m], b[m], err_msg=m)
+    assert np.all(np.abs(a["preact_var"] - 1) < 0.05)
+    with pytest.raises(ValueError, match="cannot be drawn in the scan"):
+        initdiag.probe("sigmoid", "lsuv_again", draw_weights="in_scan", **kw)
+    s = initdiag.sweep(["sigmoid", "tanh"], ["lsuv_again"], depths=[4], widths=[16], batch=16)
+    assert [r.meta["timing"]["weights_reused"] for r in s] == [False, False]
+    with pytest.raises(theory.NotApplicable, match="rescales each layer from data"):
+        theory.predict("tanh", "lsuv_again", depth=3, width=8)
+    s1 = jacobian_spectrum("tanh", "lsuv_again", depth=3, width=16, seed=1, batch=32)
+    s2 = jacobian_spectrum("tanh", "lsuv", depth=3, width=16, seed=1, batch=32)
+    np.testing.assert_array_equal(s1.singular_values, s2.singular_values)
