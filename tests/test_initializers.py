@@ -9,7 +9,9 @@ import pytest
 from scipy import stats as sst
 
 import initdiag
-from initdiag.nn.initializers import STANDARD_INITIALIZERS, TRUNCATED_NORMAL_STD, names
+from initdiag.nn import schemes
+from initdiag.nn.initializers import (INDEXED_FORMS, STANDARD_INITIALIZERS, TRUNCATED_NORMAL_STD,
+                                      names, sample_form, weight_form)
 
 FAN_IN, FAN_OUT = 300, 500
 N = FAN_IN * FAN_OUT  # 150k samples per test
@@ -174,8 +176,6 @@ def test_stack_drawing_equals_the_initializer_itself(name):
 
 # ---- one record per scheme ----------------------------------------------------------------------
 
-from initdiag.nn import schemes  # noqa: E402
-from initdiag.nn.initializers import INDEXED_FORMS, sample_form, weight_form  # noqa: E402
 
 #: Non-default parameters for each scheme (every scheme with a fixed distribution is listed).
 RECORD_PARAMS = {

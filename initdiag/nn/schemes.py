@@ -15,7 +15,8 @@ record holds everything the package knows about it:
 * ``bias(p, key, fan_in, fan_out, dtype)`` and ``bias_variance(fan_in, fan_out, p)``: the scheme
   as a bias initializer (a bias vector has no fans: those of its layer are used);
 * ``defaults`` and ``summary``: its parameters and what it draws, in words and formula;
-* ``check(p)``: validation beyond "every parameter is known and numeric parameters are finite";
+* ``check(p)``: validation of the parameters given (before defaults are filled in) beyond
+  "every parameter is known, numeric ones finite, std and scale >= 0";
 * ``variance_scaling(p)``: ``(scale, mode, distribution)`` for the schemes that are jax's
   ``variance_scaling(scale * gain^2, mode, distribution)``, else None.
 
