@@ -259,7 +259,7 @@ def prepare(config: ProbeConfig, seed: int = 0, *, remat: int | bool | None = No
     batch = int(x0.shape[0])
     readout = jax.random.normal(keys["readout"], (batch, spec.widths[-1]), jnp.float32)
     check_one_of("draw_weights", draw_weights, memory.DRAW)
-    if getattr(spec.init, "name", None) == "lsuv":  # LSUV rescales stored weights
+    if spec.init.data_dependent:  # LSUV rescales stored weights
         if draw_weights == "in_scan":
             raise ValueError("init='lsuv' rescales stored weights; it cannot be drawn in the scan "
                              "(draw_weights='in_scan'); use draw_weights='upfront' or 'auto'")
@@ -281,9 +281,8 @@ def prepare(config: ProbeConfig, seed: int = 0, *, remat: int | bool | None = No
     elif not mem.draw_in_scan:
         with single_threaded_blas():  # orthogonal's QR (see initdiag.engine.threads)
             params = init_stack(seed, spec)
-            if getattr(spec.init, "name", None) == "lsuv":  # data-dependent: rescaled on x0
-                from initdiag.analysis import lsuv
-                params = lsuv.rescale(params, x0, spec)
+            if spec.init.data_dependent:  # LSUV: rescaled on x0
+                params = spec.init.rescale(params, x0, spec)
             jax.block_until_ready(params)
     init_s = time.perf_counter() - t0
     job = _job(spec, recorded(config, spec, batch=batch, input=input_kind), params, x0, readout,
@@ -320,7 +319,7 @@ def recorded(config: ProbeConfig, spec: StackSpec, **values: Any) -> ProbeConfig
 def _weights_key(seed: Any, spec: StackSpec) -> tuple | None:
     """What a stack's drawn weights depend on, or None when they are not reusable (LSUV rescales
     them on the data; a key object as seed)."""
-    if getattr(spec.init, "name", None) == "lsuv" or not isinstance(seed, (int, np.integer)):
+    if spec.init.data_dependent or not isinstance(seed, (int, np.integer)):
         return None
     return (int(seed), spec.init, spec.bias_init, spec.use_bias, tuple(spec.layer_shapes()))
 

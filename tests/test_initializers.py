@@ -9,7 +9,9 @@ import pytest
 from scipy import stats as sst
 
 import initdiag
-from initdiag.nn.initializers import STANDARD_INITIALIZERS, TRUNCATED_NORMAL_STD, names
+from initdiag.nn import schemes
+from initdiag.nn.initializers import (INDEXED_FORMS, STANDARD_INITIALIZERS, TRUNCATED_NORMAL_STD,
+                                      names, sample_form, weight_form)
 
 FAN_IN, FAN_OUT = 300, 500
 N = FAN_IN * FAN_OUT  # 150k samples per test
@@ -180,3 +182,160 @@ def test_stack_drawing_equals_the_initializer_itself(name):
             np.testing.assert_allclose(np.asarray(w_l), np.asarray(direct), rtol=1e-6, atol=atol)
             layer += 1
     assert layer == 3
+
+
+# ---- one record per scheme ----------------------------------------------------------------------
+
+
+#: Non-default parameters for each scheme (every scheme with a fixed distribution is listed).
+RECORD_PARAMS = {
+    "zeros": [{"gain": 1.3}],
+    "constant": [{"value": -0.3, "gain": 1.4}],
+    "uniform": [{"scale": 0.2, "gain": 1.3}],
+    "normal": [{"std": 0.3, "gain": 0.7}],
+    "truncated_normal": [{"std": 0.2, "gain": 1.3}],
+    "glorot_uniform": [{"gain": 1.3}],
+    "glorot_normal": [{"gain": 1.3}],
+    "he_uniform": [{"gain": 0.8}],
+    "he_normal": [{"gain": 1.3}],
+    "lecun_uniform": [{"gain": 1.3}],
+    "lecun_normal": [{"gain": 1.3}],
+    "orthogonal": [{"gain": 1.7}],
+    "torch_default": [{"gain": 2.0}],
+    "variance_scaling": [{"scale": s, "mode": m, "distribution": d, "gain": 1.2}
+                         for s, m, d in [(2.0, "fan_in", "normal"), (0.5, "fan_out", "uniform"),
+                                         (3.0, "fan_avg", "truncated_normal"),
+                                         (1.0, "fan_geo_avg", "normal")]],
+}
+CASES = [(n, p) for n, ps in RECORD_PARAMS.items() for p in ps]
+CASE_IDS = [initdiag.initializer(n, **p).label for n, p in CASES]
+
+
+def test_every_fixed_scheme_has_test_parameters():
+    fixed = [n for n, s in schemes.SCHEMES.items() if not s.data_dependent]
+    assert sorted(fixed) == sorted(RECORD_PARAMS)
+
+
+def _second_moment_bound(x):
+    """5 standard errors of mean(x^2), from the sample's own fourth moment (CLT)."""
+    return 5.0 * math.sqrt(max(np.mean(x**4) - np.mean(x**2) ** 2, 0.0) / x.size) + 1e-12
+
+
+@pytest.mark.parametrize("name,params", CASES, ids=CASE_IDS)
+def test_record_variance_is_the_second_moment_of_its_draws(name, params):
+    """E[W^2] of the record's formula against the mean of W^2 over a 150k-entry draw
+    (non-square fans, non-default parameters), and the same for a 20k-entry bias."""
+    init = initdiag.initializer(name, **params)
+    w = sample(init)
+    var = init.weight_variance(FAN_IN, FAN_OUT)
+    if name in ("orthogonal", "zeros", "constant"):
+        # no sampling error: every entry equal, or gain * orthonormal rows (sum of squares
+        # gain^2 min(fans), exactly); float32 rounding only
+        assert np.mean(w**2) == pytest.approx(var, rel=1e-5, abs=1e-30)
+    else:
+        assert abs(np.mean(w**2) - var) <= _second_moment_bound(w), (np.mean(w**2), var)
+    b = np.asarray(init.bias(jax.random.key(3), FAN_IN, 20000), np.float64)
+    bvar = init.bias_variance(FAN_IN, 20000)
+    assert b.shape == (20000,)
+    if name == "orthogonal":  # gain times a unit vector
+        assert np.mean(b**2) == pytest.approx(bvar, rel=1e-5) and bvar == pytest.approx(1.7**2 / 20000)
+    elif name in ("zeros", "constant"):
+        assert np.mean(b**2) == pytest.approx(bvar, rel=1e-5, abs=1e-30)
+    else:
+        assert abs(np.mean(b**2) - bvar) <= _second_moment_bound(b), (np.mean(b**2), bvar)
+
+
+@pytest.mark.parametrize("name,params", CASES, ids=CASE_IDS)
+def test_compiled_form_draws_what_the_sampler_draws(name, params):
+    """The engine's drawing (form and runtime value, traced as in init_stack) is the sampler's,
+    to float32 rounding: XLA may fold a constant scale differently from a traced one, and the
+    variance-scaling family's form is normalised to mode fan_in. (That the engine's own numbers
+    are unchanged is pinned in test_initializer_pins.py.)"""
+    init = initdiag.initializer(name, **params)
+    form, value = weight_form(init, FAN_IN, FAN_OUT)
+    assert form in INDEXED_FORMS and form in init.scheme.forms
+    key = jax.random.key(5)
+    direct = np.asarray(init(key, (FAN_IN, FAN_OUT), jnp.float32))
+    traced = np.asarray(jax.jit(lambda v, k: sample_form(form, v, k, (FAN_IN, FAN_OUT)))(
+        jnp.float32(value), key))
+    np.testing.assert_allclose(traced, direct, rtol=1e-6, atol=1e-9)
+
+
+def test_variance_scaling_family_shares_one_form_per_distribution():
+    fans = (FAN_IN, FAN_OUT)
+    form = lambda label: weight_form(initdiag.initializer(label), *fans)  # noqa: E731
+    trunc = form("he_normal")[0]
+    for label in ("lecun_normal", "glorot_normal(gain=2.0)", "variance_scaling(mode=fan_out)"):
+        assert form(label)[0] == trunc
+    assert form("he_uniform")[0] == form("torch_default")[0] != trunc
+    # the runtime value is fan_in times the record's variance
+    for label in ("he_normal", "glorot_normal(gain=2.0)", "torch_default",
+                  "variance_scaling(scale=3.0, mode=fan_geo_avg, distribution=normal)"):
+        v = initdiag.initializer(label).weight_variance(*fans)
+        assert form(label)[1] == pytest.approx(FAN_IN * v, rel=1e-12)
+    assert len(INDEXED_FORMS) == len(set(INDEXED_FORMS)) == 9
+
+
+def test_variance_scaling_params_are_jax_arguments():
+    assert initdiag.initializer("he_normal(gain=3.0)").variance_scaling_params == \
+        (2.0, "fan_in", "truncated_normal")
+    assert initdiag.initializer("torch_default").variance_scaling_params == \
+        (1.0 / 3.0, "fan_in", "uniform")
+    vs = initdiag.initializer("variance_scaling(scale=0.5, mode=fan_avg, distribution=uniform)")
+    assert vs.variance_scaling_params == (0.5, "fan_avg", "uniform")
+    for label in ("normal", "orthogonal", "zeros", "lsuv"):
+        assert initdiag.initializer(label).variance_scaling_params is None
+
+
+def test_names_and_standard_initializers_are_unchanged():
+    assert names() == (
+        "zeros", "constant", "uniform", "normal", "truncated_normal", "glorot_uniform",
+        "glorot_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal", "orthogonal",
+        "lsuv", "torch_default", "variance_scaling", "zero", "random_uniform", "random_normal",
+        "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "pytorch_default",
+        "torch")
+    assert STANDARD_INITIALIZERS == (
+        "zeros", "uniform", "normal", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
+        "lecun_uniform", "lecun_normal", "orthogonal", "torch_default")
+    assert initdiag.initializer("normal", std=0.1).label == "normal(std=0.1)"
+    assert initdiag.initializer("kaiming_normal(gain=2)").label == "he_normal(gain=2.0)"
+    assert initdiag.initializer("he_normal").describe() == \
+        "he_normal: truncated normal, variance gain^2 * 2/fan_in"
+
+
+def test_choice_parameters_name_the_valid_choices():
+    with pytest.raises(ValueError, match=r"distribution 'cauchy'.*normal, truncated_normal, uniform"):
+        initdiag.initializer("variance_scaling(distribution=cauchy)")
+    with pytest.raises(ValueError, match=r"'tol'.*Valid parameters: value, gain"):
+        initdiag.initializer("constant", tol=0.1)
+
+
+def test_adding_a_scheme_is_adding_one_record(monkeypatch):
+    """A record added to SCHEMES works everywhere: names, labels, variance, stack drawing (a
+    variance-scaling specialisation shares the family's compiled form; a scheme with a new form
+    is compiled on its own)."""
+    from initdiag.nn.stacks import init_stack, make_spec, split_seed
+
+    fan_out_normal = schemes.variance_scaling_scheme(
+        "fan_out_normal", "normal, variance gain^2 / fan_out", lambda p: (1.0, "fan_out", "normal"),
+        distributions=("normal",))
+    laplace = schemes.drawn_by(
+        "laplace", "Laplace(0, gain*b), variance 2 (gain*b)^2", {"b": 0.1, "gain": 1.0},
+        schemes.Form("laplace", lambda v, key, shape, dtype: v * jax.random.laplace(key, shape, dtype)),
+        value=lambda p: p["b"] * p["gain"], variance=lambda fi, fo, p: 2 * (p["b"] * p["gain"]) ** 2)
+    monkeypatch.setitem(schemes.SCHEMES, "fan_out_normal", fan_out_normal)
+    monkeypatch.setitem(schemes.SCHEMES, "laplace", laplace)
+    assert "laplace" in names()
+    init = initdiag.initializer("laplace(b=0.2)")
+    assert init.label == "laplace(b=0.2)" and init.weight_variance(3, 4) == pytest.approx(0.08)
+    assert weight_form(init, 3, 4)[0] not in INDEXED_FORMS
+    assert weight_form(initdiag.initializer("fan_out_normal"), 3, 4)[0] in INDEXED_FORMS
+    for label in ("laplace(b=0.2)", "fan_out_normal(gain=2.0)"):
+        spec = make_spec(init=label, depth=2, width=[24, 16], input_width=40)
+        key_w = split_seed(1)["weights"]
+        ws = [w for seg, _ in init_stack(1, spec) for w in seg]
+        for l, w in enumerate(ws):
+            direct = spec.init(jax.random.fold_in(key_w, l), w.shape, jnp.float32)
+            np.testing.assert_allclose(np.asarray(w), np.asarray(direct), rtol=1e-6, atol=1e-9)
+    w = sample(initdiag.initializer("fan_out_normal(gain=2.0)"))
+    assert abs(np.mean(w**2) - 4.0 / FAN_OUT) <= _second_moment_bound(w)

@@ -103,3 +103,93 @@ def test_auto_weight_drawing_keeps_lsuv_weights_upfront():
 def test_lsuv_cannot_be_drawn_in_the_scan():
     with pytest.raises(ValueError, match="cannot be drawn in the scan.*'upfront' or 'auto'"):
         initdiag.probe("tanh", "lsuv", depth=3, width=8, batch=8, draw_weights="in_scan")
+
+
+# ---- LSUV as a data-dependent record, not a distribution ---------------------------------------
+
+def test_lsuv_is_data_dependent_and_refuses_to_act_as_a_distribution():
+    import jax
+    import jax.numpy as jnp
+
+    from initdiag.nn.initializers import DataDependentError, DataDependentInitializer
+
+    init = initdiag.initializer("lsuv(tol=0.01)")
+    assert isinstance(init, DataDependentInitializer) and init.data_dependent
+    assert init.label == "lsuv(tol=0.01)" and init.kwargs["tol"] == 0.01
+    assert initdiag.initializer(init.label) == init
+    for other in ["orthogonal", "he_normal", "zeros", lambda k, s, d: jnp.zeros(s, d)]:
+        assert not initdiag.initializer(other).data_dependent
+    with pytest.raises(DataDependentError,
+                       match=r"'lsuv\(tol=0.01\)' is data-dependent.*orthogonal.*lsuv.rescale.*"
+                             r"not a \(key, shape, dtype\) initializer.*initdiag.probe.*rescale"):
+        init(jax.random.key(0), (4, 4), jnp.float32)
+    with pytest.raises(DataDependentError, match="data-dependent.*no fixed weight variance"):
+        init.weight_variance(4, 4)
+    with pytest.raises(ValueError, match="weight initializer"):
+        init.bias(jax.random.key(0), 4, 4)
+    with pytest.raises(ValueError, match="weight initializer"):
+        init.bias_variance(4, 4)
+
+
+def test_lsuv_start_is_orthogonal_and_its_step_is_lsuv_params():
+    spec = make_spec(activation="sigmoid", init="lsuv(gain=1.5, tol=0.01, max_iter=3)", depth=6,
+                     width=[32, 32, 24, 24, 24, 16], input_width=40, bias_init="normal(std=0.1)")
+    assert spec.init.start == initdiag.initializer("orthogonal(gain=1.5)")
+    ortho = make_spec(activation="sigmoid", init="orthogonal(gain=1.5)", depth=6,
+                      width=[32, 32, 24, 24, 24, 16], input_width=40, bias_init="normal(std=0.1)")
+    start = init_stack(4, spec)
+    for (w, b), (w_o, b_o) in zip(start, init_stack(4, ortho)):  # the same draws, bit for bit
+        np.testing.assert_array_equal(np.asarray(w), np.asarray(w_o))
+        np.testing.assert_array_equal(np.asarray(b), np.asarray(b_o))
+    x = make_input(split_seed(4)["input"], 64, 40)
+    stepped = spec.init.rescale(start, x, spec)
+    direct = lsuv_params(start, x, ortho, tol=0.01, max_iter=3)
+    for (w, _), (w_d, _) in zip(stepped, direct):
+        np.testing.assert_array_equal(np.asarray(w), np.asarray(w_d))
+    assert np.all(np.abs(numpy_preact_vars(stepped, x, PHI["sigmoid"]) - 1) < 0.01 * 1.001)
+
+
+def test_lsuv_in_the_theory_and_the_report():
+    from initdiag.report.html import describe_init
+
+    with pytest.raises(theory.NotApplicable, match="init=lsuv rescales each layer from data"):
+        theory.predict("tanh", "lsuv", depth=3, width=8)
+    with pytest.raises(theory.NotApplicable, match="bias_init=lsuv is not a bias initializer"):
+        theory.predict("tanh", "he_normal", depth=3, width=8, bias_init="lsuv(tol=0.1)")
+    text = describe_init("lsuv", [64])
+    assert text.startswith("orthogonal start, then W^l rescaled") and "Var(W_ij)" not in text
+
+
+def test_lsuv_rescale_needs_an_lsuv_stack():
+    from initdiag.analysis.lsuv import rescale
+
+    spec = make_spec(init="orthogonal", depth=2, width=8)
+    with pytest.raises(ValueError, match="init=lsuv"):
+        rescale(init_stack(0, spec), make_input(split_seed(0)["input"], 4, 8), spec)
+
+
+def test_callers_use_the_records_property_not_the_name(monkeypatch):
+    """A second data-dependent record (LSUV under another name) is rescaled by probe and
+    jacobian_spectrum, never drawn in the scan nor reused from the weights cache, and has no
+    theory prediction: the callers test ``data_dependent``, not ``name == "lsuv"``."""
+    import dataclasses
+
+    from initdiag.analysis.jacobian import jacobian_spectrum
+    from initdiag.nn import schemes
+
+    monkeypatch.setitem(schemes.SCHEMES, "lsuv_again",
+                        dataclasses.replace(schemes.SCHEMES["lsuv"], name="lsuv_again"))
+    kw = dict(depth=4, width=16, batch=16, seed=1, bias_init="normal(std=0.1)")
+    a, b = initdiag.probe("sigmoid", "lsuv_again", **kw), initdiag.probe("sigmoid", "lsuv", **kw)
+    for m in a.metrics:
+        np.testing.assert_array_equal(a[m], b[m], err_msg=m)
+    assert np.all(np.abs(a["preact_var"] - 1) < 0.05)
+    with pytest.raises(ValueError, match="cannot be drawn in the scan"):
+        initdiag.probe("sigmoid", "lsuv_again", draw_weights="in_scan", **kw)
+    s = initdiag.sweep(["sigmoid", "tanh"], ["lsuv_again"], depths=[4], widths=[16], batch=16)
+    assert [r.meta["timing"]["weights_reused"] for r in s] == [False, False]
+    with pytest.raises(theory.NotApplicable, match="rescales each layer from data"):
+        theory.predict("tanh", "lsuv_again", depth=3, width=8)
+    s1 = jacobian_spectrum("tanh", "lsuv_again", depth=3, width=16, seed=1, batch=32)
+    s2 = jacobian_spectrum("tanh", "lsuv", depth=3, width=16, seed=1, batch=32)
+    np.testing.assert_array_equal(s1.singular_values, s2.singular_values)

@@ -173,11 +173,10 @@ def jacobian_spectrum(activation: Any = "tanh", init: Any = "orthogonal", depth:
     keys = split_seed(seed)
     scale = np.float32(np.sqrt(input_var))
     xs = make_input(keys["input"], points, spec.input_width) * scale
-    if getattr(spec.init, "name", None) == "lsuv":  # data-dependent: rescaled as in probe
-        from initdiag.analysis import lsuv
+    if spec.init.data_dependent:  # LSUV: rescaled as in probe
         batch = check_int("batch", batch)
-        params = lsuv.rescale(params, make_input(keys["input"], batch, spec.input_width) * scale,
-                              spec)
+        x_batch = make_input(keys["input"], batch, spec.input_width) * scale
+        params = spec.init.rescale(params, x_batch, spec)
     if method == "auto":
         method = "exact" if spec.input_width <= EXACT_MAX_WIDTH else "lanczos"
     f = lambda x: apply_stack(params, x[None, :], spec)[0]  # noqa: E731

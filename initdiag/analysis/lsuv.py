@@ -20,6 +20,12 @@ a dead ReLU layer) cannot be rescaled at all and raises at once.
 Use ``init="lsuv"`` or ``init="lsuv(tol=0.05, max_iter=10)"`` in :func:`initdiag.probe` and
 :func:`initdiag.sweep`: the rescaling uses the probe's own input batch. Directly:
 :func:`lsuv_params`.
+
+LSUV is not a distribution of the weights: ``initdiag.initializer("lsuv")`` is a
+:class:`initdiag.nn.initializers.DataDependentInitializer` (record
+:class:`initdiag.nn.schemes.DataDependentScheme`: base ``orthogonal``, step :func:`rescale`).
+Its ``start`` draws step 1; calling it as a ``(key, shape, dtype)`` initializer or asking its
+variance raises :class:`initdiag.nn.initializers.DataDependentError`.
 """
 
 from __future__ import annotations
@@ -32,10 +38,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from initdiag.nn.schemes import SCHEMES
 from initdiag.nn.stacks import StackSpec, branch, layer_output
 
-DEFAULT_TOL = 0.05
-DEFAULT_MAX_ITER = 10
+DEFAULT_TOL = SCHEMES["lsuv"].defaults["tol"]
+DEFAULT_MAX_ITER = int(SCHEMES["lsuv"].defaults["max_iter"])
 
 
 class LSUVError(ValueError):
@@ -64,7 +71,9 @@ def lsuv_params(params, x: Any, spec: StackSpec, tol: float = DEFAULT_TOL,
 
     Args:
       params: segment-stacked ``(W [n, fi, fo], b [n, fo])`` pairs (:func:`initdiag.init_stack`);
-        LSUV's orthonormal start is ``init="orthogonal"`` (what ``init="lsuv"`` draws).
+        LSUV's orthonormal start is ``init="orthogonal"`` (what
+        :func:`initdiag.nn.stacks.init_stack` draws for ``init="lsuv"``:
+        ``initializer("lsuv").start``).
       x: the input batch ``[B, n_0]``.
       spec: the stack.
       tol: accept a layer when |Var(h^l) - 1| < tol (0 < tol < 1).
@@ -123,6 +132,10 @@ def lsuv_params(params, x: Any, spec: StackSpec, tol: float = DEFAULT_TOL,
 
 
 def rescale(params, x, spec: StackSpec):
-    """The probe's hook: LSUV with the tol and max_iter of ``spec.init`` (``lsuv(...)``)."""
-    p = spec.init.kwargs
+    """LSUV's step as its record names it: :func:`lsuv_params` with the tol and max_iter of
+    ``spec.init`` (``lsuv(...)``). The probe, sweep and ``jacobian_spectrum`` call it as
+    ``spec.init.rescale(params, x, spec)``."""
+    p = getattr(spec.init, "kwargs", {})
+    if "tol" not in p or "max_iter" not in p:
+        raise ValueError(f"lsuv.rescale needs a stack with init=lsuv(...); got init={spec.init}")
     return lsuv_params(params, x, spec, tol=p["tol"], max_iter=int(p["max_iter"]))

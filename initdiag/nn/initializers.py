@@ -28,8 +28,9 @@ torch_default       U(-1/sqrt(n_in), 1/sqrt(n_in)): what torch.nn.Linear does to
 variance_scaling    the general family: variance scale / n, n = n_in, n_out, (n_in + n_out)/2 or
                       sqrt(n_in n_out) for mode fan_in / fan_out / fan_avg / fan_geo_avg;
                       distribution "normal", "truncated_normal" (rescaled) or "uniform"
-lsuv                data-dependent: orthogonal start, then each layer rescaled on the probe's
-                      input until Var(h^l) is within tol of 1 (:mod:`initdiag.analysis.lsuv`)
+lsuv                data-dependent, not a distribution: orthogonal start, then each layer
+                      rescaled on the probe's input until Var(h^l) is within tol of 1
+                      (:mod:`initdiag.analysis.lsuv`); a :class:`DataDependentInitializer`
 ==================  ===========================================================================
 
 "Xavier" is used loosely in the literature (some texts mean N(0, 2/(n_in+n_out)), others
@@ -39,6 +40,9 @@ Biases (``bias_init=``) take the same names. A bias vector has no fan of its own
 fan-dependent initializer uses the fans of its layer: ``he_normal`` as a bias draws with variance
 ``2 / n_in``; ``torch_default`` gives torch.nn.Linear's bias rule U(-1/sqrt(n_in), 1/sqrt(n_in));
 ``orthogonal`` gives ``gain`` times a uniformly random unit vector.
+
+Each scheme is one record of :data:`initdiag.nn.schemes.SCHEMES` (its sampler, variance, compiled
+form, bias rule, parameters and summary); this module turns names into initializer objects.
 """
 
 from __future__ import annotations
@@ -46,66 +50,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import jax
 import jax.numpy as jnp
-from jax.nn import initializers as jinit
 
+from initdiag.base import PRNGKey, Shape, unknown_choice_message
+# re-exported: the records and their constants
+from initdiag.nn.schemes import DISTRIBUTIONS as DISTRIBUTIONS, MODES as MODES
+from initdiag.nn.schemes import SCHEMES as SCHEMES, TRUNCATED_NORMAL_STD as TRUNCATED_NORMAL_STD
+from initdiag.nn.schemes import DataDependentScheme, Form as Form, Scheme
 from initdiag.nn.spec import format_spec, parse_spec
-from initdiag.base import PRNGKey, Shape, check_one_of, unknown_choice_message
-
-# Standard deviation of a standard normal truncated to (-2, 2), as in jax.nn.initializers.
-TRUNCATED_NORMAL_STD = 0.87962566103423978
-
-MODES = ("fan_in", "fan_out", "fan_avg", "fan_geo_avg")
-DISTRIBUTIONS = ("normal", "truncated_normal", "uniform")
-
-
-@dataclasses.dataclass(frozen=True)
-class _Family:
-    """How one registry entry samples and what it documents."""
-
-    defaults: Mapping[str, Any]
-    summary: str
-    # (scale, mode, distribution) for the variance-scaling family, else None.
-    variance_scaling: Callable[[Mapping[str, Any]], tuple[float, str, str]] | None = None
-
-
-def _vs(scale: float, mode: str, distribution: str) -> Callable[[Mapping[str, Any]], tuple[float, str, str]]:
-    return lambda p: (scale, mode, distribution)
-
-
-_FAMILIES: dict[str, _Family] = {
-    "zeros": _Family({"gain": 1.0}, "every weight 0"),
-    "constant": _Family({"value": 0.1, "gain": 1.0}, "every weight = gain * value"),
-    "uniform": _Family({"scale": 0.05, "gain": 1.0}, "U(-gain*scale, gain*scale)"),
-    "normal": _Family({"std": 0.01, "gain": 1.0}, "N(0, (gain*std)^2)"),
-    "truncated_normal": _Family(
-        {"std": 0.01, "gain": 1.0},
-        "gain * N(0, std^2) truncated to [-2 std, 2 std] (std of result 0.8796*gain*std)"),
-    "glorot_uniform": _Family(
-        {"gain": 1.0}, "U(-a, a), a = gain*sqrt(6/(fan_in+fan_out))", _vs(1.0, "fan_avg", "uniform")),
-    "glorot_normal": _Family(
-        {"gain": 1.0}, "truncated normal, variance gain^2 * 2/(fan_in+fan_out)",
-        _vs(1.0, "fan_avg", "truncated_normal")),
-    "he_uniform": _Family({"gain": 1.0}, "U(-a, a), a = gain*sqrt(6/fan_in)", _vs(2.0, "fan_in", "uniform")),
-    "he_normal": _Family(
-        {"gain": 1.0}, "truncated normal, variance gain^2 * 2/fan_in", _vs(2.0, "fan_in", "truncated_normal")),
-    "lecun_uniform": _Family({"gain": 1.0}, "U(-a, a), a = gain*sqrt(3/fan_in)", _vs(1.0, "fan_in", "uniform")),
-    "lecun_normal": _Family(
-        {"gain": 1.0}, "truncated normal, variance gain^2 / fan_in", _vs(1.0, "fan_in", "truncated_normal")),
-    "orthogonal": _Family({"gain": 1.0}, "gain * (random matrix with orthonormal columns or rows)"),
-    "lsuv": _Family({"tol": 0.05, "max_iter": 10.0, "gain": 1.0},
-                    "orthogonal start, then W^l rescaled layer by layer until Var(h^l) on the "
-                    "probe's batch is within tol of 1 (initdiag.analysis.lsuv; Mishkin & Matas 2015)"),
-    "torch_default": _Family(
-        {"gain": 1.0}, "U(-a, a), a = gain/sqrt(fan_in) (torch.nn.Linear)", _vs(1.0 / 3.0, "fan_in", "uniform")),
-    "variance_scaling": _Family(
-        {"scale": 1.0, "mode": "fan_in", "distribution": "truncated_normal", "gain": 1.0},
-        "variance gain^2 * scale / n(mode), distribution as given",
-        lambda p: (p["scale"], p["mode"], p["distribution"])),
-}
 
 ALIASES: dict[str, str] = {
     "zero": "zeros",
@@ -128,12 +83,16 @@ STANDARD_INITIALIZERS = (
 
 def names() -> tuple[str, ...]:
     """Every registered name, canonical names first, then aliases."""
-    return tuple(_FAMILIES) + tuple(ALIASES)
+    return tuple(SCHEMES) + tuple(ALIASES)
+
+
+class DataDependentError(ValueError):
+    """A data-dependent initializer (LSUV) was used as a fixed distribution."""
 
 
 @dataclasses.dataclass(frozen=True)
-class NamedInitializer:
-    """A registry initializer with its parameters; callable like any jax initializer.
+class _Registered:
+    """A registry scheme with its parameters.
 
     Attributes:
       name: canonical registry name (aliases resolved).
@@ -142,6 +101,11 @@ class NamedInitializer:
 
     name: str
     params: tuple[tuple[str, Any], ...]
+
+    @property
+    def scheme(self) -> Scheme | DataDependentScheme:
+        """The scheme's record (:mod:`initdiag.nn.schemes`)."""
+        return SCHEMES[self.name]
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -154,72 +118,105 @@ class NamedInitializer:
     @property
     def label(self) -> str:
         """Compact text form that :func:`initializer` parses back, e.g. ``he_normal(gain=1.2)``."""
-        return format_spec(self.name, self.kwargs, _FAMILIES[self.name].defaults)
+        return format_spec(self.name, self.kwargs, self.scheme.defaults)
 
     def __str__(self) -> str:
         return self.label
 
     def describe(self) -> str:
         """The exact distribution of each weight entry, in words and formula."""
-        return f"{self.label}: {_FAMILIES[self.name].summary}"
+        return f"{self.label}: {self.scheme.summary}"
 
     def to_config(self) -> dict[str, Any]:
         return {"name": self.name, **self.kwargs}
 
-    def _vs_params(self) -> tuple[float, str, str] | None:
-        vs = _FAMILIES[self.name].variance_scaling
+
+@dataclasses.dataclass(frozen=True)
+class NamedInitializer(_Registered):
+    """A registry initializer with its parameters; callable like any jax initializer."""
+
+    data_dependent: ClassVar[bool] = False
+
+    @property
+    def variance_scaling_params(self) -> tuple[float, str, str] | None:
+        """``(scale, mode, distribution)`` when this is jax's
+        ``variance_scaling(scale * gain^2, mode, distribution)`` (He, Glorot, LeCun,
+        torch_default, variance_scaling), else None."""
+        vs = self.scheme.variance_scaling
         return None if vs is None else vs(self.kwargs)
 
     def __call__(self, key: PRNGKey, shape: Shape, dtype: Any = jnp.float32) -> jax.Array:
         """Sample a weight array of ``shape`` (``[..., fan_in, fan_out]``)."""
-        p = self.kwargs
-        gain = p["gain"]
-        vs = self._vs_params()
-        if vs is not None:
-            scale, mode, distribution = vs
-            return jinit.variance_scaling(scale * gain**2, mode, distribution)(key, shape, dtype)
-        if self.name in ("orthogonal", "lsuv"):  # lsuv: the orthonormal start (initdiag.analysis.lsuv)
-            return jinit.orthogonal(scale=gain)(key, shape, dtype)
-        return _fan_free_sample(self.name, p, key, shape, dtype)
+        return self.scheme.sampler(self.kwargs)(key, shape, dtype)
 
     def bias(self, key: PRNGKey, fan_in: int, fan_out: int, dtype: Any = jnp.float32) -> jax.Array:
         """Sample a bias vector of length ``fan_out`` for a layer with the given fans."""
-        vs = self._vs_params()
-        if vs is not None:
-            scale, mode, distribution = vs
-            variance = scale * self.gain**2 / _fan_denominator(mode, fan_in, fan_out)
-            # Shape (1, fan_out) in mode fan_out has denominator fan_out: rescale to the layer's.
-            init = jinit.variance_scaling(variance * fan_out, "fan_out", distribution)
-            return init(key, (1, fan_out), dtype)[0]
-        if self.name == "orthogonal":
-            return jinit.orthogonal(scale=self.gain)(key, (1, fan_out), dtype)[0]
-        if self.name == "lsuv":
-            raise ValueError("lsuv is a weight initializer; use another bias_init")
-        return _fan_free_sample(self.name, self.kwargs, key, (fan_out,), dtype)
+        return self.scheme.bias(self.kwargs, key, fan_in, fan_out, dtype)
 
     def weight_variance(self, fan_in: int, fan_out: int) -> float:
         """E[W_ij^2], the second moment of one entry (= its variance for zero-mean schemes)."""
-        p = self.kwargs
-        g2 = p["gain"] ** 2
-        vs = self._vs_params()
-        if vs is not None:
-            scale, mode, _ = vs
-            return scale * g2 / _fan_denominator(mode, fan_in, fan_out)
-        return g2 * {
-            "zeros": lambda: 0.0,
-            "constant": lambda: p["value"] ** 2,
-            "uniform": lambda: p["scale"] ** 2 / 3.0,
-            "normal": lambda: p["std"] ** 2,
-            "truncated_normal": lambda: (p["std"] * TRUNCATED_NORMAL_STD) ** 2,
-            "orthogonal": lambda: 1.0 / max(fan_in, fan_out),
-            "lsuv": lambda: math.nan,  # set from data by initdiag.analysis.lsuv
-        }[self.name]()
+        return self.scheme.variance(fan_in, fan_out, self.kwargs)
 
     def bias_variance(self, fan_in: int, fan_out: int) -> float:
         """E[b_j^2] of :meth:`bias` for a layer with these fans."""
-        if self.name == "orthogonal":
-            return self.gain**2 / fan_out
-        return self.weight_variance(fan_in, fan_out)
+        return self.scheme.bias_variance(fan_in, fan_out, self.kwargs)
+
+    def compiled(self, fan_in: int, fan_out: int) -> tuple[Form, float]:
+        """``(form, value)`` of a ``[fan_in, fan_out]`` weight (:func:`weight_form`)."""
+        return self.scheme.form(fan_in, fan_out, self.kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataDependentInitializer(_Registered):
+    """A data-dependent scheme with its parameters (``lsuv``): weights drawn by :attr:`start`,
+    then changed by :meth:`rescale` on the stack and its input. It has no fixed distribution:
+    calling it as a ``(key, shape, dtype)`` initializer, asking its variance or using it for
+    biases raises :class:`DataDependentError` saying what to use instead."""
+
+    data_dependent: ClassVar[bool] = True
+    variance_scaling_params: ClassVar[None] = None
+
+    @property
+    def start(self) -> NamedInitializer:
+        """The initializer of the weights before the data-dependent step."""
+        return initializer(self.scheme.base, **self.scheme.base_params(self.kwargs))
+
+    def rescale(self, params: Any, x: Any, spec: Any) -> Any:
+        """The step: the stack's ``params`` (drawn by :attr:`start`, as
+        :func:`initdiag.nn.stacks.init_stack` does for ``spec.init = self``) changed on the input
+        batch ``x`` ([batch, n_0]); ``spec`` is the stack (:class:`initdiag.nn.stacks.StackSpec`)."""
+        return self.scheme.step_function()(params, x, spec)
+
+    def _refuse(self, what: str) -> DataDependentError:
+        step = self.scheme.step.replace(":", ".")
+        return DataDependentError(
+            f"initializer {self.label!r} is data-dependent: its weights are drawn by "
+            f"{self.start.label}, then changed by {step} on a stack and its input, so {what}. "
+            f"Use init={self.label!r} in initdiag.probe / initdiag.sweep / jacobian_spectrum, "
+            f"or spec = make_spec(init={self.label!r}, ...) and "
+            f"spec.init.rescale(init_stack(seed, spec), x, spec) (initdiag.nn.stacks)")
+
+    def __call__(self, key: PRNGKey, shape: Shape, dtype: Any = jnp.float32) -> jax.Array:
+        """Raises :class:`DataDependentError`: the weights depend on the stack and its input."""
+        raise self._refuse("it is not a (key, shape, dtype) initializer")
+
+    def bias(self, key: PRNGKey, fan_in: int, fan_out: int, dtype: Any = jnp.float32) -> jax.Array:
+        """Raises :class:`DataDependentError`: LSUV rescales weights, not biases."""
+        raise DataDependentError(f"{self.name} is a weight initializer (data-dependent); "
+                                 "use another bias_init")
+
+    def weight_variance(self, fan_in: int, fan_out: int) -> float:
+        """Raises :class:`DataDependentError`: the variance is set from data, layer by layer."""
+        raise self._refuse("it has no fixed weight variance")
+
+    def bias_variance(self, fan_in: int, fan_out: int) -> float:
+        """Raises :class:`DataDependentError`, as :meth:`bias`."""
+        raise DataDependentError(f"{self.name} is a weight initializer (data-dependent); "
+                                 "it has no bias variance")
+
+    def compiled(self, fan_in: int, fan_out: int) -> tuple[Form, float]:
+        """The form of :attr:`start`: what :func:`initdiag.nn.stacks.init_stack` draws."""
+        return self.start.compiled(fan_in, fan_out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,6 +227,8 @@ class CallableInitializer:
     """
 
     fn: Callable[..., jax.Array]
+
+    data_dependent: ClassVar[bool] = False
 
     @property
     def name(self) -> str:
@@ -262,67 +261,28 @@ class CallableInitializer:
         del fan_in, fan_out
         return None
 
-
-AnyInitializer = NamedInitializer | CallableInitializer
-
-
-def _fan_denominator(mode: str, fan_in: int, fan_out: int) -> float:
-    return {
-        "fan_in": fan_in,
-        "fan_out": fan_out,
-        "fan_avg": (fan_in + fan_out) / 2.0,
-        "fan_geo_avg": math.sqrt(fan_in * fan_out),
-    }[mode]
+    def compiled(self, fan_in: int, fan_out: int) -> tuple[Form, float]:
+        """A form of its own: the callable is compiled per object."""
+        del fan_in, fan_out
+        return Form("callable", lambda v, key, shape, dtype: self(key, shape, dtype), of=self), 0.0
 
 
-def _fan_free_sample(name: str, p: Mapping[str, Any], key: PRNGKey, shape: Shape, dtype: Any) -> jax.Array:
-    gain = p["gain"]
-    if name == "zeros":
-        return jinit.zeros(key, shape, dtype)
-    if name == "constant":
-        return jinit.constant(p["value"] * gain)(key, shape, dtype)
-    if name == "uniform":
-        # jax.nn.initializers.uniform samples [0, scale); the documented range is symmetric.
-        s = p["scale"] * gain
-        return jax.random.uniform(key, shape, dtype, minval=-s, maxval=s)
-    if name == "normal":
-        return jinit.normal(stddev=p["std"] * gain)(key, shape, dtype)
-    if name == "truncated_normal":
-        return jinit.truncated_normal(stddev=p["std"] * gain)(key, shape, dtype)
-    raise AssertionError(f"unhandled initializer {name}")
+AnyInitializer = NamedInitializer | DataDependentInitializer | CallableInitializer
 
 
-def weight_form(init: AnyInitializer, fan_in: int, fan_out: int) -> tuple[tuple, float]:
+def weight_form(init: AnyInitializer, fan_in: int, fan_out: int) -> tuple[Form, float]:
     """``(form, value)`` with ``sample_form(form, value, key, (fan_in, fan_out))`` drawing the
     same distribution as ``init``: the form is what a compiled drawing function depends on, the
     value a number passed at run time. So every initializer of the variance-scaling family with
-    one distribution (He, Glorot, LeCun, torch_default, ...) shares one compiled function; the
-    others are compiled per initializer."""
-    if isinstance(init, NamedInitializer):
-        p = init.kwargs
-        vs = init._vs_params()
-        if vs is not None:
-            scale, mode, distribution = vs
-            # variance = scale gain^2 / n(mode) = value / fan_in
-            value = scale * p["gain"] ** 2 * fan_in / _fan_denominator(mode, fan_in, fan_out)
-            return ("variance_scaling", distribution), value
-        simple = {"zeros": lambda: 0.0, "constant": lambda: p["value"] * p["gain"],
-                  "uniform": lambda: p["scale"] * p["gain"], "normal": lambda: p["std"] * p["gain"],
-                  "truncated_normal": lambda: p["std"] * p["gain"]}
-        if init.name in simple:
-            return (init.name,), simple[init.name]()
-        if init.name == "orthogonal":
-            return ("orthogonal",), p["gain"]
-    return ("object", init), 0.0
+    one distribution (He, Glorot, LeCun, torch_default, ...) shares one compiled function; a user
+    callable is compiled per object. For LSUV it is the form of its orthogonal start."""
+    return init.compiled(fan_in, fan_out)
 
 
 #: The forms :func:`sample_indexed` selects among at run time: one compiled drawing function
-#: serves every named initializer except LSUV (and user callables, compiled per object).
-INDEXED_FORMS: tuple[tuple, ...] = (
-    ("variance_scaling", "truncated_normal"), ("variance_scaling", "normal"),
-    ("variance_scaling", "uniform"), ("normal",), ("truncated_normal",), ("uniform",),
-    ("constant",), ("zeros",), ("orthogonal",),
-)
+#: serves every named initializer (user callables are compiled per object).
+INDEXED_FORMS: tuple[Form, ...] = tuple(dict.fromkeys(
+    form for scheme in SCHEMES.values() if not scheme.data_dependent for form in scheme.forms))
 
 
 def sample_indexed(index: Any, value: Any, key: PRNGKey, shape: Shape,
@@ -333,46 +293,27 @@ def sample_indexed(index: Any, value: Any, key: PRNGKey, shape: Shape,
     return jax.lax.switch(index, [lambda v, k, f=f: f(v, k) for f in branches], value, key)
 
 
-def sample_form(form: tuple, value: Any, key: PRNGKey, shape: Shape, dtype: Any = jnp.float32):
+def sample_form(form: Form, value: Any, key: PRNGKey, shape: Shape, dtype: Any = jnp.float32):
     """Draw from a :func:`weight_form`; ``value`` may be a traced scalar."""
-    kind = form[0]
-    if kind == "orthogonal":
-        return jinit.orthogonal(scale=value)(key, shape, dtype)
-    if kind == "variance_scaling":
-        return jinit.variance_scaling(value, "fan_in", form[1])(key, shape, dtype)
-    if kind == "normal":
-        return jinit.normal(stddev=value)(key, shape, dtype)
-    if kind == "truncated_normal":
-        return jinit.truncated_normal(stddev=value)(key, shape, dtype)
-    if kind == "uniform":
-        return jax.random.uniform(key, shape, dtype, minval=-value, maxval=value)
-    if kind == "constant":
-        return jnp.full(shape, value, dtype)
-    if kind == "zeros":
-        return jnp.zeros(shape, dtype)
-    return form[1](key, shape, dtype)
+    return form.draw(value, key, shape, dtype)
 
 
 def _validate(name: str, params: dict[str, Any]) -> None:
-    defaults = _FAMILIES[name].defaults
+    scheme = SCHEMES[name]
+    defaults = scheme.defaults
     for key in params:
         if key not in defaults:
             raise ValueError(
                 f"initializer {name!r} has no parameter {key!r}. "
                 f"Valid parameters: {', '.join(defaults) or 'none'}.")
     for key, value in params.items():
-        if key in ("mode", "distribution"):
+        if isinstance(defaults[key], str):  # a choice (variance_scaling's mode): scheme.check
             continue
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
             raise ValueError(f"initializer {name!r}: {key}={value!r} must be a finite number.")
         if key in ("std", "scale") and value < 0:
             raise ValueError(f"initializer {name!r}: {key}={value!r} must be >= 0.")
-    if name == "lsuv" and not (0 < params.get("tol", 0.05) < 1 and params.get("max_iter", 10) >= 1):
-        raise ValueError(f"initializer 'lsuv': tol must be in (0, 1) and max_iter >= 1; got {params}")
-    if name == "variance_scaling":
-        check_one_of("variance_scaling mode", params.get("mode", "fan_in"), MODES)
-        check_one_of("variance_scaling distribution", params.get("distribution", "truncated_normal"),
-                     DISTRIBUTIONS)
+    scheme.check(params)
 
 
 def initializer(name: str | AnyInitializer | Callable[..., jax.Array], **params: Any) -> AnyInitializer:
@@ -384,12 +325,12 @@ def initializer(name: str | AnyInitializer | Callable[..., jax.Array], **params:
     ``initializer("variance_scaling", scale=2.0, mode="fan_in", distribution="normal")``.
     ``name`` may carry parameters as text, ``initializer("normal(std=0.1)")``; an initializer
     object is returned as it is; any other callable with jax's signature ``(key, shape, dtype)``
-    is wrapped.
+    is wrapped. ``initializer("lsuv")`` is a :class:`DataDependentInitializer`.
 
     Raises:
       ValueError: for an unknown name (listing the valid ones and the closest) or parameter.
     """
-    if isinstance(name, (NamedInitializer, CallableInitializer)):
+    if isinstance(name, (NamedInitializer, DataDependentInitializer, CallableInitializer)):
         if params:
             raise ValueError(f"parameters {sorted(params)} given with an initializer object {name}")
         return name
@@ -402,12 +343,14 @@ def initializer(name: str | AnyInitializer | Callable[..., jax.Array], **params:
     base, text_params = parse_spec(name)
     merged = {**text_params, **params}
     canonical = ALIASES.get(base.lower(), base.lower())
-    if canonical not in _FAMILIES:
+    if canonical not in SCHEMES:
         raise ValueError(unknown_choice_message("initializer", base, names()))
     _validate(canonical, merged)
-    full = {**_FAMILIES[canonical].defaults, **merged}
+    scheme = SCHEMES[canonical]
+    full = {**scheme.defaults, **merged}
     full = {k: (float(v) if isinstance(v, int) and not isinstance(v, bool) else v) for k, v in full.items()}
-    return NamedInitializer(canonical, tuple(sorted(full.items())))
+    cls = DataDependentInitializer if scheme.data_dependent else NamedInitializer
+    return cls(canonical, tuple(sorted(full.items())))
 
 
 def from_config(config: Mapping[str, Any] | str) -> AnyInitializer | str:

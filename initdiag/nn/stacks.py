@@ -158,8 +158,8 @@ def init_segment(key_w: PRNGKey, key_b: PRNGKey, seg: Segment, init: AnyInitiali
                  bias_init: AnyInitializer, use_bias: bool, dtype: Any = jnp.float32):
     """Stacked weights ``[count, fan_in, fan_out]`` and biases ``[count, fan_out]`` of a segment.
 
-    Named initializers (all but LSUV) are drawn by one compiled function per segment shape and
-    bias initializer that selects the form at run time
+    Named initializers (and LSUV's start) are drawn by one compiled function per segment shape
+    and bias initializer that selects the form at run time
     (:func:`initdiag.nn.initializers.sample_indexed`); callables are compiled per object.
     """
     form, value = weight_form(init, seg.fan_in, seg.fan_out)
@@ -198,7 +198,7 @@ def init_stack(key: int | PRNGKey, spec: StackSpec, dtype: Any = jnp.float32):
     """Weights and biases of every layer, as one ``(W [n, fi, fo], b [n, fo])`` pair per segment.
 
     The drawing is compiled per weight shape and bias initializer: every named weight initializer
-    but LSUV shares it (:func:`init_segment`).
+    shares it (:func:`init_segment`). For LSUV these are its start, before the rescaling.
     """
     keys = split_seed(key)
     return tuple(init_segment(keys["weights"], keys["biases"], seg, spec.init, spec.bias_init,

@@ -342,7 +342,7 @@ def _distribution(label: Any, shapes: Sequence[tuple[int, int]], bias: bool = Fa
     fans) compare equal; for any other initializer its label."""
     try:
         ini = resolve_initializer(label)
-        vs = ini._vs_params()  # (scale, mode, distribution), None outside the family
+        vs = ini.variance_scaling_params  # (scale, mode, distribution), None outside the family
     except (AttributeError, TypeError, ValueError):
         return ("label", str(label))
     if vs is None:

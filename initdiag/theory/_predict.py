@@ -127,7 +127,7 @@ def _variances(init, bias_init, use_bias: bool, shapes: Sequence[tuple[int, int]
     _fail_if(init.name in ("zeros", "constant"),
              f"init={init.label}: every weight is equal, not zero-mean iid (all units compute the "
              "same function; the probe shows it directly)")
-    _fail_if(init.name == "lsuv", "init=lsuv rescales each layer from data; it is not a fixed "
+    _fail_if(init.data_dependent, "init=lsuv rescales each layer from data; it is not a fixed "
              "distribution (LSUV sets each layer's preact_var to 1 by construction)")
     w = np.array([fi * init.weight_variance(fi, fo) for fi, fo in shapes], np.float64)
     if not use_bias:
@@ -136,7 +136,7 @@ def _variances(init, bias_init, use_bias: bool, shapes: Sequence[tuple[int, int]
              f"the bias initializer {bias_init.name} is a user callable of unknown variance")
     _fail_if(bias_init.name == "constant" and bias_init.kwargs["value"] * bias_init.gain != 0,
              f"bias_init={bias_init.label} has a nonzero mean (the theory assumes zero-mean biases)")
-    _fail_if(bias_init.name == "lsuv", "bias_init=lsuv is not a bias initializer")
+    _fail_if(bias_init.data_dependent, "bias_init=lsuv is not a bias initializer")
     b = np.array([bias_init.bias_variance(fi, fo) for fi, fo in shapes], np.float64)
     return w, b
 
