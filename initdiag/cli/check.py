@@ -23,16 +23,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from initdiag.cli import add_probe_options, metric_names, sweep_kwargs
-
-#: Destinations of add_probe_options: any of them set means "probe options given".
-_PROBE_DESTS = ("activations", "inits", "depth", "width", "batch", "seeds", "bias_init",
-                "no_bias", "norm", "residual", "loss", "input", "saturation_threshold", "remat")
-
-
-def _probe_options_given(args: argparse.Namespace) -> bool:
-    return any(getattr(args, d, None) not in (None, False) for d in _PROBE_DESTS)
+from initdiag.cli.options import (add_probe_options, metric_names, probe_options_given,
+                                  sweep_kwargs)
 
 
 def _positive_int(name: str, text: str | int) -> int:
@@ -62,7 +56,7 @@ def _check_options(args: argparse.Namespace) -> None:
     args.max_rows = _positive_int("--max-rows", args.max_rows)
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run ``initdiag check``; returns the exit status (0 ok, 1 drift).
 
     Bad input raises ValueError, TypeError or OSError, which :func:`initdiag.cli.main` prints on
@@ -92,13 +86,13 @@ def _check(args: argparse.Namespace) -> int:
     try:
         baseline = load_baseline(path) if (path.exists() or not args.update) else None
     except BaselineError as e:
-        if args.update and _probe_options_given(args):
+        if args.update and probe_options_given(args):
             baseline, unreadable = None, e  # what to probe is known: regenerate it
         elif path.exists():
             raise BaselineError(f"{e} [--update with probe options replaces it]") from None
         else:
             raise
-    if _probe_options_given(args):
+    if probe_options_given(args):
         current = sweep(**sweep_kwargs(args, base=sweep_grid(baseline) if baseline else None))
     elif baseline is not None:
         print(f"initdiag check: re-running the {len(probe_list(baseline))} probe(s) stored in "
@@ -154,7 +148,7 @@ def _emit(args: argparse.Namespace, body: dict, text: str, stream) -> None:
     print(text, file=stream)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Any) -> argparse.ArgumentParser:
     """Add the ``check`` subcommand to the ``initdiag`` parser's subparsers."""
     c = sub.add_parser(
         "check", help="compare fresh probes against a baseline (exit 0 ok, 1 drift, 2 bad input)",
@@ -181,4 +175,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="compare only these metrics, comma-separated (default: all)")
     c.add_argument("--max-rows", default="100", metavar="N",
                    help="most table rows shown (default 100)")
-    c.set_defaults(func=cmd_check)
+    c.set_defaults(func=run)
+    return c
