@@ -1,33 +1,48 @@
 """The probe options shared by ``initdiag report``, ``table`` and ``check``, and TOML files of them.
 
-:func:`add_probe_options` adds the options that say what to probe (the group "what to probe"),
-:func:`sweep_kwargs` turns them into arguments of :func:`initdiag.sweep`. A TOML file
-(``initdiag report --config``) takes the same options, keyed by their names with ``_`` (or
-``-``): :func:`read_config`; options given on the command line win over the file
-(:func:`merge_config`).
+Two kinds of option say what to probe:
+
+* the command line's own: the sweep axes ``--activations``, ``--inits``, ``--depth``,
+  ``--width``, ``--seeds`` (comma-separated lists) and ``--batch``, and the run option
+  ``--remat``;
+* one option per field of :class:`initdiag.ProbeConfig` marked ``cli`` in the schema
+  (:data:`initdiag.config.CLI_FIELDS`), derived from it (:func:`schema_options`): the flag is the
+  field's name with dashes, the help its ``doc`` and its default (:data:`initdiag.config.DEFAULTS`),
+  the choices its ``choices`` (plus ``none`` when the field may be None), the type of the value
+  its JSON type. A boolean field is a flag: ``--<name>`` sets it to true; one that is true by
+  default is set to false by ``--no-<name>``, or by the flag its ``cli_name`` spells.
+
+A TOML file (``initdiag report --config``) takes the same options, keyed by their names with
+``_`` (or ``-``), their values checked as the schema says (:func:`read_config`); options given on
+the command line win over the file (:func:`merge_config`). Adding a field to ProbeConfig with
+``cli=True`` adds its option and its TOML key, with no edit here.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
+from initdiag import config
 from initdiag.nn.spec import split_top_level
 
-#: TOML keys of the list-valued probe options -> the type of their items.
+#: The command line's own probe options (argparse dest = TOML key) -> the argument of
+#: :func:`initdiag.sweep` they set.
+OWN_OPTIONS = {"activations": "activations", "inits": "inits", "depth": "depths",
+               "width": "widths", "batch": "batch", "seeds": "seeds", "remat": "remat"}
+#: TOML keys of the list-valued own options -> the type of their items.
 _LIST_ITEMS = {"activations": str, "inits": str, "depth": int, "width": int, "seeds": int}
-#: TOML keys of the other probe options -> the type(s) of their value.
-_SCALARS: dict[str, type | tuple[type, ...]] = {
-    "batch": int, "bias_init": str, "no_bias": bool, "norm": str, "residual": (int, float),
-    "loss": str, "input": str, "saturation_threshold": (int, float), "remat": int}
-_CHOICES = {"norm": ("none", "batchnorm", "layernorm"), "loss": ("projection", "half_mse"),
-            "input": ("normal", "uniform")}
-#: The argparse dests (= TOML keys) of every probe option, in the order of ``--help``.
-PROBE_KEYS = ("activations", "inits", "depth", "width", "batch", "seeds", "bias_init", "no_bias",
-              "norm", "residual", "loss", "input", "saturation_threshold", "remat")
-#: Probe options that must be integers >= 1.
+#: TOML keys of the scalar own options -> the type of their value.
+_SCALARS = {"batch": int, "remat": int}
+#: Own options that must be integers >= 1.
 _POSITIVE = ("depth", "width", "batch", "remat")
+
+#: The argparse type and metavar of an option's text, by the JSON type of its field (booleans
+#: are flags; metavar None: the option's name in capitals).
+_PARSE = {config.STR: (str, None), config.OPT_STR: (str, None),
+          config.NUMBER: (float, "NUMBER"), config.OPT_NUMBER: (float, "NUMBER"),
+          config.POS_INT: (int, "N")}
 
 
 def comma_list(text: str) -> list[str]:
@@ -46,6 +61,100 @@ def int_list(text: str) -> list[int]:
         return [int(v) for v in split_top_level(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+# --- the options derived from the schema -----------------------------------------------------
+
+class SchemaOption(NamedTuple):
+    """The command-line option and TOML key of one field of :class:`initdiag.ProbeConfig`.
+
+    Attributes:
+      field: the field's name.
+      key: the argparse dest and TOML key: the field's ``cli_name``, else its name, or
+        ``no_<name>`` for a boolean field that is true by default.
+      negated: a boolean field true by default: the flag sets it to false.
+    """
+
+    field: str
+    key: str
+    negated: bool
+
+    @property
+    def schema(self) -> config.Field:
+        return config.SCHEMA[self.field]
+
+    @property
+    def flag(self) -> str:
+        """The option as typed: ``--`` and the key with dashes."""
+        return "--" + self.key.replace("_", "-")
+
+    @property
+    def is_flag(self) -> bool:
+        """A boolean field: an option without a value."""
+        return self.schema.json is config.BOOL
+
+    @property
+    def choices(self) -> tuple[Any, ...] | None:
+        """The valid values of the option: the field's choices, with ``"none"`` first when the
+        field may be None; None for an open set."""
+        f = self.schema
+        if f.choices is None:
+            return None
+        return ("none", *f.choices) if f.json.test(None) else tuple(f.choices)
+
+    def help(self) -> str:
+        """The help text: the field's doc and its default."""
+        f = self.schema
+        if self.is_flag:
+            text = f"{f.doc}: {'no (default: yes)' if self.negated else 'yes (default: no)'}"
+        else:
+            default = config.DEFAULTS[self.field]
+            text = f"{f.doc} (default: {'none' if default is None else default})"
+        return text.replace("%", "%%")
+
+    def value(self, given: Any) -> Any:
+        """The field's value for the option's value ``given`` (not None): ``"none"`` is None for
+        a field that may be None, a negated flag's True is False."""
+        if self.is_flag:
+            return not given if self.negated else bool(given)
+        if given == "none" and self.choices and self.choices[0] == "none":
+            return None
+        return given
+
+    def add_to(self, group: Any) -> None:
+        """Add the option to an argparse parser or argument group.
+
+        Raises:
+          TypeError: the field's JSON type has no command-line form (it names the field).
+        """
+        if self.is_flag:
+            group.add_argument(self.flag, dest=self.key, action="store_true", help=self.help())
+            return
+        if self.schema.json not in _PARSE:
+            raise TypeError(f"ProbeConfig field {self.field!r} is marked cli but its JSON type, "
+                            f"{self.schema.json.text}, has no command-line form; command-line "
+                            f"types: {', '.join(t.text for t in _PARSE)}")
+        parse, metavar = _PARSE[self.schema.json]
+        group.add_argument(self.flag, dest=self.key, type=parse, choices=self.choices,
+                           metavar=None if self.choices else metavar, default=None,
+                           help=self.help())
+
+
+def schema_options() -> list[SchemaOption]:
+    """The options of the fields of :data:`initdiag.config.CLI_FIELDS`, in schema order."""
+    out = []
+    for name in config.CLI_FIELDS:
+        f = config.SCHEMA[name]
+        negated = f.json is config.BOOL and config.DEFAULTS[name] is True
+        out.append(SchemaOption(name, f.cli_name or (f"no_{name}" if negated else name),
+                                negated))
+    return out
+
+
+def probe_keys() -> tuple[str, ...]:
+    """The argparse dests (= TOML keys) of every probe option, in the order of ``--help``."""
+    return ("activations", "inits", "depth", "width", "batch", "seeds",
+            *(o.key for o in schema_options()), "remat")
 
 
 # --- argparse --------------------------------------------------------------------------------
@@ -72,19 +181,8 @@ def add_probe_options(p: argparse.ArgumentParser) -> None:
                    help=f"batch size, >= 1 (default: {d['batch']})")
     g.add_argument("--seeds", type=int_list, default=None, metavar="S[,S...]",
                    help=f"seed(s) (default: {','.join(map(str, d['seeds']))})")
-    g.add_argument("--bias-init", default=None, help="bias initializer (default: zeros)")
-    g.add_argument("--no-bias", action="store_true", help="layers without bias (default: with)")
-    g.add_argument("--norm", choices=["none", "batchnorm", "layernorm"], default=None,
-                   help="normalization before the activation (default: none)")
-    g.add_argument("--residual", type=float, default=None, metavar="ALPHA",
-                   help="residual stack x <- x + ALPHA * phi(norm(W x + b)) (default: none, a "
-                        "plain stack)")
-    g.add_argument("--loss", choices=["projection", "half_mse"], default=None,
-                   help="loss backpropagated (default: projection)")
-    g.add_argument("--input", choices=["normal", "uniform"], default=None,
-                   help="input distribution (default: normal)")
-    g.add_argument("--saturation-threshold", type=float, default=None, metavar="T",
-                   help="saturation threshold t (default: 0.99)")
+    for option in schema_options():
+        option.add_to(g)
     g.add_argument("--remat", type=int, default=None, metavar="K",
                    help="recompute activations in chunks of K layers to bound memory (default: "
                         "off, keep every layer)")
@@ -92,7 +190,8 @@ def add_probe_options(p: argparse.ArgumentParser) -> None:
 
 def probe_options_given(args: argparse.Namespace) -> bool:
     """Whether any probe option was given (on the command line or by a TOML file)."""
-    return any(getattr(args, k, None) not in (None, False) for k in PROBE_KEYS)
+    values = [getattr(args, k, None) for k in probe_keys()]
+    return any(v is not None and v is not False for v in values)  # False: a flag not given
 
 
 def check_positive(args: argparse.Namespace, keys: Any) -> None:
@@ -112,9 +211,10 @@ def check_positive(args: argparse.Namespace, keys: Any) -> None:
 
 
 def check_probe_args(args: argparse.Namespace) -> None:
-    """Reject sizes below 1 (depth, width, batch, remat) before any work
-    (:func:`check_positive`)."""
-    check_positive(args, _POSITIVE)
+    """Reject sizes below 1 before any work (:func:`check_positive` of the sizes: depth, width,
+    batch, remat and the integer fields of the schema)."""
+    check_positive(args, (*_POSITIVE, *(o.key for o in schema_options()
+                                        if o.schema.json is config.POS_INT)))
 
 
 def sweep_kwargs(args: argparse.Namespace, base: Mapping[str, Any] | None = None
@@ -124,18 +224,14 @@ def sweep_kwargs(args: argparse.Namespace, base: Mapping[str, Any] | None = None
     from initdiag.probe import DEFAULT_SWEEP
 
     kw: dict[str, Any] = {**DEFAULT_SWEEP, **(base or {})}
-    for opt, key in (("activations", "activations"), ("inits", "inits"), ("depth", "depths"),
-                     ("width", "widths"), ("seeds", "seeds"), ("batch", "batch"),
-                     ("bias_init", "bias_init"), ("residual", "residual"), ("loss", "loss"),
-                     ("input", "input"), ("saturation_threshold", "saturation_threshold"),
-                     ("remat", "remat")):
-        value = getattr(args, opt, None)
+    for key, arg in OWN_OPTIONS.items():
+        value = getattr(args, key, None)
         if value is not None:
-            kw[key] = value
-    if getattr(args, "norm", None) is not None:
-        kw["norm"] = None if args.norm == "none" else args.norm
-    if getattr(args, "no_bias", False):
-        kw["use_bias"] = False
+            kw[arg] = value
+    for option in schema_options():
+        value = getattr(args, option.key, None)
+        if value is not None and value is not False:  # False: a flag not given
+            kw[option.field] = option.value(value)
     return kw
 
 
@@ -162,9 +258,12 @@ def metric_names(text: str) -> list[str]:
 
 # --- TOML --------------------------------------------------------------------------------------
 
+_TYPE_TEXT = {int: "an integer", str: "a string", bool: "true or false"}
+
+
 def config_keys(extra: Mapping[str, type] | None = None) -> tuple[str, ...]:
     """The keys of a TOML file: the probe options', then ``extra`` (a subcommand's own)."""
-    return (*PROBE_KEYS, *(extra or {}))
+    return (*probe_keys(), *(extra or {}))
 
 
 def _as_list(key: str, value: Any, item: type) -> list:
@@ -187,12 +286,19 @@ def _checked(raw_key: str, key: str, value: Any, extra: Mapping[str, type]) -> A
     """The value of TOML key ``key`` (spelled ``raw_key`` in the file), checked."""
     if key in _LIST_ITEMS:
         return _as_list(raw_key, value, _LIST_ITEMS[key])
-    kind = _SCALARS.get(key) or extra[key]
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+    options = {o.key: o for o in schema_options()}
+    if key in options:
+        ok = options[key].schema.json.test(value)
+        expected, choices = options[key].schema.json.text, options[key].choices
+    else:
+        kind = _SCALARS.get(key) or extra[key]
+        ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+        expected, choices = _TYPE_TEXT.get(kind, kind.__name__), None
+    if not ok:
         raise ValueError(f"key {raw_key!r} has the wrong type ({type(value).__name__}: "
-                         f"{value!r})")
-    if key in _CHOICES and value not in _CHOICES[key]:
-        raise ValueError(f"{raw_key} = {value!r}; choose from {', '.join(_CHOICES[key])}")
+                         f"{value!r}); expected {expected}")
+    if choices is not None and value not in choices:
+        raise ValueError(f"{raw_key} = {value!r}; choose from {', '.join(choices)}")
     return value
 
 
