@@ -245,3 +245,69 @@ def test_the_cli_names_no_field_of_the_schema():
         for word in {o.field, o.key, o.flag, "--" + o.field.replace("_", "-")}:
             if "_" in word or "-" in word[2:]:
                 assert not [n for n, text in sources.items() if word in text], word
+
+
+# --- layout: the CLI package, the report library, private names ----------------------------------
+
+def _imports(path):
+    """(line, imported module, name or None) of every import in a source file, at any depth."""
+    import ast
+
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name, None) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out += [(node.lineno, node.module, a.name) for a in node.names]
+    return out
+
+
+def _package_files():
+    import pathlib
+
+    root = pathlib.Path(initdiag.__file__).parent
+    return root, sorted(root.rglob("*.py"))
+
+
+def test_report_library_does_not_import_the_cli_and_cli_modules_do_not_cycle():
+    root, files = _package_files()
+    for path in (root / "report").glob("*.py"):
+        for line, module, name in _imports(path):
+            assert not (module == "initdiag.cli" or module.startswith("initdiag.cli.")
+                        or (module == "initdiag" and name == "cli")), (path.name, line)
+    for path in (root / "cli").glob("*.py"):
+        cli_imports = {(m, n) for _, m, n in _imports(path) if m.startswith("initdiag.cli")}
+        if path.name == "__init__.py":
+            assert cli_imports == {("initdiag.cli", "check"), ("initdiag.cli", "report"),
+                                   ("initdiag.cli", "table")}
+        elif path.name == "options.py":
+            assert cli_imports == set()
+        else:  # the subcommands use the shared options only
+            assert {m for m, _ in cli_imports} == {"initdiag.cli.options"}, path.name
+
+
+#: Imports of another module's private name that remain, each for a reason.
+PRIVATE_IMPORTS_LEFT = {
+    # diagnosis.py belongs to the metric-table work: _ratio and theory._finite get public names
+    # there (theory.grad_step_var / grad_slope_sd exist already).
+    ("analysis/diagnosis.py", "initdiag.theory", "_finite"),
+    ("regression/health.py", "initdiag.analysis.diagnosis", "_ratio"),
+}
+
+
+def test_no_module_imports_another_modules_private_name():
+    """Modules of a package may import its private modules (theory._meanfield from
+    theory._quadrature); no module imports a private name of another module."""
+    root, files = _package_files()
+    found = set()
+    for path in files:
+        rel = path.relative_to(root).as_posix()
+        package = "initdiag." + ".".join(path.relative_to(root).parts[:-1])
+        for line, module, name in _imports(path):
+            if not module.startswith("initdiag") or name is None or name.startswith("__"):
+                continue
+            if name.startswith("_") and not (module == package.rstrip(".")
+                                             and (root / path.relative_to(root).parent
+                                                  / f"{name}.py").exists()):
+                found.add((rel, module, name))
+    assert found == PRIVATE_IMPORTS_LEFT
