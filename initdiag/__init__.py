@@ -24,6 +24,7 @@ from initdiag.regression import assert_healthy as assert_healthy
 from initdiag.regression import compare as compare
 from initdiag.regression import load_baseline as load_baseline
 from initdiag.regression import save_baseline as save_baseline
+from initdiag.regression import update_baseline as update_baseline
 from initdiag.results import METRICS as METRICS
 from initdiag.results import ProbeResult as ProbeResult
 from initdiag.results import ResultsFileError as ResultsFileError

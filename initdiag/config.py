@@ -91,9 +91,14 @@ class Field(NamedTuple):
       rerun: a re-run needs it recorded: a baseline without it is malformed (it would silently
         take the default and show up as drift).
       cli: the field is a probe option of the command line (``--name-with-dashes``) and a key of
-        its TOML files; list-valued sweep axes (activations, inits, depth, width) are the CLI's
-        own.
+        its TOML files, derived from this schema (:mod:`initdiag.cli.options`): help from
+        ``doc`` and the default, choices from ``choices``, type from ``json``. The sweep axes
+        (activation, init, depth, width, batch) are the CLI's own options; input_width is not
+        one.
       choices: the valid values of a closed set, for messages and the CLI.
+      cli_name: the option's name and TOML key when not the field's name. A boolean field whose
+        default is True is given on the command line by a flag that sets it to False, named
+        ``no_<field>`` unless ``cli_name`` says otherwise (use_bias: ``no_bias``).
     """
 
     json: JsonType
@@ -104,6 +109,7 @@ class Field(NamedTuple):
     rerun: bool = True
     cli: bool = True
     choices: tuple[Any, ...] | None = None
+    cli_name: str | None = None
 
 
 def _field(default: Any, json_type: JsonType, doc: str, **schema: Any) -> Any:
@@ -139,14 +145,14 @@ class ProbeConfig(Mapping):
     width: Any = _field(256, WIDTH, "width n_l of every layer (>= 1), or one per layer",
                         label="always", cli=False)
     input_width: int | None = _field(None, POS_INT, "width n_0 of the input (default: the "
-                                     "first layer's width)", label="never")
+                                     "first layer's width)", label="never", cli=False)
     batch: int | None = _field(None, POS_INT, "batch size B >= 1 (default 256)",
-                               label="always")
-    use_bias: bool = _field(True, BOOL, "whether layers have a bias")
+                               label="always", cli=False)
+    use_bias: bool = _field(True, BOOL, "whether layers have a bias", cli_name="no_bias")
     norm: str | None = _field(None, OPT_STR, "normalization before the activation",
                               choices=NORMS)
-    residual: float | None = _field(None, OPT_NUMBER, "residual stack x <- x + ALPHA * "
-                                    "phi(norm(W x + b)) (default: none, a plain stack)")
+    residual: float | None = _field(None, OPT_NUMBER, "alpha of a residual stack x <- x + "
+                                    "alpha * phi(norm(W x + b)); none: a plain stack")
     input: Any = _field("normal", STR, "input distribution (N(0, 1) or U(-sqrt 3, sqrt 3) "
                         "entries)", choices=INPUTS)
     loss: str = _field("projection", STR, "loss backpropagated", choices=LOSSES)

@@ -17,9 +17,10 @@ In the style of pytest-regressions::
 * First run: the baseline does not exist; it is written and the test fails, saying so.
 * Later runs: the results are compared with :func:`initdiag.compare`; on drift the test fails
   with the drifting layers (expected / got / error / tolerance) and the error statistics.
-* ``pytest --initdiag-update``: where the results drift, the baseline is rewritten and the test
-  fails, saying so (like pytest-regressions' ``--force-regen``); where they do not, nothing is
-  written and the test passes.
+* ``pytest --initdiag-update``: where the results drift (or the baseline cannot be compared),
+  the baseline is rewritten and the test fails, saying so (like pytest-regressions'
+  ``--force-regen``); where they do not, nothing is written and the test passes
+  (:func:`initdiag.update_baseline`, the rule ``initdiag check --update`` follows too).
 * A baseline that cannot be compared (truncated or corrupted, another schema version, other
   seeds) or a bad argument fails the test with the message (and, for the baseline, how to
   regenerate it); every failure's traceback ends in the user's test, without initdiag's frames.
@@ -106,28 +107,36 @@ class InitdiagRegression:
                 pytest.fail(f"initdiag_regression.check: {problem}")
             pytest.fail(f"initdiag baseline not found; created {path}\n"
                         f"Review and commit it; the next run compares against it.")
+        if self.update:
+            self._update(result, path, kw)
+            return
         cmp, problem = _call(compare, result, path, **kw)
-        if problem and self.update:
-            self._regenerate(result, path, f"The old one could not be compared: {problem}")
         if problem:
             pytest.fail(f"initdiag: cannot check against the baseline {path}:\n{problem}\n"
                         f"If the new results are intended (or the file is damaged), regenerate "
                         f"the baseline with pytest --initdiag-update.")
         if cmp.passed:
             return
-        if self.update:
-            self._regenerate(result, path, f"It differed from the new results:\n{cmp.render()}")
         pytest.fail(f"initdiag: results drift from the baseline {path}\n{cmp.render()}\n"
                     f"If the change is intended, regenerate with pytest --initdiag-update.")
 
-    def _regenerate(self, result: Any, path: Path, why: str) -> None:
-        """Rewrite the baseline (``--initdiag-update``) and fail, saying so and why."""
+    def _update(self, result: Any, path: Path, kw: dict[str, Any]) -> None:
+        """``--initdiag-update``: rewrite the baseline unless the results are within tolerance
+        (:func:`initdiag.update_baseline`); when it was rewritten, fail, saying so and why."""
         __tracebackhide__ = True
-        from initdiag.regression import save_baseline
+        from initdiag.regression import update_baseline
 
-        _, problem = _call(save_baseline, result, path, overwrite=True)
+        done, problem = _call(update_baseline, result, path, **kw)
         if problem:
             pytest.fail(f"initdiag_regression.check: cannot regenerate {path}: {problem}")
+        if not done.rewritten:
+            return
+        if done.comparison is not None:
+            why = f"It differed from the new results:\n{done.comparison.render()}"
+        elif done.error is not None:
+            why = f"The old one could not be compared: {done.error}"
+        else:
+            why = "It did not exist."
         pytest.fail(f"initdiag baseline regenerated (--initdiag-update): {path}\n{why}")
 
 

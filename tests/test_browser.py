@@ -39,10 +39,10 @@ def browser():
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    from initdiag.report import command
+    from initdiag.report import build
 
     out = tmp_path_factory.mktemp("report")
-    _, _, paths = command.build_report(
+    _, _, paths = build.build_report(
         dict(activations=["tanh", "relu"], inits=["he_normal", "glorot_normal", "zeros"],
              depths=[10], widths=[16], batch=8, seeds=[0, 1]), out, title=TITLE)
     return paths

@@ -480,6 +480,54 @@ def test_custom_callables_cannot_be_rerun():
         rerun(r)
 
 
+# --- update_baseline: the rule of --update and --initdiag-update --------------------------------
+
+def test_update_baseline_rewrites_unless_within_tolerance(sweep2, tmp_path):
+    from initdiag.regression import update_baseline
+
+    p = tmp_path / "b.json"
+    done = update_baseline(sweep2, p)
+    assert done.rewritten and done.created and done.comparison is None and done.error is None
+    assert compare(load_baseline(p), sweep2, rtol=0, atol=0).passed
+
+    os.utime(p, ns=(1_000_000_000, 1_000_000_000))  # any rewrite would move the mtime
+    done = update_baseline(sweep2, p)
+    assert not done.rewritten and not done.created and done.comparison.passed
+    assert p.stat().st_mtime_ns == 1_000_000_000
+
+    drifted = initdiag.SweepResult([initdiag.ProbeResult(r.config, r.seed, {
+        k: v * 1.01 if k == "preact_var" else v for k, v in r.values.items()}) for r in sweep2])
+    done = update_baseline(drifted, p, rtol=1e-3)
+    assert done.rewritten and not done.created and not done.comparison.passed
+    assert {d.metric for d in done.comparison.deviations} == {"preact_var"}
+    assert compare(load_baseline(p), drifted, rtol=0, atol=0).passed
+    assert not update_baseline(drifted, p, rtol=1e-3).rewritten
+
+    seed5 = initdiag.sweep(["tanh"], ["xavier_normal"], seeds=[5], **SMALL)
+    done = update_baseline(seed5, p)  # other seeds: cannot be compared, so replaced
+    assert done.rewritten and done.comparison is None and "seeds" in done.error
+    assert {r.seed for r in load_baseline(p)} == {5}
+
+    p.write_text("{")  # unreadable: replaced
+    done = update_baseline(seed5, p)
+    assert done.rewritten and "truncated or corrupted" in done.error
+    assert compare(load_baseline(p), seed5, rtol=0, atol=0).passed
+
+
+def test_update_baseline_checks_its_arguments_before_touching_the_file(sweep2, tmp_path):
+    from initdiag.regression import update_baseline
+
+    p = tmp_path / "b.json"
+    p.write_text("{")
+    for bad in (dict(rtol=-1), dict(metrics=[]), dict(metrics=["act_vr"])):
+        with pytest.raises(ValueError):
+            update_baseline(sweep2, p, **bad)
+        assert p.read_text() == "{"
+    with pytest.raises(ValueError, match="rtol"):
+        update_baseline(sweep2, tmp_path / "new.json", rtol=-1)
+    assert not (tmp_path / "new.json").exists()
+
+
 # --- initdiag check ----------------------------------------------------------------------------
 
 CLI_PROBE = ["--activations", "tanh", "--inits", "xavier_normal", "--depth", "8", "--width", "16",

@@ -18,7 +18,7 @@ from PIL import Image
 
 import initdiag
 from initdiag import cli
-from initdiag.report import command, figures, plots, style
+from initdiag.report import build, figures, plots, style
 
 matplotlib.use("Agg")
 
@@ -255,7 +255,7 @@ def test_cli_end_to_end(tmp_path):
 
 
 def test_build_report_results_file_loads_back_equal(tmp_path):
-    sweep, verdicts, paths = command.build_report(
+    sweep, verdicts, paths = build.build_report(
         dict(activations=["tanh"], inits=["he_normal"], depths=[5], widths=[8], batch=4,
              seeds=[0]), tmp_path, title="t")
     assert initdiag.load(paths["results"]) == sweep
@@ -275,7 +275,7 @@ def test_title_is_escaped_and_page_is_self_contained(tmp_path, capsys):
     refs = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", page)
     assert refs and all(r.startswith("data:image/png;base64,") for r in refs), refs
     assert not re.search(r"https?://|@import|url\(", page)
-    assert command.slug(title) == "script-alert-1-script-co"
+    assert build.slug(title) == "script-alert-1-script-co"
 
 
 def test_no_subcommand_runs_report(tmp_path, monkeypatch, capsys):
@@ -589,7 +589,7 @@ class _Tables(__import__("html.parser").parser.HTMLParser):
 @pytest.fixture(scope="module")
 def html_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("html")
-    sweep, verdicts, paths = command.build_report(
+    sweep, verdicts, paths = build.build_report(
         dict(activations=["relu", "tanh"], inits=["glorot_normal", "he_normal", _custom_init,
                                                   "normal"],
              depths=[16], widths=[16], batch=8, seeds=[0]), out, title="contents")
@@ -622,11 +622,11 @@ def test_html_environment_configuration_and_timings(html_report):
     assert "sigma_w^2 = fan_in Var(W_ij) = 2 at width 16" in inits["he_normal"]
     timings = {c[0][2]: c[1][2] for c in tables["timings-table"]}
     seconds = {k: float(v.removesuffix(" s")) for k, v in timings.items()}
-    assert seconds[command.HTML_TIMING] > 0  # measured, shown
-    total = seconds[command.TOTAL_TIMING]
+    assert seconds[build.HTML_TIMING] > 0  # measured, shown
+    total = seconds[build.TOTAL_TIMING]
     parts = [v for k, v in seconds.items() if k in (
         "sweep (probing, incl. compilation)", "diagnosis", "theory: mean-field predictions",
-        "theory: Jacobian spectra", "figures", command.HTML_TIMING)]
+        "theory: Jacobian spectra", "figures", build.HTML_TIMING)]
     assert len(parts) == 6 and sum(parts) <= total + 0.05
 
 

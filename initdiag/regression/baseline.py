@@ -45,6 +45,12 @@ class BaselineError(ValueError):
     """A baseline file that cannot be used: the message names the file and the problem."""
 
 
+def probe_list(results: Any) -> list[ProbeResult]:
+    """The probes of ``results``: ``[results]`` for a ProbeResult, the results of a SweepResult
+    (or of any iterable of ProbeResults) in order."""
+    return [results] if isinstance(results, ProbeResult) else list(results)
+
+
 def _results_list(result: Any) -> tuple[str, list[ProbeResult]]:
     if isinstance(result, ProbeResult):
         return "probe", [result]

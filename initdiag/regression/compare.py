@@ -20,7 +20,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from initdiag.regression import tolerance as tol_mod
-from initdiag.regression.baseline import as_results
+from initdiag.regression.baseline import as_results, probe_list
 from initdiag.config import ProbeConfig
 from initdiag.jsonvalues import encode
 from initdiag.results import ProbeResult
@@ -206,8 +206,8 @@ def compare(current: Any, baseline: Any, rtol: float | None = None, atol: float 
         negative tolerance, or the same (config, seed) twice on one side.
       BaselineError: a path that is not a readable baseline.
     """
-    cur = _index(list(_flat(as_results(current, "current"))), "current")
-    base = _index(list(_flat(as_results(baseline, "baseline"))), "baseline")
+    cur = _index(probe_list(as_results(current, "current")), "current")
+    base = _index(probe_list(as_results(baseline, "baseline")), "baseline")
     _check_seeds(cur, base)
     every = list(dict.fromkeys(m for idx in (base, cur) for r in idx.values() for m in r.metrics))
     chosen = _chosen_metrics(metrics, every)
@@ -279,7 +279,3 @@ def _changes(cur: Mapping[tuple[str, int], ProbeResult],
         if best:
             out.append(f"{config_label(c)}: {'; '.join(best)}")
     return tuple(out)
-
-
-def _flat(results: Any) -> list[ProbeResult]:
-    return [results] if isinstance(results, ProbeResult) else list(results)

@@ -13,6 +13,8 @@ from initdiag.theory._compare import compare as compare
 from initdiag.theory._compare import compare_frame as compare_frame
 
 from initdiag.theory._finite import correlations as correlations
+from initdiag.theory._finite import grad_slope_sd as grad_slope_sd
+from initdiag.theory._finite import grad_step_var as grad_step_var
 from initdiag.theory._meanfield import c_map as c_map
 from initdiag.theory._meanfield import c_star as c_star
 from initdiag.theory._meanfield import chi as chi

@@ -290,9 +290,9 @@ def phase_grid(activation: Any, weight_vars, bias_vars, q0: float = 1.0) -> dict
     chaos = (chi1 > 1) & (q_star > 0) & np.isfinite(q_star)
     if chaos.any():
         qc, wc, bc = q_star[chaos], w2[chaos], b2[chaos]
-        from initdiag.theory._quadrature import _W2, _X2
-        wt = _W2[:, None] * _W2[None, :]
-        z1, z2 = _X2[:, None], _X2[None, :]
+        from initdiag.theory._quadrature import PAIR_NODES, PAIR_WEIGHTS
+        wt = PAIR_WEIGHTS[:, None] * PAIR_WEIGHTS[None, :]
+        z1, z2 = PAIR_NODES[:, None], PAIR_NODES[None, :]
 
         def pair(c, fn):
             s = np.sqrt(qc)[:, None, None]

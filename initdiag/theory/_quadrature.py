@@ -73,7 +73,9 @@ def split_rule(n_half: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 _X, _W = split_rule(N_HALF)
-_X2, _W2 = split_rule(N_PAIR_HALF)
+#: Nodes and weights of the rule of each variable of a bivariate expectation E[f(z1, z2)]:
+#: :meth:`Gaussian.pair` and the chaotic branch of ``_meanfield.phase_grid``.
+PAIR_NODES, PAIR_WEIGHTS = split_rule(N_PAIR_HALF)
 _GL_X, _GL_W = leggauss(N_HALF)
 
 
@@ -242,9 +244,10 @@ class Gaussian:
         q, c = np.broadcast_arrays(np.asarray(q, np.float64), np.asarray(c, np.float64))
         c = np.clip(c, -1.0, 1.0)
         s = np.sqrt(q)[..., None, None]
-        u1 = s * _X2[:, None] * np.ones_like(_X2)[None, :]
-        u2 = s * (c[..., None, None] * _X2[:, None] + np.sqrt(1 - c**2)[..., None, None] * _X2[None, :])
-        w = _W2[:, None] * _W2[None, :]
+        u1 = s * PAIR_NODES[:, None] * np.ones_like(PAIR_NODES)[None, :]
+        u2 = s * (c[..., None, None] * PAIR_NODES[:, None]
+                  + np.sqrt(1 - c**2)[..., None, None] * PAIR_NODES[None, :])
+        w = PAIR_WEIGHTS[:, None] * PAIR_WEIGHTS[None, :]
         both = np.concatenate([u1.ravel(), np.broadcast_to(u2, u1.shape).ravel()])
         values, firsts, _ = self._eval(self._all, both)
         n = u1.size

@@ -13,8 +13,8 @@ option) prints just the usage on stderr.
 ``--update`` writes the new results as the baseline and says so: it creates it when absent,
 replaces it when the results drift or cannot be compared with it (other seeds), or when it is
 unreadable and probe options say what to probe; a baseline within tolerance is left untouched
-("unchanged: within tolerance"). ``--json`` prints the comparison as JSON on stdout instead of
-the table.
+("unchanged: within tolerance"): the rule of :func:`initdiag.update_baseline`. ``--json``
+prints the comparison as JSON on stdout instead of the table.
 """
 
 from __future__ import annotations
@@ -23,16 +23,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from initdiag.cli import add_probe_options, metric_names, sweep_kwargs
-
-#: Destinations of add_probe_options: any of them set means "probe options given".
-_PROBE_DESTS = ("activations", "inits", "depth", "width", "batch", "seeds", "bias_init",
-                "no_bias", "norm", "residual", "loss", "input", "saturation_threshold", "remat")
-
-
-def _probe_options_given(args: argparse.Namespace) -> bool:
-    return any(getattr(args, d, None) not in (None, False) for d in _PROBE_DESTS)
+from initdiag.cli.options import (add_probe_options, metric_names, probe_options_given,
+                                  sweep_kwargs)
 
 
 def _positive_int(name: str, text: str | int) -> int:
@@ -62,7 +56,7 @@ def _check_options(args: argparse.Namespace) -> None:
     args.max_rows = _positive_int("--max-rows", args.max_rows)
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run ``initdiag check``; returns the exit status (0 ok, 1 drift).
 
     Bad input raises ValueError, TypeError or OSError, which :func:`initdiag.cli.main` prints on
@@ -81,8 +75,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from initdiag.probe import sweep
-    from initdiag.regression import BaselineError, compare, load_baseline, save_baseline
-    from initdiag.regression.compare import _flat
+    from initdiag.regression import (BaselineError, compare, load_baseline, probe_list,
+                                     update_baseline)
     from initdiag.regression.rerun import rerun, sweep_grid
 
     _check_options(args)
@@ -92,36 +86,26 @@ def _check(args: argparse.Namespace) -> int:
     try:
         baseline = load_baseline(path) if (path.exists() or not args.update) else None
     except BaselineError as e:
-        if args.update and _probe_options_given(args):
+        if args.update and probe_options_given(args):
             baseline, unreadable = None, e  # what to probe is known: regenerate it
         elif path.exists():
             raise BaselineError(f"{e} [--update with probe options replaces it]") from None
         else:
             raise
-    if _probe_options_given(args):
+    if probe_options_given(args):
         current = sweep(**sweep_kwargs(args, base=sweep_grid(baseline) if baseline else None))
     elif baseline is not None:
-        print(f"initdiag check: re-running the {len(_flat(baseline))} probe(s) stored in {path}",
-              file=sys.stderr)
+        print(f"initdiag check: re-running the {len(probe_list(baseline))} probe(s) stored in "
+              f"{path}", file=sys.stderr)
         current = rerun(baseline)
     else:
         raise ValueError(f"{path} does not exist: give probe options (e.g. --activations tanh "
                          f"--inits he_normal --depth 20 --width 64) to create it with --update")
-    if baseline is None:
-        save_baseline(current, path, overwrite=unreadable is not None)
-        done = f"replaced unreadable baseline {path}" if unreadable else f"created baseline {path}"
-        _emit(args, {"baseline": str(path), "updated": True, "created": unreadable is None},
-              f"initdiag check: {done} ({len(_flat(current))} probe(s))", say)
-        return 0
-    why = ""
-    try:
-        cmp = compare(current, baseline, rtol=args.rtol, atol=args.atol, metrics=args.metrics)
-    except ValueError as e:
-        if not args.update:
-            raise
-        cmp, why = None, f" (the old one could not be compared: {e})"
     if args.update:
-        return _update(args, path, current, cmp, why, say)
+        done = update_baseline(current, path, rtol=args.rtol, atol=args.atol,
+                               metrics=args.metrics)
+        return _said(args, path, done, len(probe_list(current)), unreadable is not None, say)
+    cmp = compare(current, baseline, rtol=args.rtol, atol=args.atol, metrics=args.metrics)
     if args.json:
         print(json.dumps({"baseline": str(path), "updated": False, **cmp.to_dict()}, indent=1))
     else:
@@ -132,24 +116,29 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if cmp.passed else 1
 
 
-def _update(args: argparse.Namespace, path: Path, current, cmp, why: str, say) -> int:
-    """``--update`` after comparing: rewrite the baseline unless ``cmp`` passed (then the file
-    is left untouched, as the pytest plugin does), and say which; returns 0. ``cmp`` is None
-    when the comparison failed, ``why`` then says how."""
-    from initdiag.regression import save_baseline
-
-    body = {"baseline": str(path), "updated": cmp is None or not cmp.passed, "created": False}
-    if cmp is not None:
-        body.update(cmp.to_dict())
-    if cmp is not None and cmp.passed:
-        _emit(args, body, f"initdiag check: baseline {path} unchanged: within tolerance "
-                          f"({cmp.n_compared} values)", say)
-        return 0
-    save_baseline(current, path, overwrite=True)
-    if cmp is not None:
-        why = (f" (replacing {len(cmp.deviations)} deviation(s), "
-               f"{len(cmp.missing) + len(cmp.extra)} one-sided config(s))")
-    _emit(args, body, f"initdiag check: updated baseline {path}{why}", say)
+def _said(args: argparse.Namespace, path: Path, done, n_probes: int, unreadable: bool,
+          say) -> int:
+    """Say what ``--update`` did (``done``: the :class:`initdiag.regression.BaselineUpdate` of
+    :func:`initdiag.update_baseline`), as text and with ``--json`` as JSON; returns 0.
+    ``unreadable``: the old baseline could not be loaded."""
+    body = {"baseline": str(path), "updated": done.rewritten, "created": done.created}
+    if done.comparison is not None:
+        body.update(done.comparison.to_dict())
+    if not done.rewritten:
+        text = (f"initdiag check: baseline {path} unchanged: within tolerance "
+                f"({done.comparison.n_compared} values)")
+    elif done.created:
+        text = f"initdiag check: created baseline {path} ({n_probes} probe(s))"
+    elif unreadable:
+        text = f"initdiag check: replaced unreadable baseline {path} ({n_probes} probe(s))"
+    elif done.comparison is None:
+        text = (f"initdiag check: updated baseline {path} (the old one could not be compared: "
+                f"{done.error})")
+    else:
+        cmp = done.comparison
+        text = (f"initdiag check: updated baseline {path} (replacing {len(cmp.deviations)} "
+                f"deviation(s), {len(cmp.missing) + len(cmp.extra)} one-sided config(s))")
+    _emit(args, body, text, say)
     return 0
 
 
@@ -159,7 +148,7 @@ def _emit(args: argparse.Namespace, body: dict, text: str, stream) -> None:
     print(text, file=stream)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Any) -> argparse.ArgumentParser:
     """Add the ``check`` subcommand to the ``initdiag`` parser's subparsers."""
     c = sub.add_parser(
         "check", help="compare fresh probes against a baseline (exit 0 ok, 1 drift, 2 bad input)",
@@ -186,4 +175,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="compare only these metrics, comma-separated (default: all)")
     c.add_argument("--max-rows", default="100", metavar="N",
                    help="most table rows shown (default 100)")
-    c.set_defaults(func=cmd_check)
+    c.set_defaults(func=run)
+    return c

@@ -1,0 +1,150 @@
+"""``initdiag report``: probe a sweep, diagnose it and write a report folder
+(:func:`initdiag.report.build.build_report`), with a progress bar and a one-screen summary.
+
+Output folder: ``--out DIR``, by default ``reports/<slug of --title, or "default">/``. Options can
+also come from a TOML file (``--config``) whose keys are the option names (with ``_`` or ``-``);
+options given on the command line win over the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from initdiag.cli.options import (add_probe_options, check_probe_args, config_keys,
+                                  merge_config, sweep_kwargs)
+
+DESCRIPTION = """\
+Probe a sweep (default: every standard initializer x tanh, sigmoid, relu at depth 50, width 256),
+diagnose each configuration (vanishing/exploding gradients, saturation, dead units, activation
+collapse, symmetric init) and write a self-contained HTML report with figures, the PNGs and the
+results (results.json, loadable with initdiag.load). Prints a one-screen verdict summary."""
+
+EPILOG = """\
+examples:
+  initdiag report                                   the built-in default sweep
+  initdiag report --activations tanh,relu --inits he_normal,'orthogonal(gain=1.2)' \\
+                  --depth 100 --seeds 0,1,2 --title "deep tanh" --out my-report
+  initdiag report --config sweep.toml               the same options from a TOML file
+
+sweep.toml:
+  title = "deep tanh"
+  activations = ["tanh", "relu"]        # or "tanh,relu"
+  inits = ["he_normal", "orthogonal(gain=1.2)"]
+  depth = 100
+  seeds = [0, 1, 2]
+"""
+
+#: The report's own TOML keys (besides the probe options) -> the type of their value.
+REPORT_KEYS = {"title": str, "out": str, "quiet": bool}
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``report`` subcommand to an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "report", help="probe, diagnose and write an HTML report (the default command)",
+        description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_probe_options(p)
+    g = p.add_argument_group("report")
+    g.add_argument("--title", default=None,
+                   help="title shown on the page; also names the default output folder "
+                        "(default: none; the page is titled 'initdiag report')")
+    g.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default: reports/<slug of the title, or 'default'>)")
+    g.add_argument("--config", default=None, metavar="FILE.toml",
+                   help=f"read options from a TOML file; keys: "
+                        f"{', '.join(config_keys(REPORT_KEYS))} (default: none; options given "
+                        f"on the command line win)")
+    g.add_argument("--quiet", action="store_true",
+                   help="no progress bar and no summary (errors still go to stderr; default: "
+                        "a progress bar on a terminal and the summary)")
+    p.set_defaults(func=run)
+    return p
+
+
+class _Progress:
+    """A rich progress bar on stderr when it is a terminal; nothing otherwise."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.bar = None
+        self.task = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn)
+
+            self.bar = Progress(TextColumn("probing"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), TextColumn("{task.description}"),
+                                console=Console(stderr=True), transient=True)
+            self.total = total
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.__enter__()
+            self.task = self.bar.add_task("compiling", total=self.total)
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def __call__(self, done: int, total: int, result: Any) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(self.task, completed=done, total=total,
+                        description=result.label if done < total else "writing the report")
+
+
+def _print_summary(verdicts, header: str, footer: str) -> None:
+    from rich.console import Console
+    from rich.text import Text
+
+    from initdiag.report.summary import text_summary
+
+    styles = {"healthy": "green", "vanishing": "blue", "exploding": "red",
+              "collapse": "magenta", "saturation": "yellow", "dead": "bright_black",
+              "symmetric": "bright_black"}
+    text = Text()
+    for piece, kind in text_summary(verdicts, header):
+        text.append(piece, style=styles.get(kind, "") if kind else "")
+    text.append(footer + "\n")
+    Console(highlight=False, soft_wrap=True).print(text, end="")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``initdiag report``: exit status 0, 130 when interrupted (bad input raises
+    ValueError, TypeError or OSError: exit status 2)."""
+    import shlex
+
+    from initdiag.report.build import build_report, slug
+
+    t0 = time.perf_counter()
+    args = merge_config(args, REPORT_KEYS)
+    check_probe_args(args)
+    kwargs = sweep_kwargs(args)
+    out = Path(args.out) if args.out else Path("reports") / slug(args.title)
+    command = "initdiag " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    show = not args.quiet and sys.stderr.isatty()
+    try:
+        total = 1
+        for key in ("activations", "inits", "depths", "widths", "seeds"):
+            total *= len(kwargs[key])
+        with _Progress(show, total) as progress:
+            sweep, verdicts, paths = build_report(kwargs, out, title=args.title,
+                                                  command=command, progress=progress)
+    except KeyboardInterrupt:
+        print("initdiag: interrupted; no report written", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        from initdiag.report.summary import setup_text
+
+        header = (f"initdiag report: {len(verdicts)} configurations, {len(sweep)} probes "
+                  f"({setup_text(sweep)})")
+        footer = (f"report: {paths['html']}  (results: {paths['results'].name}, "
+                  f"{len(paths) - 2} figures; {time.perf_counter() - t0:.1f} s)")
+        _print_summary(verdicts, header, footer)
+    return 0

@@ -1,0 +1,157 @@
+"""Build a report: probe a sweep, diagnose it, write figures, results and an HTML page into a
+folder, atomically. The library behind ``initdiag report`` (:mod:`initdiag.cli.report`); callable
+from Python without the command line.
+
+Output folder::
+
+    index.html          the self-contained report (open it in any browser, mail it)
+    <figure>.png        one PNG per figure (initdiag.report.figures.FIGURES) that applies
+    results.json        every probe result, loadable with initdiag.load()
+
+:func:`build_report` writes it; :class:`ReportFolder` makes the writing atomic (a failed or
+interrupted run leaves nothing behind, and an existing folder as it was); :func:`slug` names a
+folder after a title (``initdiag report`` writes to ``reports/<slug of --title>``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from initdiag.fileio import atomic_write_text, umask
+
+
+def slug(text: str | None) -> str:
+    """Folder name from a title: lowercase letters, digits and '-' (``"default"`` if empty)."""
+    s = re.sub(r"[^a-z0-9]+", "-", (text or "").lower()).strip("-")[:60].strip("-")
+    return s or "default"
+
+
+class ReportFolder:
+    """Where a report is written: a hidden temporary folder, moved into place when complete.
+
+    Created before any probing, so an output folder that cannot be written is reported at once.
+    If ``out`` does not exist, the temporary folder is made in its nearest existing ancestor and
+    renamed to ``out`` at the end (one atomic step). If ``out`` exists (a folder), it is made
+    inside it and its files are moved into ``out`` one by one (each ``os.replace`` atomic),
+    ``index.html`` last, so ``out`` never holds a page without its figures; PNGs of report
+    figures this run did not draw are removed. On failure the temporary folder is deleted and
+    ``out`` is left as it was.
+    """
+
+    def __init__(self, out: str | Path):
+        self.out = Path(out)
+        if self.out.exists() and not self.out.is_dir():
+            raise ValueError(f"output folder {self.out} exists and is not a folder")
+        self.existed = self.out.is_dir()
+        anchor = self.out if self.existed else self.out.absolute().parent
+        while not anchor.exists():
+            anchor = anchor.parent
+        if not anchor.is_dir():
+            raise ValueError(f"cannot create the output folder {self.out}: {anchor} is not a "
+                             f"folder")
+        try:
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name or 'report'}.partial-",
+                                             dir=anchor))
+        except OSError as e:
+            raise OSError(f"cannot write the report to {self.out}: "
+                          f"{e.strerror or e} ({anchor})") from None
+
+    def commit(self, names: Any = ()) -> Path:
+        """Move the finished report into place; ``names``: the report figures this run wrote."""
+        from initdiag.report.figures import FIGURES
+
+        if not self.existed:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.tmp, 0o777 & ~umask())
+            try:
+                os.rename(self.tmp, self.out)
+                return self.out
+            except OSError:
+                if not self.out.is_dir():  # e.g. another file system: copy, then remove
+                    shutil.copytree(self.tmp, self.out)
+                    shutil.rmtree(self.tmp, ignore_errors=True)
+                    return self.out
+        files = sorted(p.name for p in self.tmp.iterdir())
+        for name in sorted(files, key=lambda n: n == "index.html"):  # the page last
+            os.replace(self.tmp / name, self.out / name)
+        for spec in FIGURES:
+            if spec.name not in names:
+                (self.out / f"{spec.name}.png").unlink(missing_ok=True)
+        self.tmp.rmdir()
+        return self.out
+
+    def discard(self) -> None:
+        """Delete the temporary folder (after a failure): ``out`` stays as it was."""
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+#: Row of the timings table for the page itself.
+HTML_TIMING = "page (render + embed the PNGs; measured on a first rendering)"
+#: Row of the timings table for the whole run.
+TOTAL_TIMING = "total (until the page is written)"
+
+
+def build_report(kwargs: dict[str, Any], out: Path, *, title: str | None = None,
+                 command: str | None = None, progress: Any = None):
+    """Probe ``kwargs`` (for :func:`initdiag.sweep`), diagnose, write the report into ``out``.
+
+    The folder is written atomically (:class:`ReportFolder`): on any error nothing is left
+    behind. Timings on the page: the sweep, the diagnosis, the theory computations (mean-field
+    predictions, Jacobian spectra), the figures, the page itself (the page is rendered twice:
+    the second rendering shows how long the first took) and the total.
+
+    Returns:
+      (sweep, verdicts, paths): the SweepResult, its verdicts and {"html", "results", figure
+      names...} -> Path.
+    """
+    from initdiag.analysis.diagnosis import diagnose
+    from initdiag.probe import sweep as run_sweep
+    from initdiag.report.figures import Context, write_figures
+    from initdiag.report.html import render_html
+    from initdiag.jsonvalues import encode
+
+    t0 = time.perf_counter()
+    folder = ReportFolder(out)
+    try:
+        sweep = run_sweep(**kwargs, histograms=True, progress=progress)
+        t_sweep = time.perf_counter() - t0
+        # Plain JSON types, so the file loads back equal to this object.
+        sweep.meta = json.loads(json.dumps(encode({
+            "report": {"title": title, "command": command, "sweep": kwargs,
+                       "sweep_s": t_sweep}}), default=str))
+        timings = {"sweep (probing, incl. compilation)": t_sweep}
+        t = time.perf_counter()
+        verdicts = diagnose(sweep)
+        timings["diagnosis"] = time.perf_counter() - t
+        sweep.to_json(folder.tmp / "results.json")
+        ctx = Context(sweep)
+        t = time.perf_counter()
+        ctx.predictions  # noqa: B018 (computed once, shared by the figures)
+        timings["theory: mean-field predictions"] = time.perf_counter() - t
+        t = time.perf_counter()
+        ctx.spectra  # noqa: B018
+        timings["theory: Jacobian spectra"] = time.perf_counter() - t
+        t = time.perf_counter()
+        figs = write_figures(sweep, folder.tmp, ctx=ctx)
+        timings["figures"] = time.perf_counter() - t
+        t = time.perf_counter()
+        render_html(sweep, verdicts, figs, title=title, timings=timings, command=command)
+        timings[HTML_TIMING] = time.perf_counter() - t
+        timings[TOTAL_TIMING] = time.perf_counter() - t0
+        page = render_html(sweep, verdicts, figs, title=title, timings=timings, command=command)
+        atomic_write_text(folder.tmp / "index.html", page)
+        final = folder.commit({f.name for f in figs if f.path is not None})
+    except BaseException:
+        folder.discard()
+        raise
+    paths: dict[str, Path] = {"results": final / "results.json"}
+    paths.update({f.name: final / f.path.name for f in figs if f.path is not None})
+    paths["html"] = final / "index.html"
+    return sweep, verdicts, paths
