@@ -216,3 +216,11 @@ def markdown_table() -> str:
     for m in TABLE:
         lines.append(f"| `{m.name}` | {m.kind} | {m.definition.replace('|', chr(92) + '|')} |")
     return "\n".join(lines) + "\n"
+
+
+def relative_to(values: np.ndarray, reference: float) -> np.ndarray:
+    """``values / reference`` (float64), with 0 / 0 read as 0 (a layer as dead as the reference
+    is not off from it) and x / 0 as inf or NaN as numpy gives them."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.asarray(values, np.float64) / reference
+    return np.where((np.asarray(values) == 0) & (reference == 0), 0.0, r)

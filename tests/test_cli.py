@@ -286,15 +286,6 @@ def test_report_library_does_not_import_the_cli_and_cli_modules_do_not_cycle():
             assert {m for m, _ in cli_imports} == {"initdiag.cli.options"}, path.name
 
 
-#: Imports of another module's private name that remain, each for a reason.
-PRIVATE_IMPORTS_LEFT = {
-    # diagnosis.py belongs to the metric-table work: _ratio and theory._finite get public names
-    # there (theory.grad_step_var / grad_slope_sd exist already).
-    ("analysis/diagnosis.py", "initdiag.theory", "_finite"),
-    ("regression/health.py", "initdiag.analysis.diagnosis", "_ratio"),
-}
-
-
 def test_no_module_imports_another_modules_private_name():
     """Modules of a package may import its private modules (theory._meanfield from
     theory._quadrature); no module imports a private name of another module."""
@@ -310,4 +301,4 @@ def test_no_module_imports_another_modules_private_name():
                                              and (root / path.relative_to(root).parent
                                                   / f"{name}.py").exists()):
                 found.add((rel, module, name))
-    assert found == PRIVATE_IMPORTS_LEFT
+    assert found == set()

@@ -168,12 +168,6 @@ def _pow10(x: float) -> float:
         return float(np.power(10.0, x))
 
 
-def _ratio(a: np.ndarray, b: float) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.asarray(a, np.float64) / b
-    return np.where((np.asarray(a) == 0) & (b == 0), 0.0, r)
-
-
 def _log10_slope(values: np.ndarray) -> float:
     v = np.asarray(values, np.float64)
     keep = np.isfinite(v) & (v > 0)
@@ -317,7 +311,7 @@ def _theory_evidence(config: dict, g: np.ndarray, g_slope: float, seeds: int) ->
     * theory_grad_factor_fit: 10^-slope of the predicted profile fitted like the measured one
       (same layers); theory_grad_band: (low, high) of the measured factor expected from finite
       width at this depth: +-BAND_SD sd of the fitted slope of one input's random walk
-      (:func:`initdiag.theory._finite.grad_slope_sd`, divided by sqrt(seeds) when pooled), the
+      (:func:`initdiag.theory.grad_slope_sd`, divided by sqrt(seeds) when pooled), the
       low end also moved by that walk's drift exp(-mean step variance) (one input's log RMS
       falls below the log of its mean; a batch averages most of it away). One input's walk is
       the widest; a batch's measured factors sit well inside (xavier/relu, width 256, depth 50:
@@ -326,7 +320,6 @@ def _theory_evidence(config: dict, g: np.ndarray, g_slope: float, seeds: int) ->
       prediction is not meant to hold (the half_mse loss), else "".
     """
     from initdiag import theory
-    from initdiag.theory import _finite
 
     nan2 = (math.nan, math.nan)
     out = {"theory_chi": math.nan, "theory_grad_factor_per_layer": math.nan,
@@ -360,8 +353,8 @@ def _theory_evidence(config: dict, g: np.ndarray, g_slope: float, seeds: int) ->
     q = np.asarray(p["preact_var"], np.float64)
     if len(q) < 2 or not np.all(np.isfinite(q) & (q > 0)):
         return out
-    step = _finite.grad_step_var(theory.gaussian(config["activation"]), q, p.config["widths"])
-    sd = _finite.grad_slope_sd(step, keep) / math.sqrt(max(int(seeds), 1))
+    step = theory.grad_step_var(theory.gaussian(config["activation"]), q, p.config["widths"])
+    sd = theory.grad_slope_sd(step, keep) / math.sqrt(max(int(seeds), 1))
     if not math.isfinite(sd):
         return out
     f = out["theory_grad_factor_fit"]
@@ -444,7 +437,7 @@ def _diagnose_values(v: dict[str, np.ndarray], config: dict, seeds: tuple[int, .
     forward = np.vstack([v["preact_var"], av, v["act_mean"]])
     bad_fwd = ~np.all(np.isfinite(forward), axis=0)
     overflow = bool(bad_fwd.any() or not np.all(np.isfinite(g)))
-    g_rel, av_rel, pre_rel = _ratio(g, g[-1]), _ratio(av, av[0]), _ratio(pre2, pre2[0])
+    g_rel, av_rel, pre_rel = metrics.relative_to(g, g[-1]), metrics.relative_to(av, av[0]), metrics.relative_to(pre2, pre2[0])
     g_slope, a_slope = _log10_slope(g), _log10_slope(av)
     ev = {"grad_log10_slope": g_slope, "grad_factor_per_layer": _pow10(-g_slope),
           "act_var_log10_slope": a_slope, "act_var_factor_per_layer": _pow10(a_slope),

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from initdiag.analysis.diagnosis import _ratio
+from initdiag.metrics import relative_to
 from initdiag.regression.compare import config_label
 from initdiag.results import ProbeResult, SweepResult
 
@@ -53,7 +53,7 @@ def _checks(r: ProbeResult, max_grad_ratio, var_range, max_saturation, max_dead)
     out = []
     g, v, L = r["grad_preact_rms"], r["act_var"], r.depth
     if max_grad_ratio is not None and L > 1:
-        rel = _ratio(g[:-1], g[-1])
+        rel = relative_to(g[:-1], g[-1])
         lo, hi = 1.0 / max_grad_ratio, max_grad_ratio
         bad = ~((rel >= lo) & (rel <= hi))
         if bad.any():
@@ -63,7 +63,7 @@ def _checks(r: ProbeResult, max_grad_ratio, var_range, max_saturation, max_dead)
                                 f"{max_grad_ratio:g}; {int(bad.sum())} of {L - 1} layers outside)"))
     if var_range is not None:
         lo, hi = var_range
-        rel = _ratio(v, v[0])
+        rel = relative_to(v, v[0])
         bad = ~((rel >= lo) & (rel <= hi))
         if bad.any():
             i = _worst(rel, bad, max(lo, 1e-300), hi)
