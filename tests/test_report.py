@@ -18,7 +18,7 @@ from PIL import Image
 
 import initdiag
 from initdiag import cli
-from initdiag.report import command, figures, plots, style
+from initdiag.report import command, data, figures, plots, style
 
 matplotlib.use("Agg")
 
@@ -148,7 +148,7 @@ def _panel_grid(name, sweep):
     """(columns, rows, inner width, inner height) in inches of report figure ``name``: the
     plotting areas, whose sizes are fixed; the figure adds the measured text around them."""
     n_act = len({r.config["activation"] for r in sweep})
-    n_rows = len(figures.hist_rows(sweep))
+    n_rows = len(data.hist_rows(sweep))
     if name == "act_hist":
         return n_act, n_rows, n_act * figures.HIST_W, n_rows * figures.HIST_H
     if name == "grad_heatmap":

@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from initdiag.fileio import atomic_write_bytes
-from initdiag.report import plots, style
+from initdiag.report import data, plots, style
 from initdiag.results import METRICS, SweepResult
 
 DPI = 100
@@ -58,7 +58,7 @@ class Context:
 
     def __init__(self, sweep: SweepResult, palette: dict | None = None):
         self.sweep = sweep
-        self.palette = palette or style.init_palette(_inits(sweep))
+        self.palette = palette or style.init_palette(data.inits(sweep))
         self._frame = self._preds = self._spectra = None
 
     @property
@@ -82,14 +82,6 @@ class Context:
 
             self._spectra = report_spectra(self.sweep)
         return self._spectra
-
-
-def _activations(sweep: SweepResult) -> list[str]:
-    return list(dict.fromkeys(r.config["activation"] for r in sweep))
-
-
-def _inits(sweep: SweepResult) -> list[str]:
-    return list(dict.fromkeys(r.config["init"] for r in sweep))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,7 +205,7 @@ def _legend_labels(handles: dict, labels: list[str]):
 def _line_figure(draw_panel: Callable[..., Any], suptitle: str, theory_metric: str | None = None,
                  band: bool = False):
     def draw(sweep: SweepResult, ctx: Context):
-        acts = _activations(sweep)
+        acts = data.activations(sweep)
         n = len(acts)
         fig, axes = new_grid(1, n, [PANEL_W] * n, [PANEL_H])
         for ax, act in zip(axes[0], acts):
@@ -237,28 +229,14 @@ def _line_figure(draw_panel: Callable[..., Any], suptitle: str, theory_metric: s
     return draw
 
 
-def hist_rows(sweep: SweepResult) -> list[tuple[str, str, dict]]:
-    """The rows of the distribution figure: ``(init, variant label, config selector)`` for every
-    initializer and variant (depth, width, ... when they vary), in order of appearance."""
-    configs = [c for c, _ in style.configurations(sweep)]
-    keys = style.varying_keys(configs, exclude=("activation", "init"))
-    rows: dict[str, tuple[str, str, dict]] = {}
-    for c in configs:
-        sel = {"init": c["init"], **{k: c.get(k) for k in keys}}
-        if "width" in keys and "input_width" in c:
-            sel["input_width"] = c["input_width"]
-        rows.setdefault(style.config_key(sel), (c["init"], style.config_label(c, keys), sel))
-    return list(rows.values())
-
-
 def _hist_figure(sweep: SweepResult, ctx: Context):
-    acts, rows = _activations(sweep), hist_rows(sweep)
+    acts, rows = data.activations(sweep), data.hist_rows(sweep)
     nr, nc = len(rows), len(acts)
     fig, axes = new_grid(nr, nc, [HIST_W] * nc, [HIST_H] * nr)
     legend_from = None
     depths = {r.depth for r in sweep}
     by_fraction = len(depths) > 1  # rows of different depths: colour by place in the stack
-    frac_colors = style.layer_colors(len(plots.LAYER_FRACTIONS))
+    frac_colors = style.layer_colors(len(data.LAYER_FRACTIONS))
     for j, act in enumerate(acts):
         lo, hi = np.inf, -np.inf
         for i, (init, variant, sel) in enumerate(rows):
@@ -270,7 +248,7 @@ def _hist_figure(sweep: SweepResult, ctx: Context):
                         color="0.4")
                 continue
             if by_fraction:
-                chosen = plots.fraction_layers(sub[0].depth)
+                chosen = data.fraction_layers(sub[0].depth)
                 plots.plot_act_hist(sub, ax=ax, legend=False, title="",
                                     layers=[l for l, _ in chosen],
                                     colors=[frac_colors[k] for _, k in chosen],
@@ -304,7 +282,7 @@ def _hist_figure(sweep: SweepResult, ctx: Context):
             from matplotlib.lines import Line2D
 
             handles = [Line2D([], [], color=c, linewidth=1.4) for c in frac_colors]
-            labels = list(plots.LAYER_FRACTION_NAMES)
+            labels = list(data.LAYER_FRACTION_NAMES)
         top = axes[0, nc // 2] if nc % 2 else axes[0, nc // 2 - 1]
         anchor = (0.5, 1.18) if nc % 2 else (1.0 + WGAP / (2 * HIST_W), 1.18)
         top.legend(handles, labels, loc="lower center", ncols=len(labels), frameon=False,
@@ -318,14 +296,14 @@ def _hist_figure(sweep: SweepResult, ctx: Context):
 
 
 def _heatmap_figure(sweep: SweepResult, ctx: Context):
-    acts = _activations(sweep)
+    acts = data.activations(sweep)
     frame = ctx.frame
-    rows_mats = [plots.grad_log10_matrix(frame, a) for a in acts]
+    rows_mats = [data.grad_log10_matrix(frame, a) for a in acts]
     n_rows = max(len(r) for r, _ in rows_mats)
     h = max(1.2, HEAT_ROW_H * n_rows)
     n = len(acts)
     fig, axes = new_grid(1, n + 1, [HEAT_W] * n + [CBAR_W], [h])
-    vmin, vmax = plots.heatmap_limits([m for _, m in rows_mats])
+    vmin, vmax = data.heatmap_limits([m for _, m in rows_mats])
     for j, (ax, act) in enumerate(zip(axes[0, :n], acts)):
         plots.plot_grad_heatmap(frame, activation=act, ax=ax, vmin=vmin, vmax=vmax,
                                 colorbar=False)
@@ -347,10 +325,10 @@ def _theory_configs(sweep: SweepResult, ctx: Context, activation: str):
     """(config, Prediction) of one activation's configurations where the theory applies, and
     the reasons it does not for the others."""
     ok, why = [], {}
-    for config, _ in style.configurations(sweep):
+    for config, _ in data.configurations(sweep):
         if config["activation"] != activation:
             continue
-        p = ctx.predictions[style.config_key(config)]
+        p = ctx.predictions[data.config_key(config)]
         if isinstance(p, Exception):
             why.setdefault(getattr(p, "reason", str(p)), []).append(config["init"])
         else:
@@ -362,7 +340,7 @@ def _phase_acts(sweep: SweepResult, ctx: Context) -> list[str]:
     from initdiag import theory
 
     acts = []
-    for act in _activations(sweep):
+    for act in data.activations(sweep):
         ok, _ = _theory_configs(sweep, ctx, act)
         if not ok:
             continue
@@ -377,7 +355,7 @@ def _phase_acts(sweep: SweepResult, ctx: Context) -> list[str]:
 def _phase_skip(sweep: SweepResult, ctx: Context) -> str | None:
     if _phase_acts(sweep, ctx):
         return None
-    reasons = sorted({r for a in _activations(sweep) for r in _theory_configs(sweep, ctx, a)[1]})
+    reasons = sorted({r for a in data.activations(sweep) for r in _theory_configs(sweep, ctx, a)[1]})
     return "mean-field theory does not apply to any configuration of this run" + (
         f" ({'; '.join(reasons)})" if reasons else "")
 
@@ -394,10 +372,10 @@ def phase_points(ok: Sequence[tuple[dict, Any]], palette: dict):
     pts, pal = [], {}
     for init, spots in by_init.items():
         # the settings that differ between the initializer's points (depth moves none)
-        keys = style.varying_keys(list(spots.values()), exclude=("activation", "init", "depth")) \
+        keys = data.varying_keys(list(spots.values()), exclude=("activation", "init", "depth")) \
             if len(spots) > 1 else []
         for (w, b), c in spots.items():
-            label = init + (f" ({style.config_label(c, keys)})" if keys else "")
+            label = init + (f" ({data.config_label(c, keys)})" if keys else "")
             pts.append((label, w, b))
             pal[label] = palette[init]
     return pts, pal
@@ -426,8 +404,8 @@ def _phase_figure(sweep: SweepResult, ctx: Context):
 def _jacobian_acts(sweep: SweepResult, ctx: Context) -> list[str]:
     spectra, _ = ctx.spectra
     keys = set(spectra)
-    return [a for a in _activations(sweep)
-            if any(style.config_key(c) in keys for c, _ in style.configurations(sweep)
+    return [a for a in data.activations(sweep)
+            if any(data.config_key(c) in keys for c, _ in data.configurations(sweep)
                    if c["activation"] == a)]
 
 
@@ -450,13 +428,13 @@ def _jacobian_figure(sweep: SweepResult, ctx: Context):
     fig, axes = new_grid(1, n, [PANEL_W] * n, [PANEL_H])
     handles, labels = {}, []
     for ax, act in zip(axes[0], acts):
-        configs = [c for c, _ in style.configurations(sweep) if c["activation"] == act
-                   and style.config_key(c) in spectra]
-        keys = style.varying_keys(configs, exclude=("activation", "init"))
+        configs = [c for c, _ in data.configurations(sweep) if c["activation"] == act
+                   and data.config_key(c) in spectra]
+        keys = data.varying_keys(configs, exclude=("activation", "init"))
         chosen, pal = {}, {}
         for c in configs:
-            label = c["init"] + (f", {style.config_label(c, keys)}" if keys else "")
-            chosen[label] = spectra[style.config_key(c)]
+            label = c["init"] + (f", {data.config_label(c, keys)}" if keys else "")
+            chosen[label] = spectra[data.config_key(c)]
             pal[label] = ctx.palette[c["init"]]
         jacobian_histogram(chosen, palette=pal, legend=False, ax=ax,
                            bins=log_density_bins(chosen))
@@ -547,13 +525,12 @@ FIGURES: tuple[FigureSpec, ...] = (
                             "bins also count values beyond the range): mass collapsing onto 0 "
                             "or piling up at φ's bounds is the classic failure.",
                _hist_figure,
-               lambda s, c: None if all("act_hist" in r.histograms for r in s)
-               else "the results carry no histograms (probe with histograms=True)"),
+               lambda s, c: data.missing_histograms(s)),
     FigureSpec("grad_heatmap", "Gradient heatmap",
                lambda s, c: f"log10 of the median over seeds of the gradient RMS "
                             f"({_defs('grad_preact_rms')}) per initializer and layer; the colour "
                             f"scale is centred on the typical last-layer value (colours "
-                            f"saturate {plots.HEATMAP_MAX_DECADES:g} decades away), so blue is "
+                            f"saturate {data.HEATMAP_MAX_DECADES:g} decades away), so blue is "
                             f"vanishing and red exploding towards the input, grey is exactly 0.",
                _heatmap_figure),
     FigureSpec("grad_weight_ratio", "Relative weight gradient",
@@ -590,8 +567,6 @@ def draw_figure(name: str, sweep: SweepResult, palette: dict | None = None,
     Raises:
       ValueError: for an unknown name, or a figure that does not apply to the sweep (why).
     """
-    import matplotlib.pyplot as plt
-
     specs = {f.name: f for f in FIGURES}
     if name not in specs:
         raise ValueError(f"unknown figure {name!r}; choose from {', '.join(specs)}")
@@ -599,11 +574,8 @@ def draw_figure(name: str, sweep: SweepResult, palette: dict | None = None,
     reason = specs[name].skip(sweep, ctx)
     if reason:
         raise ValueError(f"figure {name!r} does not apply: {reason}")
-    with plt.rc_context(style.RC):
-        import seaborn as sns
-
-        with sns.axes_style("whitegrid", {"axes.edgecolor": "0.3", "grid.color": "0.9"}):
-            return specs[name].draw(sweep, ctx)
+    with style.theme():
+        return specs[name].draw(sweep, ctx)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -365,17 +365,17 @@ def _prediction_key(config: Mapping[str, Any]) -> str:
 
 def predictions(sweep: Any) -> dict[str, Any]:
     """The mean-field prediction of every configuration of ``sweep`` (with the finite-width
-    band), computed once: ``{style.config_key(config): Prediction or NotApplicable}``.
+    band), computed once: ``{data.config_key(config): Prediction or NotApplicable}``.
     Configurations that differ only in the name of an initializer drawing the same distribution
     (glorot_normal and lecun_normal at equal widths) share one computation."""
     import dataclasses
 
-    from initdiag.report import style
+    from initdiag.report import data
 
     out: dict[str, Any] = {}
     done: dict[str, Any] = {}
-    for config, runs in style.configurations(sweep):
-        key = style.config_key(config)
+    for config, runs in data.configurations(sweep):
+        key = data.config_key(config)
         try:
             same = _prediction_key(config)
         except (KeyError, TypeError, ValueError):
@@ -429,15 +429,15 @@ def overlay_theory(ax, sweep: Any, activation: str, metric: str, palette: Mappin
     Returns:
       The number of prediction lines drawn.
     """
-    from initdiag.report import style
+    from initdiag.report import data
 
     preds = predictions(sweep) if preds is None else preds
     drawn = 0
     log = ax.get_yscale() == "log"
-    for config, runs in style.configurations(sweep):
+    for config, runs in data.configurations(sweep):
         if config.get("activation") != activation:
             continue
-        pred = preds.get(style.config_key(config))
+        pred = preds.get(data.config_key(config))
         if pred is None or isinstance(pred, Exception):
             continue
         y = np.array(pred[metric], np.float64)
@@ -489,11 +489,11 @@ def report_spectra(sweep: Any, max_width: int = JACOBIAN_MAX_WIDTH) -> tuple[dic
     """Exact Jacobian spectra (one input point, the first seed) of every configuration of the
     sweep the report can compute them for: ``({config_key: spectrum}, {config_key: reason})``."""
     from initdiag.analysis.jacobian import jacobian_spectrum
-    from initdiag.report import style
+    from initdiag.report import data
 
     spectra, skipped = {}, {}
-    for config, runs in style.configurations(sweep):
-        key = style.config_key(config)
+    for config, runs in data.configurations(sweep):
+        key = data.config_key(config)
         reason = jacobian_reason(config)
         if reason is not None:
             skipped[key] = reason
