@@ -10,7 +10,8 @@ import pytest  # noqa: E402
 
 from initdiag import theory  # noqa: E402
 from initdiag.analysis.jacobian import jacobian_spectrum  # noqa: E402
-from initdiag.report.theory_figures import init_point, jacobian_histogram, phase_diagram  # noqa: E402
+from initdiag.report.theory_data import init_point  # noqa: E402
+from initdiag.report.theory_figures import jacobian_histogram, phase_diagram  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -151,7 +152,7 @@ def test_report_predictions_shared_only_between_equal_distributions():
     he_normal and he_uniform differ in distribution (two). Each equals its own prediction."""
     import initdiag
     from initdiag.report import data
-    from initdiag.report.theory_figures import predictions
+    from initdiag.report.theory_data import predictions
 
     s = initdiag.sweep(["tanh"], ["glorot_normal", "lecun_normal", "he_normal", "he_uniform"],
                        depths=[4], widths=[16], seeds=[0], batch=8)

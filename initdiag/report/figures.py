@@ -70,7 +70,7 @@ class Context:
     @property
     def predictions(self) -> dict:
         if self._preds is None:
-            from initdiag.report.theory_figures import predictions
+            from initdiag.report.theory_data import predictions
 
             self._preds = predictions(self.sweep)
         return self._preds
@@ -78,7 +78,7 @@ class Context:
     @property
     def spectra(self) -> tuple[dict, dict]:
         if self._spectra is None:
-            from initdiag.report.theory_figures import report_spectra
+            from initdiag.report.theory_data import report_spectra
 
             self._spectra = report_spectra(self.sweep)
         return self._spectra
@@ -420,7 +420,8 @@ def _jacobian_skip(sweep: SweepResult, ctx: Context) -> str | None:
 def _jacobian_figure(sweep: SweepResult, ctx: Context):
     from matplotlib.patches import StepPatch
 
-    from initdiag.report.theory_figures import jacobian_histogram, log_density_bins
+    from initdiag.report.theory_data import log_density_bins
+    from initdiag.report.theory_figures import jacobian_histogram
 
     spectra, _ = ctx.spectra
     acts = _jacobian_acts(sweep, ctx)
@@ -477,7 +478,7 @@ def _setting(sweep: SweepResult, key: str) -> str:
 
 
 def _jacobian_caption(sweep: SweepResult, ctx: Context | None = None) -> str:
-    from initdiag.report.theory_figures import JACOBIAN_MAX_WIDTH
+    from initdiag.report.theory_data import JACOBIAN_MAX_WIDTH
 
     widths = sorted({w for r in sweep for w in np.atleast_1d(r.config["width"]).tolist()})
     seeds = list(dict.fromkeys(r.seed for r in sweep))
