@@ -18,7 +18,7 @@ from PIL import Image
 
 import initdiag
 from initdiag import cli
-from initdiag.report import build, figures, plots, style
+from initdiag.report import build, data, figures, layout, plots, style
 
 matplotlib.use("Agg")
 
@@ -148,15 +148,15 @@ def _panel_grid(name, sweep):
     """(columns, rows, inner width, inner height) in inches of report figure ``name``: the
     plotting areas, whose sizes are fixed; the figure adds the measured text around them."""
     n_act = len({r.config["activation"] for r in sweep})
-    n_rows = len(figures.hist_rows(sweep))
+    n_rows = len(data.hist_rows(sweep))
     if name == "act_hist":
-        return n_act, n_rows, n_act * figures.HIST_W, n_rows * figures.HIST_H
+        return n_act, n_rows, n_act * layout.HIST_W, n_rows * layout.HIST_H
     if name == "grad_heatmap":
-        return n_act, 1, n_act * figures.HEAT_W + figures.CBAR_W, max(
-            1.2, figures.HEAT_ROW_H * len({r.config["init"] for r in sweep}))
+        return n_act, 1, n_act * layout.HEAT_W + layout.CBAR_W, max(
+            1.2, layout.HEAT_ROW_H * len({r.config["init"] for r in sweep}))
     if name == "phase_diagram":
-        return n_act, 1, n_act * figures.PANEL_W + figures.CBAR_W, figures.PANEL_H
-    return n_act, 1, n_act * figures.PANEL_W, figures.PANEL_H
+        return n_act, 1, n_act * layout.PANEL_W + layout.CBAR_W, layout.PANEL_H
+    return n_act, 1, n_act * layout.PANEL_W, layout.PANEL_H
 
 
 def _check_png_size(path, size, name, sweep):
@@ -169,7 +169,7 @@ def _check_png_size(path, size, name, sweep):
         assert im.format == "PNG"
         assert im.size == size
     cols, rows, w, h = _panel_grid(name, sweep)
-    dpi = figures.DPI
+    dpi = layout.DPI
     assert w * dpi <= size[0] <= (w + 1.6 * cols + 3.5) * dpi, (name, size)
     assert h * dpi <= size[1] <= (h + 0.5 * rows + 3.0) * dpi, (name, size)
 

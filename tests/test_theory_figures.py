@@ -10,7 +10,8 @@ import pytest  # noqa: E402
 
 from initdiag import theory  # noqa: E402
 from initdiag.analysis.jacobian import jacobian_spectrum  # noqa: E402
-from initdiag.report.theory_figures import init_point, jacobian_histogram, phase_diagram  # noqa: E402
+from initdiag.report.theory_data import init_point  # noqa: E402
+from initdiag.report.theory_figures import jacobian_histogram, phase_diagram  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -150,14 +151,14 @@ def test_report_predictions_shared_only_between_equal_distributions():
     """glorot_normal and lecun_normal draw the same distribution at equal fans (one computation);
     he_normal and he_uniform differ in distribution (two). Each equals its own prediction."""
     import initdiag
-    from initdiag.report import style
-    from initdiag.report.theory_figures import predictions
+    from initdiag.report import data
+    from initdiag.report.theory_data import predictions
 
     s = initdiag.sweep(["tanh"], ["glorot_normal", "lecun_normal", "he_normal", "he_uniform"],
                        depths=[4], widths=[16], seeds=[0], batch=8)
     preds = predictions(s)
-    for config, runs in style.configurations(s):
-        p = preds[style.config_key(config)]
+    for config, runs in data.configurations(s):
+        p = preds[data.config_key(config)]
         want = theory.predict("tanh", config["init"], depth=4, width=16, batch=8)
         assert p.config["init"] == config["init"]
         for m in ("act_var", "grad_preact_rms"):

@@ -14,6 +14,9 @@ below the last layer).
 Colours: every panel drawn from the same data gets the same initializer colours. When you draw
 panels from *different subsets*, pass one ``palette=style.init_palette(all_labels)`` to all.
 
+The numbers a panel draws (seed summaries, pooled histograms, the heatmap's matrix) come from
+:mod:`initdiag.report.data`; this module only draws them (matplotlib).
+
 Reuse in your own figures::
 
     fig, ax = plt.subplots()
@@ -28,7 +31,10 @@ import numpy as np
 
 from initdiag import metrics as metric_table
 from initdiag.report import style
-from initdiag.results import ProbeResult, SweepResult
+from initdiag.report.data import (act_hist_fractions, default_layers, grad_log10_matrix,
+                                  heatmap_limits, one_configuration, pick_activation,
+                                  probe_results, saturation_metrics, seed_summary, to_frame,
+                                  zero_layers_note)
 
 #: Axis labels (with the tensor named) per metric: the ``ylabel`` of its row in
 #: :data:`initdiag.metrics.TABLE` (a metric without one is labelled by its name).
@@ -68,9 +74,9 @@ def plot_metric(data: Any, metric: str, *, activation: str | None = None, ax=Non
       The axes.
     """
     ax = _ax(ax)
-    frame = style.to_frame(data)
-    act = style.pick_activation(frame, activation)
-    summary = style.seed_summary(frame, metric, act)
+    frame = to_frame(data)
+    act = pick_activation(frame, activation)
+    summary = seed_summary(frame, metric, act)
     palette = palette or style.init_palette(frame["init"].unique())
     log = metric in LOG_METRICS if log is None else log
     variants = list(dict.fromkeys(summary["variant"]))
@@ -134,27 +140,6 @@ def _isolated(y: np.ndarray) -> np.ndarray:
     return ok & ~left & ~right
 
 
-def zero_layers_note(layers: np.ndarray, y: np.ndarray) -> str:
-    """Where a per-layer value is exactly 0 (not drawable on a log axis), in words:
-    ``"= 0 at every layer"``, ``"= 0 below layer 8"`` (layers 1..7), ``"= 0 at layers 3-5"``
-    or ``"= 0 at 4 layers"``; '' when no value is 0."""
-    layers = np.asarray(layers)
-    y = np.asarray(y, np.float64)
-    zero = y == 0
-    if not zero.any():
-        return ""
-    drawable = np.isfinite(y) & (y > 0)
-    if not drawable.any():
-        return "= 0 at every layer"
-    z = layers[zero]
-    lead = int(np.argmin(zero)) if not zero.all() else zero.size  # leading zeros
-    if lead and lead == zero.sum():
-        return f"= 0 below layer {layers[lead]}"
-    if z.size == z.max() - z.min() + 1:
-        return f"= 0 at layers {z.min()}-{z.max()}" if z.size > 1 else f"= 0 at layer {z.min()}"
-    return f"= 0 at {z.size} layers"
-
-
 def plot_act_var(data: Any, **kwargs: Any):
     """Figure a: variance of the layer output x^l vs layer (log y). See :func:`plot_metric`."""
     return plot_metric(data, "act_var", **kwargs)
@@ -170,16 +155,6 @@ def plot_grad_weight_ratio(data: Any, **kwargs: Any):
     return plot_metric(data, "grad_weight_ratio", **kwargs)
 
 
-def saturation_metrics(frame, activation: str) -> list[str]:
-    """What figure c shows for ``activation``: ``["saturation"]`` for φ that saturate,
-    ``["zero_frac", "dead_frac"]`` for φ that can die (ReLU), ``[]`` for neither."""
-    sub = frame[frame["activation"] == activation]
-    defined = {m for m, v in sub.groupby("metric")["value"] if v.notna().any()}
-    if "saturation" in defined:
-        return ["saturation"]
-    return [m for m in ("zero_frac", "dead_frac") if m in defined]
-
-
 def plot_saturation(data: Any, *, activation: str | None = None, ax=None, legend: bool = True,
                     **kwargs: Any):
     """Figure c: saturated fraction (tanh, sigmoid, ...) or, for ReLU, the fraction of entries
@@ -189,8 +164,8 @@ def plot_saturation(data: Any, *, activation: str | None = None, ax=None, legend
       The axes (with a note in the panel when φ neither saturates nor dies).
     """
     ax = _ax(ax)
-    frame = style.to_frame(data)
-    act = style.pick_activation(frame, activation)
+    frame = to_frame(data)
+    act = pick_activation(frame, activation)
     metrics = saturation_metrics(frame, act)
     if not metrics:
         ax.text(0.5, 0.5, f"{act} neither saturates nor has exact zeros", ha="center",
@@ -211,35 +186,6 @@ def plot_saturation(data: Any, *, activation: str | None = None, ax=None, legend
         if keep:
             ax.legend(*zip(*keep), loc="upper left", frameon=False)
     return ax
-
-
-def _results(data: Any) -> list[ProbeResult]:
-    if isinstance(data, ProbeResult):
-        return [data]
-    if isinstance(data, SweepResult):
-        return list(data)
-    raise TypeError("histogram panels need a SweepResult or ProbeResult (a frame has no "
-                    f"histograms); got {type(data).__name__}")
-
-
-#: Where in the stack the distribution panel looks: fractions of the depth L.
-LAYER_FRACTIONS = (0.0, 0.1, 0.25, 0.5, 1.0)
-#: Legend names of :data:`LAYER_FRACTIONS` when depths differ between panels.
-LAYER_FRACTION_NAMES = ("layer 1", "layer ~L/10", "layer ~L/4", "layer ~L/2", "layer L")
-
-
-def default_layers(depth: int) -> list[int]:
-    """Layers shown by the distribution panel: 1, L/10, L/4, L/2 and L (rounded, unique)."""
-    return sorted({max(1, min(depth, int(round(f * depth)))) for f in LAYER_FRACTIONS})
-
-
-def fraction_layers(depth: int) -> list[tuple[int, int]]:
-    """``(layer, index into LAYER_FRACTIONS)`` of :func:`default_layers`: each layer with the
-    first fraction that rounds to it (so panels of different depths can share colours)."""
-    out: dict[int, int] = {}
-    for k, f in enumerate(LAYER_FRACTIONS):
-        out.setdefault(max(1, min(depth, int(round(f * depth)))), k)
-    return sorted(out.items())
 
 
 def plot_act_hist(data: Any, *, activation: str | None = None, init: str | None = None,
@@ -266,31 +212,18 @@ def plot_act_hist(data: Any, *, activation: str | None = None, init: str | None 
       ValueError: when the selection holds several configurations (naming what differs).
     """
     ax = _ax(ax)
-    rs = _results(data)
+    rs = probe_results(data)
     if activation is not None:
         where["activation"] = activation
     if init is not None:
         where["init"] = init
-    rs = [r for r in rs if all(r.config.get(k) == v for k, v in where.items())]
-    groups = style.configurations(rs)
-    if len(groups) != 1:
-        configs = [c for c, _ in groups]
-        keys = style.varying_keys(configs, exclude=())
-        found = ("; ".join(style.config_label(c, keys) for c in configs)) or "none"
-        raise ValueError(f"select one configuration with activation=, init= (and e.g. depth=, "
-                         f"width=); matching: {found}")
-    config, rs = groups[0]
-    if not all("act_hist" in r.histograms for r in rs):
-        raise ValueError("these results have no histograms; probe with histograms=True")
-    counts = np.sum([r.histograms["act_hist"] for r in rs], axis=0).astype(float)
-    edges = rs[0].histograms["act_edges"]
-    depth = counts.shape[0]
+    config, rs = one_configuration(rs, where)
+    frac, edges, total = act_hist_fractions(rs)
+    depth = frac.shape[0]
     layers = default_layers(depth) if layers is None else list(layers)
     bad = [l for l in layers if not 1 <= l <= depth]
     if bad:
         raise ValueError(f"layers {bad} outside 1..{depth}")
-    total = counts.sum(axis=1, keepdims=True)
-    frac = np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
     used = np.flatnonzero(frac[[l - 1 for l in layers]].sum(axis=0) > 0)
     colors = style.layer_colors(len(layers)) if colors is None else list(colors)
     labels = [f"layer {l}" for l in layers] if labels is None else list(labels)
@@ -309,21 +242,6 @@ def plot_act_hist(data: Any, *, activation: str | None = None, init: str | None 
     return ax
 
 
-def grad_log10_matrix(data: Any, activation: str | None = None,
-                      metric: str = "grad_preact_rms") -> tuple[list[str], np.ndarray]:
-    """Rows (init labels, in the data's order) and the [inits, layers] matrix of log10 of the
-    median over seeds of ``metric``; -inf where the value is 0, NaN where undefined."""
-    frame = style.to_frame(data)
-    act = style.pick_activation(frame, activation)
-    s = style.seed_summary(frame, metric, act)
-    s["row"] = [i + (f", {v}" if v else "") for i, v in zip(s["init"], s["variant"])]
-    table = s.pivot_table(index="row", columns="layer", values="median", dropna=False)
-    table = table.reindex(list(dict.fromkeys(s["row"])))  # order of appearance
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mat = np.log10(table.to_numpy(dtype=float))
-    return list(table.index), mat
-
-
 def plot_grad_heatmap(data: Any, *, activation: str | None = None, ax=None,
                       vmin: float | None = None, vmax: float | None = None,
                       cmap: str = "RdBu_r", colorbar: bool = True):
@@ -339,8 +257,8 @@ def plot_grad_heatmap(data: Any, *, activation: str | None = None, ax=None,
     import matplotlib
 
     ax = _ax(ax)
-    frame = style.to_frame(data)
-    act = style.pick_activation(frame, activation)
+    frame = to_frame(data)
+    act = pick_activation(frame, activation)
     rows, mat = grad_log10_matrix(frame, act)
     if vmin is None or vmax is None:
         vmin, vmax = heatmap_limits([mat])
@@ -359,19 +277,5 @@ def plot_grad_heatmap(data: Any, *, activation: str | None = None, ax=None,
     return ax
 
 
+#: Colorbar label of the gradient heatmap.
 HEATMAP_LABEL = r"$\log_{10}$ RMS of $\partial L/\partial h^l$"
-#: Largest half-width of the heatmap colour scale, in decades (beyond it colours saturate).
-HEATMAP_MAX_DECADES = 12.0
-
-
-def heatmap_limits(mats: Sequence[np.ndarray]) -> tuple[float, float]:
-    """Shared colour limits for heatmaps: centred on the median last-layer value; half-width the
-    largest finite deviation, at least 1 and at most :data:`HEATMAP_MAX_DECADES` decades."""
-    finite = [m[np.isfinite(m)] for m in mats]
-    last = np.concatenate([m[:, -1][np.isfinite(m[:, -1])] for m in mats])
-    allv = np.concatenate(finite) if finite else np.array([])
-    if allv.size == 0:
-        return -1.0, 1.0
-    center = float(np.median(last)) if last.size else float(np.median(allv))
-    half = min(HEATMAP_MAX_DECADES, max(1.0, float(np.max(np.abs(allv - center)))))
-    return center - half, center + half

@@ -1,4 +1,4 @@
-"""One look for every initdiag figure: the initializer palette, the theme and tidy-data helpers.
+"""The look of every initdiag figure: the initializer palette, the theme and label wrapping.
 
 The palette maps each initializer label to a :class:`LineStyle` once, from the *sorted* labels, so
 the same initializer has the same colour (and marker, and dash) in every panel of every figure.
@@ -9,19 +9,19 @@ with a contrast ratio of at least 2 against white. Symmetric initializers (``zer
 ``constant``) are drawn in a neutral grey (:data:`NEUTRAL`). Markers cycle with a period (7)
 coprime to the number of colours (10), so the first 70 labels all get distinct (colour, marker)
 pairs; the dash pattern changes with every round of the colours.
+
+The theme (:func:`theme`): :data:`RC` and seaborn's ``whitegrid`` style, applied while a report
+figure is drawn. What is drawn (the numbers) comes from :mod:`.data` and :mod:`.theory_data`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator
 
 import numpy as np
-import pandas as pd
-
-from initdiag.config import ProbeConfig, varying
-from initdiag.results import ProbeResult, SweepResult
 
 #: Replaces the colorblind palette's light yellow (#ECE133), too faint for lines on white.
 DARK_YELLOW = (0.74, 0.66, 0.0)
@@ -38,16 +38,27 @@ DASHES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 #: Markers of the neutral (symmetric) initializers.
 NEUTRAL_MARKERS = ("x", "+", "1", "2", "3", "4")
-#: Columns of the tidy frame that describe a configuration besides activation and init.
-VARIANT_COLUMNS = ("bias_init", "depth", "width", "batch", "norm", "residual", "loss")
-
-#: Matplotlib rc settings used while a figure is drawn (figures.py applies them in a context).
+#: Matplotlib rc settings used while a report figure is drawn (:func:`theme`).
 RC: dict[str, Any] = {
     "font.size": 9.5, "axes.titlesize": 10.5, "axes.labelsize": 9.5, "legend.fontsize": 8.5,
     "xtick.labelsize": 8.5, "ytick.labelsize": 8.5, "figure.titlesize": 12,
     "axes.spines.top": False, "axes.spines.right": False, "lines.linewidth": 1.5,
     "savefig.facecolor": "white", "figure.facecolor": "white",
 }
+#: Seaborn axes style (and its overrides) used while a report figure is drawn (:func:`theme`).
+AXES_STYLE = ("whitegrid", {"axes.edgecolor": "0.3", "grid.color": "0.9"})
+
+
+@contextlib.contextmanager
+def theme() -> Iterator[None]:
+    """The report's theme while a figure is drawn: :data:`RC` and :data:`AXES_STYLE`."""
+    import matplotlib.pyplot as plt
+
+    with plt.rc_context(RC):
+        import seaborn as sns
+
+        with sns.axes_style(*AXES_STYLE):
+            yield
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,98 +134,3 @@ def layer_colors(n: int) -> list[tuple[float, float, float]]:
 
     cmap = matplotlib.colormaps["viridis"]
     return [tuple(cmap(v)[:3]) for v in np.linspace(0.0, 0.85, max(n, 1))]
-
-
-def to_frame(data: Any) -> pd.DataFrame:
-    """A tidy frame (:data:`initdiag.results.FRAME_COLUMNS`) from a sweep, a result or a frame."""
-    if isinstance(data, pd.DataFrame):
-        missing = {"activation", "init", "seed", "layer", "metric", "value"} - set(data.columns)
-        if missing:
-            raise ValueError(f"frame lacks columns {sorted(missing)}; use SweepResult.to_frame()")
-        return data
-    if isinstance(data, ProbeResult):
-        return data.to_frame()
-    if isinstance(data, SweepResult):
-        return data.to_frame()
-    raise TypeError(f"expected a SweepResult, ProbeResult or DataFrame; got {type(data).__name__}")
-
-
-def variant_columns(frame: pd.DataFrame) -> list[str]:
-    """The config columns besides activation and init that differ between configurations."""
-    cols = []
-    for c in VARIANT_COLUMNS:
-        if c in frame.columns and c != "width" and frame[c].nunique(dropna=False) > 1:
-            cols.append(c)
-    keys = ["activation", "init", *cols, "seed", "layer", "metric"]
-    if "width" in frame.columns and frame.duplicated(keys).any():
-        cols.append("width")
-    return cols
-
-
-def variant_label(row: Mapping[str, Any], cols: Iterable[str]) -> str:
-    """``"depth 100, width 512"`` for the varying columns of one configuration ('' if none)."""
-    parts = []
-    for c in cols:
-        v = row[c]
-        if isinstance(v, float) and np.isnan(v):
-            v = "none"
-        parts.append(f"{c.replace('_', ' ')} {v}")
-    return ", ".join(parts)
-
-
-def pick_activation(frame: pd.DataFrame, activation: str | None) -> str:
-    """``activation`` if present, or the only activation of the frame; else a clear error."""
-    present = list(dict.fromkeys(frame["activation"]))
-    if activation is None:
-        if len(present) != 1:
-            raise ValueError(f"the data holds several activations ({', '.join(present)}); "
-                             f"pass activation=")
-        return present[0]
-    if activation not in present:
-        raise ValueError(f"no results for activation {activation!r}; present: {', '.join(present)}")
-    return activation
-
-
-def seed_summary(frame: pd.DataFrame, metric: str, activation: str) -> pd.DataFrame:
-    """Per (init, variant, layer): ``median``, ``lo`` (min) and ``hi`` (max) over seeds.
-
-    Columns: init, the variant columns, layer, median, lo, hi, n_seeds. ``variant`` holds the
-    readable variant label.
-    """
-    cols = variant_columns(frame)
-    sub = frame[(frame["metric"] == metric) & (frame["activation"] == activation)]
-    if sub.empty:
-        raise ValueError(f"no values of metric {metric!r} for activation {activation!r}")
-    keys = ["init", *cols, "layer"]
-    g = sub.groupby(keys, sort=False, dropna=False)["value"]
-    out = pd.DataFrame({"median": g.median(), "lo": g.min(), "hi": g.max(),
-                        "n_seeds": g.size()}).reset_index()
-    out["variant"] = [variant_label(r, cols) for r in out.to_dict("records")] if cols else ""
-    return out
-
-
-def config_key(config: Mapping[str, Any]) -> str:
-    """The identity of a configuration (:meth:`initdiag.ProbeConfig.key`)."""
-    return ProbeConfig.from_dict(config).key()
-
-
-def configurations(results: Iterable[ProbeResult]) -> list[tuple[ProbeConfig, list[ProbeResult]]]:
-    """The results grouped by configuration (seeds pooled), in order of appearance:
-    ``[(config, [results of its seeds]), ...]``."""
-    groups: dict[str, tuple[ProbeConfig, list[ProbeResult]]] = {}
-    for r in results:
-        groups.setdefault(r.config.key(), (r.config, []))[1].append(r)
-    return list(groups.values())
-
-
-def varying_keys(configs: Iterable[Mapping[str, Any]],
-                 exclude: Iterable[str] = ("activation", "init")) -> list[str]:
-    """The config fields (besides ``exclude``) whose values differ between ``configs``: those of
-    :data:`VARIANT_COLUMNS` first (:func:`initdiag.config.varying`)."""
-    return varying(configs, exclude=exclude, order=VARIANT_COLUMNS)
-
-
-def config_label(config: Mapping[str, Any], keys: Iterable[str]) -> str:
-    """``"depth 4, width 8"``: the values of ``keys`` in one configuration ('' if none)
-    (:meth:`initdiag.ProbeConfig.values_label`)."""
-    return ProbeConfig.from_dict(config).values_label(keys)

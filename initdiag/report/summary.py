@@ -11,7 +11,15 @@ import dataclasses
 import math
 from typing import Any, Sequence
 
+from initdiag.config import SCHEMA
 from initdiag.config import varying as config_varying
+
+#: The settings every configuration label shows (schema fields labelled ``"always"``) besides
+#: the activation and the initializer: the setup line gives them and the grid's columns are
+#: split by them first.
+SETUP_FIELDS = tuple(n for n, f in SCHEMA.items()
+                     if f.label == "always" and n not in ("activation", "init"))
+
 
 @dataclasses.dataclass(frozen=True)
 class Grid:
@@ -32,7 +40,7 @@ def column_label(config: dict, varying: Sequence[str]) -> str:
 def verdict_grid(verdicts: Sequence[Any]) -> Grid:
     """Arrange verdicts by initializer (rows) and activation (+ varying keys, columns)."""
     varying = config_varying([v.config for v in verdicts], exclude=("activation", "init"),
-                             order=("depth", "width", "batch"))
+                             order=SETUP_FIELDS)
     rows, cols, cells = [], [], {}
     for v in verdicts:
         row, col = str(v.config["init"]), column_label(v.config, varying)
@@ -48,7 +56,7 @@ def setup_text(results: Sequence[Any]) -> str:
     """``"depth 50, width 256, batch 256, seed 0"``: every value of each setting (several joined
     by '/', e.g. ``"width 8/64"``; per-layer widths in brackets)."""
     parts = []
-    for key in ("depth", "width", "batch"):
+    for key in SETUP_FIELDS:
         values = list(dict.fromkeys(
             "[" + ", ".join(map(str, v)) + "]" if isinstance(v, list) else str(v)
             for v in (r.config.get(key) for r in results)))

@@ -1,22 +1,22 @@
-"""Theory figures: the order/chaos phase diagram, Jacobian singular-value densities, and the
+"""Theory panels: the order/chaos phase diagram, Jacobian singular-value densities, and the
 mean-field overlay (dashed prediction, shaded finite-width band) on the report's line figures.
 
-Panels follow the convention ``f(..., ax=None) -> ax``; matplotlib only. The report computes
-each configuration's prediction (:func:`predictions`) and Jacobian spectrum
-(:func:`report_spectra`) once and shares them between its figures.
+Panels follow the convention ``f(..., ax=None) -> ax``; matplotlib only. The numbers they draw
+(the phase plane, the points placed on it, spectrum densities, prediction lines and bands) come
+from :mod:`initdiag.report.theory_data`, which also computes each configuration's prediction
+(:func:`~initdiag.report.theory_data.predictions`) and Jacobian spectrum
+(:func:`~initdiag.report.theory_data.report_spectra`) once for the report's figures.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from initdiag import theory
-from initdiag.config import ProbeConfig
 from initdiag.nn.activations import activation as resolve_activation
-from initdiag.nn.initializers import initializer as resolve_initializer
+from initdiag.report.theory_data import (RESOLUTION, init_points, phase_plane, predictions,
+                                         spectrum_densities, theory_lines)
 
 #: Depth-scale contour levels (layers) drawn on the phase diagram.
 XI_LEVELS = (3, 10, 30, 100)
@@ -27,22 +27,6 @@ def _ax(ax):
         import matplotlib.pyplot as plt
         _, ax = plt.subplots(figsize=(6.0, 4.2))
     return ax
-
-
-def init_point(init: Any, width: int, bias_init: Any = "zeros") -> tuple[float, float]:
-    """(sigma_w^2, sigma_b^2) of an initializer in a stack of equal width (variances).
-
-    Raises:
-      theory.NotApplicable: for initializers without a fixed zero-mean variance.
-    """
-    p = theory.predict("linear", init, depth=1, width=width, bias_init=bias_init)
-    return float(p.weight_var[0]), float(p.bias_var[0])
-
-
-def _point_label(init: Any) -> str:
-    if isinstance(init, str):
-        return resolve_initializer(init).label
-    return getattr(init, "label", None) or str(init)
 
 
 def phase_diagram(activation: Any, *, inits: Iterable[Any] = (),
@@ -85,46 +69,22 @@ def phase_diagram(activation: Any, *, inits: Iterable[Any] = (),
 
     ax = _ax(ax)
     act = resolve_activation(activation)
-    pts, skipped = list(points or ()), list(skipped)
-    for init in inits:
-        label = _point_label(init)
-        try:
-            pts.append((label, *init_point(init, width, bias_init)))
-        except theory.NotApplicable:
-            skipped.append(label)
-    lo, hi = weight_var_range or (0.25, 8.0)
-    if weight_var_range is None and pts:
-        ws = [p[1] for p in pts if p[1] > 0]
-        lo, hi = min([lo] + [w / 1.6 for w in ws]), max([hi] + [w * 1.3 for w in ws])
-    b_lo, b_hi = bias_var_range
-    if pts:
-        b_hi = max(b_hi, max(p[2] for p in pts) * 1.1)
-    if weight_var_range is None:  # show the edge of chaos, wherever it is (sigmoid: ~100)
-        for b in (b_hi, b_lo):  # it moves right with sigma_b^2 (tanh: 1 at 0, 2.8 at 0.5)
-            try:
-                hi = max(hi, 1.3 * theory.edge_of_chaos(act, b))
-                break
-            except ValueError:  # no edge with a finite q* at this bias variance
-                pass
-    W = np.logspace(np.log10(lo), np.log10(hi), grid[0])
-    Bv = np.linspace(b_lo, b_hi, grid[1])
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        res = theory.phase_grid(act, W, Bv)
-        log_chi = np.log2(res["chi1"])
+    more, missed = init_points(inits, width, bias_init)
+    pts, skipped = list(points or ()) + more, list(skipped) + missed
+    plane = phase_plane(act, pts, weight_var_range, bias_var_range, grid)
+    W, Bv, log_chi = plane.weight_var, plane.bias_var, plane.log_chi
     mesh = ax.pcolormesh(W, Bv, log_chi, cmap="RdBu_r", shading="auto",
                          norm=TwoSlopeNorm(vcenter=0.0, vmin=-2.0, vmax=2.0), rasterized=True)
     if colorbar:
         ax.figure.colorbar(mesh, ax=ax, label=CHI_LABEL)
-    diverge = np.isnan(res["chi1"]).astype(float)
-    if diverge.any():
-        ax.contourf(W, Bv, diverge, levels=[0.5, 1.5], colors="none", hatches=["//"])
+    if plane.diverges.any():
+        ax.contourf(W, Bv, plane.diverges, levels=[0.5, 1.5], colors="none", hatches=["//"])
         ax.fill_between([], [], [], facecolor="none", hatch="//", edgecolor="0.3",
                         label="q diverges")
     if np.nanmin(log_chi) < 0 < np.nanmax(log_chi):
         ax.contour(W, Bv, log_chi, levels=[0.0], colors="black", linewidths=2.0)
         ax.plot([], [], color="black", linewidth=2.0, label=r"edge of chaos ($\chi_1 = 1$)")
-    xi = np.where(np.isfinite(res["xi_c"]), res["xi_c"], 1e6)
-    cs = ax.contour(W, Bv, xi, levels=list(XI_LEVELS), colors="0.35", linestyles="--",
+    cs = ax.contour(W, Bv, plane.xi_c, levels=list(XI_LEVELS), colors="0.35", linestyles="--",
                     linewidths=0.8)
     if cs.levels.size:
         ax.clabel(cs, fmt=lambda v: f"{v:g}", fontsize=7, inline_spacing=2)
@@ -134,8 +94,8 @@ def phase_diagram(activation: Any, *, inits: Iterable[Any] = (),
     ax.xaxis.set_major_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlim(lo, hi)
-    ax.set_ylim(b_lo, b_hi)
+    ax.set_xlim(*plane.weight_lim)
+    ax.set_ylim(*plane.bias_lim)
     ax.set_xlabel(r"$\sigma_w^2$ = fan_in $\cdot$ Var($W_{ij}$)")
     ax.set_ylabel(r"$\sigma_b^2$ = Var($b_j$)")
     _place_points(ax, pts, palette)
@@ -224,11 +184,6 @@ def _stack(ax, labels, xy, offset, ha, palette):
     return texts
 
 
-#: Singular values below this fraction of a spectrum's largest are at the float32 resolution
-#: of J (initdiag.analysis.jacobian computes J in float32): not drawn, counted in the panel note.
-RESOLUTION = 1e-6
-
-
 def jacobian_histogram(spectra: Mapping[str, Any] | Sequence[Any], *, bins: int = 60,
                        palette: Mapping[str, Any] | None = None, legend: bool = True,
                        note: bool = True, resolution: float = RESOLUTION, ax=None):
@@ -258,42 +213,13 @@ def jacobian_histogram(spectra: Mapping[str, Any] | Sequence[Any], *, bins: int 
         spectra = {s.config["init"]: s for s in spectra}
     if not spectra:
         raise ValueError("jacobian_histogram: no spectra given")
-    logs, drawn = {}, {}
-    for k, s in spectra.items():
-        sv = np.asarray(s.singular_values, np.float64)
-        top = sv.max() if sv.size else 0.0
-        drawn[k] = (sv > 0) & (sv >= resolution * top)
-        logs[k] = np.log10(np.where(drawn[k], sv, 1.0))
-    finite = [logs[k][drawn[k]] for k in spectra if drawn[k].any()]
-    lo = min(v.min() for v in finite) if finite else -1.0
-    hi = max(v.max() for v in finite) if finite else 1.0
-    lo, hi = min(lo, -0.05), max(hi, 0.05)
-    pad = 0.04 * (hi - lo)
-    edges = np.linspace(lo - pad, hi + pad, bins + 1)
-    zeros, noise, seen, same = [], [], {}, []
+    d = spectrum_densities(spectra, bins, resolution)
+    edges = d.log_edges
     for label, s in spectra.items():
-        sv = np.asarray(s.singular_values, np.float64)
-        w = np.asarray(s.weights, np.float64)
-        total = max(float(w.sum()), 1e-300)
-        zero_mass = float(w[sv == 0].sum()) / total
-        noise_mass = float(w[(sv > 0) & ~drawn[label]].sum()) / total
-        if zero_mass > 0:
-            zeros.append(label + ("" if zero_mass == 1 else f" ({zero_mass:.0%})"))
-        if noise_mass > 0:
-            noise.append(f"{label} ({noise_mass:.0%})")
-        if drawn[label].any():
-            key = sv.tobytes()
-            if key in seen:
-                same.append(f"{seen[key]} = {label}")
-            else:
-                seen[key] = label
         st = palette.get(label) if palette else None
         kw = {"color": st.color, "linestyle": st.dash} if st is not None else {}
-        counts, _ = np.histogram(logs[label][drawn[label]], bins=edges, weights=w[drawn[label]])
-        dens = counts / (total * np.diff(edges))
-        ax.stairs(dens, 10.0 ** edges, baseline=0.0, linewidth=1.3, fill=False,
-                  label=f"{label} (spread {s.spread():.3g})" if drawn[label].any() else label,
-                  **kw)
+        ax.stairs(d.densities[label], 10.0 ** edges, baseline=0.0, linewidth=1.3, fill=False,
+                  label=f"{label} (spread {s.spread():.3g})" if d.drawn[label] else label, **kw)
     ax.set_xscale("log")
     ax.set_xlim(10.0 ** edges[0], 10.0 ** edges[-1])
     ax.set_ylim(bottom=0.0)
@@ -301,13 +227,13 @@ def jacobian_histogram(spectra: Mapping[str, Any] | Sequence[Any], *, bins: int 
     ax.set_xlabel(r"singular value $\sigma$ of $\partial x^L / \partial x^0$")
     ax.set_ylabel(r"density of $\log_{10}\sigma$ (per decade)")
     lines = []
-    if zeros:
-        lines.append("σ = 0, not drawn: " + ", ".join(zeros))
-    if noise:
+    if d.zeros:
+        lines.append("σ = 0, not drawn: " + ", ".join(d.zeros))
+    if d.noise:
         lines.append(f"σ < {resolution:g} σ_max (float32 rounding), not drawn: "
-                     + ", ".join(noise))
-    if same:
-        lines.append("same spectrum (lines coincide): " + ", ".join(same))
+                     + ", ".join(d.noise))
+    if d.same:
+        lines.append("same spectrum (lines coincide): " + ", ".join(d.same))
     if note and lines:
         ax.annotate("\n".join(_wrap_list(l.split(", "), 60) for l in lines), (0.0, 0.0),
                     xycoords="axes fraction", xytext=(0, -34), textcoords="offset points",
@@ -317,195 +243,34 @@ def jacobian_histogram(spectra: Mapping[str, Any] | Sequence[Any], *, bins: int 
     return ax
 
 
-def log_density_bins(spectra: Mapping[str, Any] | Sequence[Any], per_decade: float = 4.0,
-                     most: int = 80, fewest: int = 12) -> int:
-    """A number of histogram bins for :func:`jacobian_histogram`: about ``per_decade`` bins
-    per decade of the pooled range, but no more than the typical spectrum has values / 3."""
-    values = list(spectra.values()) if isinstance(spectra, Mapping) else list(spectra)
-    sv = [np.asarray(s.singular_values, np.float64) for s in values]
-    pos = [v[v > 0] for v in sv if np.any(v > 0)]
-    if not pos:
-        return fewest
-    decades = np.log10(max(v.max() for v in pos)) - np.log10(min(v.min() for v in pos))
-    n = int(np.median([v.size for v in pos]))
-    return int(np.clip(min(per_decade * max(decades, 1.0), n / 3), fewest, most))
-
-
-#: How far (in standard deviations of the finite-width fluctuation) the band extends.
-BAND_K = 2.0
-
-
-def _distribution(label: Any, shapes: Sequence[tuple[int, int]], bias: bool = False) -> Any:
-    """What a prediction depends on about an initializer: for the variance-scaling family its
-    distribution (normal, truncated_normal, uniform) and the variance of every layer, so that
-    initializers that draw the *same distribution* (glorot_normal and lecun_normal at equal
-    fans) compare equal; for any other initializer its label."""
-    try:
-        ini = resolve_initializer(label)
-        vs = ini.variance_scaling_params  # (scale, mode, distribution), None outside the family
-    except (AttributeError, TypeError, ValueError):
-        return ("label", str(label))
-    if vs is None:
-        return ("label", ini.label)
-    var = ini.bias_variance if bias else ini.weight_variance
-    return ("vs", vs[2], tuple(float(var(fi, fo)) for fi, fo in shapes))
-
-
-def _prediction_key(config: Mapping[str, Any]) -> str:
-    """Configurations with equal keys have equal mean-field predictions: every setting but the
-    initializers' names, which enter through the distributions they draw (:func:`_distribution`)."""
-    config = ProbeConfig.from_dict(config)
-    shapes = list(zip(config.fans[:-1], config.fans[1:]))
-    bias = config.bias
-    rest = {k: v for k, v in config.items() if k not in ("init", "bias_init")}
-    rest["init"] = _distribution(config["init"], shapes)
-    rest["bias_init"] = None if bias is None else _distribution(bias, shapes, bias=True)
-    return json.dumps(rest, sort_keys=True, default=str)
-
-
-def predictions(sweep: Any) -> dict[str, Any]:
-    """The mean-field prediction of every configuration of ``sweep`` (with the finite-width
-    band), computed once: ``{style.config_key(config): Prediction or NotApplicable}``.
-    Configurations that differ only in the name of an initializer drawing the same distribution
-    (glorot_normal and lecun_normal at equal widths) share one computation."""
-    import dataclasses
-
-    from initdiag.report import style
-
-    out: dict[str, Any] = {}
-    done: dict[str, Any] = {}
-    for config, runs in style.configurations(sweep):
-        key = style.config_key(config)
-        try:
-            same = _prediction_key(config)
-        except (KeyError, TypeError, ValueError):
-            same = key
-        try:
-            if same not in done:
-                done[same] = theory.predict_result(runs[0], band=True)
-            pred = done[same]
-            if isinstance(pred, theory.Prediction) and pred.config.get("init") != config["init"]:
-                pred = dataclasses.replace(pred, config={**pred.config, "init": config["init"]})
-            out[key] = pred
-        except theory.NotApplicable as e:
-            out[key] = e
-    return out
-
-
-def band_values(pred: Any, metric: str, k: float = BAND_K):
-    """(lower, upper) of the +-k sd finite-width band of ``metric``, or None without one.
-
-    ``preact_var``: :meth:`Prediction.band` (q_l exp(-+k log_sd_l)). ``act_var``: the same band
-    of q_l mapped through the mean-field map q -> Var[phi(z)], z ~ N(0, q) (the layer output's
-    variance given its pre-activation variance); the lower and upper ends are the smaller and
-    larger of the map at the two ends and at q_l. Other metrics (gradients) have no band.
-    """
-    if pred.log_sd is None or not np.all(np.isfinite(pred.log_sd)):
-        return None
-    lo_q, hi_q = pred.band(k)
-    if metric == "preact_var":
-        return lo_q, hi_q
-    if metric != "act_var":
-        return None
-    g = theory.gaussian(pred.config["activation"])
-    vals = []
-    for q in (lo_q, pred["preact_var"], hi_q):
-        m = g.moments(q)
-        vals.append(np.maximum(m["phi2"] - m["phi"] ** 2, 0.0))
-    return np.minimum.reduce(vals), np.maximum.reduce(vals)
-
-
 def overlay_theory(ax, sweep: Any, activation: str, metric: str, palette: Mapping[str, Any],
                    preds: Mapping[str, Any] | None = None, band: bool = False) -> int:
     """Draw the mean-field prediction of ``metric`` as a thin dashed line per configuration of
     ``activation`` in ``sweep``, in its initializer's colour (configurations the theory does not
     cover are skipped). ``grad_preact_rms`` is predicted relative to layer L, so it is drawn
     through the measured median of layer L over seeds. With ``band``, the +-2 sd finite-width
-    band (:func:`band_values`) is shaded lightly behind the data, where the theory has one.
+    band (:func:`~initdiag.report.theory_data.band_values`) is shaded lightly behind the data,
+    where the theory has one (the numbers: :func:`~initdiag.report.theory_data.theory_lines`).
 
     Args:
-      preds: :func:`predictions` of the sweep (computed here when None).
+      preds: :func:`~initdiag.report.theory_data.predictions` of the sweep (computed here when
+        None).
 
     Returns:
       The number of prediction lines drawn.
     """
-    from initdiag.report import style
-
     preds = predictions(sweep) if preds is None else preds
-    drawn = 0
+    lines = theory_lines(sweep, activation, metric, preds, band)
     log = ax.get_yscale() == "log"
-    for config, runs in style.configurations(sweep):
-        if config.get("activation") != activation:
-            continue
-        pred = preds.get(style.config_key(config))
-        if pred is None or isinstance(pred, Exception):
-            continue
-        y = np.array(pred[metric], np.float64)
-        if metric == "grad_preact_rms":
-            y = y * float(np.median([r[metric][-1] for r in runs]))
-        st = palette.get(config["init"])
+    for line in lines:
+        st = palette.get(line.init)
         color = st.color if st is not None else "0.3"
-        x = np.arange(1, len(y) + 1)
+        x, y = line.layers, line.values
         with np.errstate(invalid="ignore"):
             y = np.where(y > 0, y, np.nan) if log else y
         ax.plot(x, y, color=color, linestyle=(0, (2, 2)), linewidth=0.9, alpha=0.9,
                 label="_nolegend_", zorder=2.5)
-        bounds = band_values(pred, metric) if band else None
-        if bounds is not None:
-            ax.fill_between(x, bounds[0], bounds[1], color=color, alpha=0.1, linewidth=0,
+        if line.band is not None:
+            ax.fill_between(x, line.band[0], line.band[1], color=color, alpha=0.1, linewidth=0,
                             zorder=0.5, label="_theory_band_")
-        drawn += 1
-    return drawn
-
-
-#: Widest layer at which the report computes exact Jacobian spectra (wider runs are computed at
-#: this width with the run's depth: jacfwd + SVD cost ~ depth * width^3).
-JACOBIAN_MAX_WIDTH = 256
-
-
-def jacobian_reason(config: Mapping[str, Any]) -> str | None:
-    """Why the report draws no Jacobian spectrum for a configuration (None: it draws one)."""
-    if config.get("norm") not in (None, "none"):
-        return f"norm={config['norm']} (the spectrum is computed for plain stacks)"
-    if config.get("residual") is not None:
-        return "residual stack (the spectrum is computed for plain stacks)"
-    for key in ("activation", "init", "bias_init"):
-        if str(config.get(key, "")).startswith(("custom:", "given")):
-            return f"{key}={config.get(key)} is recorded by name only"
-    if str(config.get("init", "")).split("(")[0] == "lsuv":
-        return "init=lsuv needs data"
-    return None
-
-
-def spectrum_width(config: Mapping[str, Any], max_width: int = JACOBIAN_MAX_WIDTH) -> Any:
-    """The width the report computes a configuration's Jacobian at: the run's, capped."""
-    w = config["width"]
-    if isinstance(w, (list, tuple)):
-        return [min(int(v), max_width) for v in w]
-    return min(int(w), max_width)
-
-
-def report_spectra(sweep: Any, max_width: int = JACOBIAN_MAX_WIDTH) -> tuple[dict, dict]:
-    """Exact Jacobian spectra (one input point, the first seed) of every configuration of the
-    sweep the report can compute them for: ``({config_key: spectrum}, {config_key: reason})``."""
-    from initdiag.analysis.jacobian import jacobian_spectrum
-    from initdiag.report import style
-
-    spectra, skipped = {}, {}
-    for config, runs in style.configurations(sweep):
-        key = style.config_key(config)
-        reason = jacobian_reason(config)
-        if reason is not None:
-            skipped[key] = reason
-            continue
-        try:
-            spectra[key] = jacobian_spectrum(
-                config["activation"], config["init"], depth=int(config["depth"]),
-                width=spectrum_width(config, max_width), seed=runs[0].seed,
-                bias_init=config.bias or "zeros",
-                input_width=None if config.get("input_width") == config["width"]
-                else min(int(config["input_width"]), max_width),
-                method="exact")
-        except ValueError as e:
-            skipped[key] = str(e)
-    return spectra, skipped
+    return len(lines)
