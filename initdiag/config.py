@@ -173,8 +173,9 @@ class ProbeConfig(Mapping):
         elif not set(self.recorded) <= set(FIELD_NAMES):
             raise ValueError(f"recorded names unknown fields: "
                              f"{sorted(set(self.recorded) - set(FIELD_NAMES))}")
-        if isinstance(self.width, list):
-            object.__setattr__(self, "width", tuple(self.width))
+        for name in FIELD_NAMES:  # list values (per-layer widths, ranges) held as tuples
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
 
     # -- the mapping view: JSON values of the recorded fields, in schema order --------------
     def __getitem__(self, name: str) -> Any:
