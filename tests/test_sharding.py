@@ -9,6 +9,7 @@ SCRIPT = r"""
 import json, jax, numpy as np, initdiag
 from initdiag.engine import sharding
 from initdiag.engine import scan
+from initdiag.config import ProbeConfig
 from initdiag.probe import prepare
 assert jax.device_count() == 4, jax.devices()
 kw = dict(activations=["tanh", "relu"], inits=["he_normal", "orthogonal", "zeros"], depths=[6],
@@ -18,7 +19,7 @@ single = initdiag.sweep(devices=1, **kw)    # one device, one probe at a time
 same = all(np.array_equal(a[m], b[m], equal_nan=True) and a.config == b.config and a.seed == b.seed
            for a, b in zip(sharded, single) for m in a.metrics)
 # what each device holds for one step of 4 probes
-jobs = [prepare(activation="tanh", init=i, depth=6, width=16, batch=8, seed=s)
+jobs = [prepare(ProbeConfig(activation="tanh", init=i, depth=6, width=16, batch=8), s)
         for i in ["he_normal", "orthogonal"] for s in [0, 1]]
 mesh = jax.sharding.Mesh(np.array(jax.devices()), ("config",))
 spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("config"))
