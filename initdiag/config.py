@@ -133,7 +133,8 @@ class ProbeConfig(Mapping):
     * ``input``: ``"normal"``, ``"uniform"``, or ``"array"`` when an array was given.
     * ``loss``: ``"projection"`` or ``"half_mse"``; ``saturation_threshold`` t in (0, 1).
     * ``dtype``: ``"float32"`` (the only one).
-    * ``histograms``: also record per-layer histograms; ``hist_bins``: their number of bins.
+    * ``histograms``: also record per-layer histograms; ``hist_bins``: their number of bins;
+      ``act_hist_range``: the range of the activation histogram's bins (None: phi's bounds).
     """
 
     activation: Any = _field("relu", STR, "activation phi, e.g. tanh or 'leaky_relu(slope=0.2)'",
@@ -163,6 +164,13 @@ class ProbeConfig(Mapping):
                               identity=False, column=False, rerun=False, cli=False)
     hist_bins: int = _field(50, POS_INT, "number of histogram bins", label="never",
                             identity=False, column=False, rerun=False, cli=False)
+    act_hist_range: tuple[float, float] | None = _field(
+        None, JsonType(lambda v: v is None or (isinstance(v, list) and len(v) == 2
+                                               and all(_is_number(x) for x in v)),
+                       "null or an array [lo, hi] of two numbers"),
+        "range [lo, hi] of the act_hist bins (default: phi's bounds when it has both, else "
+        "[-4, 4]); entries outside fall in the first or last bin", label="never",
+        identity=False, column=False, rerun=False, cli=False)
     #: The fields this configuration recorded (all, for one made by a probe; those present in
     #: a file written by an older initdiag). The mapping view lists only these.
     recorded: frozenset = dataclasses.field(default=None, repr=False)
@@ -323,6 +331,12 @@ class ProbeConfig(Mapping):
         check_one_of("dtype", self.dtype, DTYPES)
         v["histograms"] = check_bool("histograms", self.histograms)
         v["hist_bins"] = check_int("hist_bins", self.hist_bins)
+        if self.act_hist_range is not None:
+            lo, hi = (check_float("act_hist_range", x) for x in self.act_hist_range)
+            if not lo < hi:
+                raise ValueError(f"act_hist_range must be [lo, hi] with lo < hi; got "
+                                 f"{list(self.act_hist_range)}")
+            v["act_hist_range"] = (lo, hi)
         return dataclasses.replace(self, **v)
 
 

@@ -83,7 +83,9 @@ def _edges(lo: float, hi: float, bins: int) -> jax.Array:
     return jnp.linspace(lo, hi, bins + 1, dtype=jnp.float32)
 
 
-def _act_range(spec: StackSpec) -> tuple[float, float]:
+def _act_range(spec: StackSpec, config: ProbeConfig) -> tuple[float, float]:
+    if config.act_hist_range is not None:
+        return config.act_hist_range
     act = spec.activation
     if act.lower is not None and act.upper is not None:
         return act.lower, act.upper
@@ -139,7 +141,7 @@ def _job(spec: StackSpec, config: ProbeConfig, params, x0, readout, *, remat: in
                          histograms=config.histograms, remat=remat, generate=generate)
     if generate is None and norms is None:
         norms = scan.weight_norms(params)
-    return Job(static, params, keys, x0, readout, _edges(*_act_range(spec), config.hist_bins),
+    return Job(static, params, keys, x0, readout, _edges(*_act_range(spec, config), config.hist_bins),
                _edges(*GRAD_HIST_RANGE, config.hist_bins), config, seed, dict(meta or {}), norms)
 
 
@@ -177,6 +179,7 @@ def probe(activation: Any = _D["activation"], init: Any = _D["init"], depth: int
           input: Any = _D["input"], loss: str = _D["loss"],
           saturation_threshold: float = _D["saturation_threshold"],
           histograms: bool = _D["histograms"], hist_bins: int = _D["hist_bins"],
+          act_hist_range: tuple[float, float] | None = _D["act_hist_range"],
           remat: int | bool | None = None, draw_weights: str = "auto",
           memory_budget: int | None = None) -> ProbeResult:
     """Probe one stack at initialization and return its per-layer statistics.
@@ -202,6 +205,7 @@ def probe(activation: Any = _D["activation"], init: Any = _D["init"], depth: int
       saturation_threshold: t in (0, 1) of the saturation rule (:mod:`initdiag.nn.activations`).
       histograms: also record per-layer histograms ``act_hist`` and ``grad_hist``.
       hist_bins: number of histogram bins.
+      act_hist_range: ``(lo, hi)`` of the act_hist bins (default: phi's bounds, else (-4, 4)).
       remat: None/False stores every layer's activations; True or a chunk length k recomputes
         them chunk by chunk in the backward pass (memory O((L/k + k) B n)); ``"auto"`` (the
         default, also None) stores them unless the memory plan says they would not fit.
@@ -222,7 +226,7 @@ def probe(activation: Any = _D["activation"], init: Any = _D["init"], depth: int
                          width=width, input_width=input_width, batch=batch, use_bias=use_bias,
                          norm=norm, residual=residual, input=input, loss=loss,
                          saturation_threshold=saturation_threshold, histograms=histograms,
-                         hist_bins=hist_bins)
+                         hist_bins=hist_bins, act_hist_range=act_hist_range)
     return probe_config(config, seed, remat=remat, draw_weights=draw_weights, memory_budget=memory_budget)
 
 

@@ -25,6 +25,8 @@ def test_old_results_load_and_write_back_byte_for_byte(name, tmp_path):
         assert isinstance(r.config, ProbeConfig)
         assert list(r.config) == OLD_FIELDS  # nothing invented for fields the file lacks
         assert r.config.histograms is False and r.config.hist_bins == 50  # their defaults
+        assert [f for f in FIELD_NAMES if f not in OLD_FIELDS] == [
+            "histograms", "hist_bins", "act_hist_range"]  # recorded since
     out = loaded.to_json(tmp_path / name)
     assert out.read_text() == (DATA / name).read_text()
 

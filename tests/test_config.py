@@ -3,6 +3,7 @@
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 import initdiag
@@ -90,3 +91,22 @@ def test_probe_config_is_probe():
     c = ProbeConfig(activation="tanh", init="orthogonal", depth=3, width=8, batch=4)
     a, b = initdiag.probe_config(c, seed=2), initdiag.probe("tanh", "orthogonal", 3, 8, 4, 2)
     assert a == b.__class__(b.config, b.seed, b.values, b.histograms, b.scalars, a.meta)
+
+
+def test_act_hist_range_sets_the_bins_and_is_recorded(tmp_path):
+    kw = dict(activation="relu", init="he_normal", depth=3, width=16, batch=32, seed=0,
+              histograms=True, hist_bins=4)
+    r = initdiag.probe(act_hist_range=(-1.0, 3.0), **kw)
+    np.testing.assert_array_equal(r.histograms["act_edges"], [-1.0, 0.0, 1.0, 2.0, 3.0])
+    assert r.config["act_hist_range"] == [-1.0, 3.0]
+    default = initdiag.probe(**kw)
+    assert default.config.act_hist_range is None
+    np.testing.assert_array_equal(default.histograms["act_edges"], [-4.0, -2.0, 0.0, 2.0, 4.0])
+    assert r.config.key() == default.config.key()  # an output option: the same measurement
+    back = initdiag.load(r.to_json(tmp_path / "r.json"))
+    assert back == r and back.config.act_hist_range == (-1.0, 3.0)
+    # every entry of a^l (B n_l per layer) is counted once, those outside in the end bins
+    assert r.histograms["act_hist"].sum(axis=1).tolist() == [32 * 16] * 3
+    with pytest.raises(ValueError, match=r"act_hist_range must be \[lo, hi\] with lo < hi; "
+                                         r"got \[2.0, 1.0\]"):
+        initdiag.probe(act_hist_range=(2.0, 1.0), **kw)
