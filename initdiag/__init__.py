@@ -3,7 +3,7 @@
 The public API is re-exported here; every name is documented in its module.
 """
 
-__version__ = "0.1.0"
+from initdiag.version import __version__ as __version__
 
 from initdiag.nn.activations import Activation as Activation
 from initdiag.nn.activations import activation as activation

@@ -71,7 +71,7 @@ def environment() -> dict[str, str]:
 def _environment() -> dict[str, str]:
     import jaxlib
 
-    from initdiag import __version__
+    from initdiag.version import __version__
     dev = jax.devices()[0]
     return {"initdiag": __version__, "jax": jax.__version__, "jaxlib": jaxlib.__version__,
             "numpy": np.__version__, "python": platform.python_version(),

@@ -65,7 +65,7 @@ def test_tanh_at_criticality_orthogonal_stays_concentrated():
 
 
 def test_lsuv_spectrum_is_that_of_the_rescaled_weights():
-    from initdiag.analysis.lsuv import lsuv_params
+    from initdiag.nn.lsuv import lsuv_params
     from initdiag.nn.stacks import init_stack, make_input, make_spec, split_seed
     from reference import layers_of
 

@@ -5,7 +5,7 @@ import pytest
 
 import initdiag
 from initdiag import theory
-from initdiag.analysis.lsuv import LSUVError, lsuv_params
+from initdiag.nn.lsuv import LSUVError, lsuv_params
 from initdiag.nn.stacks import init_stack, make_input, make_spec, split_seed
 from reference import float32_rtol, layers_of
 
@@ -161,7 +161,7 @@ def test_lsuv_in_the_theory_and_the_report():
 
 
 def test_lsuv_rescale_needs_an_lsuv_stack():
-    from initdiag.analysis.lsuv import rescale
+    from initdiag.nn.lsuv import rescale
 
     spec = make_spec(init="orthogonal", depth=2, width=8)
     with pytest.raises(ValueError, match="init=lsuv"):

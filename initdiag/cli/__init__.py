@@ -20,7 +20,7 @@ from typing import Sequence
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``initdiag`` parser with its subcommands."""
-    from initdiag import __version__
+    from initdiag.version import __version__
     from initdiag.cli import check, report, table
 
     parser = argparse.ArgumentParser(

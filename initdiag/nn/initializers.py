@@ -30,7 +30,7 @@ variance_scaling    the general family: variance scale / n, n = n_in, n_out, (n_
                       distribution "normal", "truncated_normal" (rescaled) or "uniform"
 lsuv                data-dependent, not a distribution: orthogonal start, then each layer
                       rescaled on the probe's input until Var(h^l) is within tol of 1
-                      (:mod:`initdiag.analysis.lsuv`); a :class:`DataDependentInitializer`
+                      (:mod:`initdiag.nn.lsuv`); a :class:`DataDependentInitializer`
 ==================  ===========================================================================
 
 "Xavier" is used loosely in the literature (some texts mean N(0, 2/(n_in+n_out)), others

@@ -254,9 +254,9 @@ SCHEMES: dict[str, Scheme | DataDependentScheme] = {s.name: s for s in (
              bias_as_row=True, bias_variance=lambda fi, fo, p: p["gain"] ** 2 / fo),
     DataDependentScheme(
         "lsuv", "orthogonal start, then W^l rescaled layer by layer until Var(h^l) on the "
-        "probe's batch is within tol of 1 (initdiag.analysis.lsuv; Mishkin & Matas 2015)",
+        "probe's batch is within tol of 1 (initdiag.nn.lsuv; Mishkin & Matas 2015)",
         {"tol": 0.05, "max_iter": 10.0, **_GAIN}, base="orthogonal",
-        step="initdiag.analysis.lsuv:rescale", check=_check_lsuv),
+        step="initdiag.nn.lsuv:rescale", check=_check_lsuv),
     _vs("torch_default", "U(-a, a), a = gain/sqrt(fan_in) (torch.nn.Linear)", 1.0 / 3.0, "fan_in",
         "uniform"),
     variance_scaling_scheme(

@@ -70,7 +70,7 @@ def _environment(results: list[ProbeResult], meta: dict[str, Any]) -> dict[str, 
 
 def baseline_document(result: Results) -> dict[str, Any]:
     """The JSON document :func:`save_baseline` writes, as a dict."""
-    from initdiag import __version__
+    from initdiag.version import __version__
 
     kind, results = _results_list(result)
     if not results:
