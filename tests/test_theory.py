@@ -21,10 +21,21 @@ from initdiag import theory
 L, N, B = 30, 2048, 128
 
 
+def npdf(u):
+    """The standard normal density of a scalar (math, not scipy.stats: quad calls it thousands of
+    times, and norm.pdf's per-call overhead made these integrals most of the file's time)."""
+    return math.exp(-0.5 * u * u) / math.sqrt(2 * math.pi)
+
+
+def ncdf(z):
+    """The standard normal CDF of a scalar, 0.5 erfc(-z / sqrt 2) (see :func:`npdf`)."""
+    return 0.5 * math.erfc(-z / math.sqrt(2))
+
+
 def gauss_expect(f, q):
     """E_{z~N(0,q)}[f(z)] by scipy's adaptive quad, split at 0 (independent of initdiag)."""
     s = math.sqrt(q)
-    g = lambda u: f(s * u) * norm.pdf(u)  # noqa: E731
+    g = lambda u: f(s * u) * npdf(u)  # noqa: E731
     return quad(g, -40, 0, epsabs=1e-13, limit=200)[0] + quad(g, 0, 40, epsabs=1e-13, limit=200)[0]
 
 
@@ -113,8 +124,8 @@ def test_edge_of_chaos_without_bias_against_closed_forms(act, edge):
 def _gelu_edge_by_scipy(b):
     """sigma_w^2 with chi_1 = 1 for exact gelu, from scipy alone: q* by brentq on quad's F,
     chi_1 = w E[(Phi(z) + z phi(z))^2] at q*, then brentq on w below the divergence at 2."""
-    phi2 = lambda z: (z * norm.cdf(z)) ** 2  # noqa: E731
-    dphi2 = lambda z: (norm.cdf(z) + z * norm.pdf(z)) ** 2  # noqa: E731
+    phi2 = lambda z: (z * ncdf(z)) ** 2  # noqa: E731
+    dphi2 = lambda z: (ncdf(z) + z * npdf(z)) ** 2  # noqa: E731
 
     def chi1_minus_1(w):
         q = brentq(lambda q: w * gauss_expect(phi2, q) + b - q, 1e-3, 1e4, xtol=1e-13, rtol=1e-13)
@@ -164,11 +175,13 @@ def test_edge_of_chaos_refuses_jumps_and_divergence():
 @pytest.mark.parametrize("act,w,b", [("tanh", 2.0, 0.1), ("sigmoid", 4.0, 0.0), ("gelu", 1.5, 0.2)])
 def test_fixed_point_by_iteration_and_by_root_finder(act, w, b):
     phi = {"tanh": np.tanh, "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
-           "gelu": lambda z: z * norm.cdf(z)}[act]
+           "gelu": lambda z: z * ncdf(z)}[act]
     F = lambda q: w * gauss_expect(lambda z: phi(z) ** 2, q) + b  # noqa: E731
     q = 1.0
     for _ in range(300):
-        q = F(q)
+        q, before = F(q), q
+        if abs(q - before) <= 1e-14 * q:  # converged: the remaining steps would not move q
+            break
     root = brentq(lambda q: F(q) - q, 1e-6, 100.0)
     assert q == pytest.approx(root, rel=1e-9)
     assert theory.fixed_point(act, w, b) == pytest.approx(root, rel=1e-9)
@@ -187,7 +200,7 @@ def test_fixed_point_edge_cases():
 
 SELU_L, SELU_A = 1.0507009873554805, 1.6732632423543772
 NUMPY_PHI = {  # float64 references written independently of initdiag.nn.activations
-    "tanh": np.tanh, "sigmoid": lambda z: 1 / (1 + np.exp(-z)), "gelu": lambda z: z * norm.cdf(z),
+    "tanh": np.tanh, "sigmoid": lambda z: 1 / (1 + np.exp(-z)), "gelu": lambda z: z * ncdf(z),
     "elu": lambda z: z if z > 0 else np.expm1(z),
     "selu": lambda z: SELU_L * (z if z > 0 else SELU_A * np.expm1(z)),
     "silu": lambda z: z / (1 + np.exp(-z)), "softplus": lambda z: np.logaddexp(0.0, z),
@@ -210,7 +223,7 @@ def gauss_expect_split(f, q, breaks):
     """E_{z~N(0,q)}[f(z)] by scipy quad on pieces split at 0 and the given breaks (in z)."""
     s = math.sqrt(q)
     ends = sorted({-40.0, 0.0, 40.0, *[b / s for b in breaks if abs(b / s) < 40]})
-    g = lambda u: f(s * u) * norm.pdf(u)  # noqa: E731
+    g = lambda u: f(s * u) * npdf(u)  # noqa: E731
     return sum(quad(g, a, b, epsabs=1e-14, epsrel=1e-13, limit=200)[0] for a, b in zip(ends[:-1], ends[1:]))
 
 
