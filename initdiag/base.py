@@ -38,6 +38,13 @@ def unknown_choice_message(param: str, value: Any, options: Sequence[Any]) -> st
                     f"Valid choices: {', '.join(names)}.")
 
 
+def same_value(a: Any, b: Any) -> bool:
+    """``a == b``, with two float NaNs counted as the same value."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
+
+
 def check_int(param: str, value: Any, minimum: int = 1) -> int:
     """``value`` as an int, or ``ValueError`` naming ``param`` unless it is an integer >= minimum.
 

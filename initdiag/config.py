@@ -29,7 +29,7 @@ import numbers
 from collections.abc import Mapping
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
-from initdiag.base import check_bool, check_float, check_int, check_one_of
+from initdiag.base import check_bool, check_float, check_int, check_one_of, same_value
 
 NORMS = ("batchnorm", "layernorm")
 LOSSES = ("projection", "half_mse")
@@ -276,7 +276,7 @@ class ProbeConfig(Mapping):
         head = f"{self.get('activation')} / {self.get('init')}"
         parts = [f"{k}={self[k]}" for k in ("depth", "width", "batch") if k in self]
         parts += [f"{k}={self[k]}" for k in LABEL_IF_CHANGED
-                  if k in self and not _same(self[k], DEFAULTS[k])]
+                  if k in self and not same_value(self[k], DEFAULTS[k])]
         return " ".join([head, *parts])
 
     def values_label(self, names: Iterable[str]) -> str:
@@ -346,12 +346,6 @@ def _json_value(v: Any) -> Any:
     if isinstance(v, numbers.Integral) and not isinstance(v, bool):
         return int(v)
     return v
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return a == b
 
 
 SCHEMA: dict[str, Field] = {f.name: f.metadata["schema"] for f in dataclasses.fields(ProbeConfig)

@@ -6,8 +6,9 @@ Used wherever a name may carry parameters as text: the CLI, config files and res
 from __future__ import annotations
 
 import ast
-import math
 from typing import Any, Mapping
+
+from initdiag.base import same_value
 
 
 def parse_spec(text: str) -> tuple[str, dict[str, Any]]:
@@ -63,14 +64,8 @@ def split_top_level(text: str, sep: str = ",") -> list[str]:
 
 def format_spec(name: str, params: Mapping[str, Any], defaults: Mapping[str, Any]) -> str:
     """``name(k=v)`` listing only parameters that differ from ``defaults``; inverse of parse."""
-    shown = [f"{k}={_fmt(v)}" for k, v in params.items() if k not in defaults or not _same(v, defaults[k])]
+    shown = [f"{k}={_fmt(v)}" for k, v in params.items() if k not in defaults or not same_value(v, defaults[k])]
     return f"{name}({', '.join(shown)})" if shown else name
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return a == b
 
 
 def _fmt(v: Any) -> str:

@@ -26,13 +26,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from initdiag import config
 from initdiag.base import PRNGKey, check_bool, check_float, check_int, check_one_of
 from initdiag.nn.activations import Activation, activation as resolve_activation
 from initdiag.nn.initializers import AnyInitializer, initializer as resolve_initializer
 from initdiag.nn.initializers import INDEXED_FORMS, sample_form, sample_indexed, weight_form
 
-NORMS = (None, "batchnorm", "layernorm")
-INPUTS = ("normal", "uniform")
+NORMS = (None, *config.NORMS)
+INPUTS = config.INPUTS
 NORM_EPS = 1e-5
 
 Norm = Literal[None, "batchnorm", "layernorm"]

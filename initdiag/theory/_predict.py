@@ -40,7 +40,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from initdiag.nn.activations import activation as resolve_activation
-from initdiag.config import ProbeConfig
+from initdiag.config import INPUTS, ProbeConfig
 from initdiag.nn.initializers import CallableInitializer, initializer as resolve_initializer
 from initdiag.theory import _finite
 from initdiag.theory._meanfield import depth_scales
@@ -247,7 +247,7 @@ def predict_config(cfg: Mapping[str, Any], band: bool = True) -> Prediction:
     for key in ("activation", "init", "bias_init"):
         _fail_if(str(c[key] if key in c else "").startswith(("custom:", "given")),
                  f"{key}={c.get(key)} is recorded by name only")
-    _fail_if(c.input not in ("normal", "uniform"),
+    _fail_if(c.input not in INPUTS,
              f"input={c.get('input')!r}: the input's variance is not recorded")
     return predict(activation=c.activation, init=c.init, depth=int(c.depth),
                    width=list(c.widths), bias_init=c.bias_init, input_var=1.0,
