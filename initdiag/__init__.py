@@ -13,6 +13,11 @@ from initdiag.analysis.diagnosis import Verdict as Verdict
 from initdiag.analysis.diagnosis import diagnose as diagnose
 from initdiag.nn.initializers import STANDARD_INITIALIZERS as STANDARD_INITIALIZERS
 from initdiag.nn.initializers import initializer as initializer
+from initdiag.model.api import probe_fn as probe_fn
+from initdiag.model.api import sweep_fn as sweep_fn
+from initdiag.model.result import ModelResult as ModelResult
+from initdiag.model.result import ModelSweep as ModelSweep
+from initdiag.model.tap import tap as tap
 from initdiag.probe import DEFAULT_SWEEP as DEFAULT_SWEEP
 from initdiag.probe import probe as probe
 from initdiag.probe import probe_config as probe_config

@@ -228,6 +228,10 @@ def from_document(doc: Any, source: str = "<document>") -> ProbeResult | SweepRe
         raise ResultsFileError(f"{source}: schema_version {version!r} is not supported; this "
                                f"initdiag reads version {SCHEMA_VERSION}")
     try:
+        if doc.get("kind") in ("model", "model_sweep"):
+            from initdiag.model.result import from_document as model_document
+
+            return model_document(doc)
         results = [ProbeResult.from_dict(r) for r in doc["results"]]
         if doc.get("kind") == "probe":
             if len(results) != 1:

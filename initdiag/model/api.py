@@ -1,0 +1,151 @@
+"""Probe any JAX function: :func:`probe_fn`, :func:`sweep_fn`.
+
+``probe_fn(fn, params, x)`` probes ``fn(params, x) -> output`` (an array or a pytree of arrays;
+``params`` any pytree, an Equinox module included) at sites it finds in the traced jaxpr
+(:mod:`initdiag.model.graph`), with the statistics of :mod:`initdiag.model.instrument` and the
+loss of :mod:`initdiag.model.program`. One compilation per model shape: a second call with
+weights of the same shapes (another initializer, another seed) reuses the executable.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import numpy as np
+
+from initdiag.model.program import Program
+from initdiag.model.result import ModelResult, ModelSweep
+
+_PROGRAMS: "collections.OrderedDict[Any, Program]" = collections.OrderedDict()
+_MAX_PROGRAMS = 16
+
+
+def _aval_key(tree: Any) -> Any:
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    out = []
+    for leaf in leaves:
+        if isinstance(leaf, (jax.Array, np.ndarray)):
+            out.append(("array", tuple(leaf.shape), str(leaf.dtype)))
+        else:
+            out.append(("static", leaf))
+    return treedef, tuple(out)
+
+
+def program(fn: Callable, params: Any, x: Any, *, sites: str = "auto", loss: str = "projection",
+            saturation_threshold: float = 0.99) -> Program:
+    """The compiled probe of ``fn`` at these shapes, reused across calls (up to 16 kept)."""
+    try:
+        key = (fn, _aval_key(params), _aval_key(x), sites, loss, float(saturation_threshold))
+        hash(key)
+    except TypeError:  # an unhashable static leaf: trace afresh
+        return Program(fn, params, x, sites=sites, loss=loss,
+                       saturation_threshold=saturation_threshold)
+    if key in _PROGRAMS:
+        _PROGRAMS.move_to_end(key)
+        return _PROGRAMS[key]
+    prog = Program(fn, params, x, sites=sites, loss=loss,
+                   saturation_threshold=saturation_threshold)
+    _PROGRAMS[key] = prog
+    while len(_PROGRAMS) > _MAX_PROGRAMS:
+        _PROGRAMS.popitem(last=False)
+    return prog
+
+
+def _model_name(fn: Callable, name: str | None) -> str:
+    if name is not None:
+        return str(name)
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+
+
+def _input_shape(x: Any) -> list:
+    return [list(np.shape(leaf)) for leaf in jax.tree_util.tree_leaves(x)]
+
+
+def probe_fn(fn: Callable, params: Any, x: Any, *, seed: Any = 0, loss: str = "projection",
+             sites: str = "auto", saturation_threshold: float = 0.99, name: str | None = None,
+             init: str = "given") -> ModelResult:
+    """Probe ``fn(params, x)`` at every site, before any training step.
+
+    Args:
+      fn: ``fn(params, x) -> output`` (array or pytree of arrays); may be jitted and may use
+        ``lax.scan``, ``checkpoint`` and ``vmap``. It is not edited.
+      params: any pytree of weights (floating arrays are differentiated; other arrays are fixed
+        inputs; non-array leaves, such as an Equinox module's functions, are static).
+      x: the input batch (array or pytree; its first leaf's leading axis is the batch ``B``).
+      seed: an integer or a jax key: seeds the projection loss's readout.
+      loss: ``"projection"`` (``L = sum(g * y) / B``, ``g ~ N(0, 1)``) or ``"half_mse"``
+        (``L = 0.5 sum(y**2) / B``); :mod:`initdiag.model.program`.
+      sites: ``"auto"`` (the :func:`initdiag.tap` markers when ``fn`` has any, else discovery),
+        ``"taps"`` or ``"discover"``.
+      saturation_threshold: t in (0, 1) of the saturated-range rule (as for stacks).
+      name: the model's name in results (default: ``fn``'s qualified name).
+      init: what to record as the initializer (``"given"``: the weights as passed).
+
+    Returns:
+      A :class:`initdiag.model.result.ModelResult`: ``res.sites``, ``res.kinds``,
+      ``res["grad_rms"]`` (float64 over the sites, NaN where a metric does not apply),
+      ``res.params`` (a DataFrame of the leaves), ``res.skipped``.
+    """
+    prog = program(fn, params, x, sites=sites, loss=loss,
+                   saturation_threshold=saturation_threshold)
+    return _result(prog, params, x, seed, name=_model_name(fn, name), init=init)
+
+
+def _result(prog: Program, params: Any, x: Any, seed: Any, *, name: str, init: str,
+            bias_init: str = "given") -> ModelResult:
+    start = time.perf_counter()
+    numbers = prog(params, x, seed)
+    config = {"model": name, "init": init, "bias_init": bias_init, "loss": prog.loss,
+              "sites": prog.mode, "batch": prog.batch, "input_shape": _input_shape(x),
+              "saturation_threshold": prog.threshold}
+    seed_value = int(seed) if isinstance(seed, (int, np.integer)) else 0
+    meta = {"timing": {"probe_s": time.perf_counter() - start}}
+    return ModelResult(config=config, seed=seed_value, meta=meta, **numbers)
+
+
+def sweep_fn(fn: Callable, params: Any, x: Any, inits: Sequence[Any], seeds: Sequence[int] = (0,),
+             *, bias_init: Any = "zeros", layout: str = "auto", loss: str = "projection",
+             sites: str = "auto", saturation_threshold: float = 0.99, name: str | None = None,
+             progress: Callable[[int, int, ModelResult], None] | None = None) -> ModelSweep:
+    """Probe ``fn`` with its weights redrawn by every initializer x seed.
+
+    Each ``(init, seed)`` redraws every weight leaf with :func:`initdiag.reinit` (``bias_init``,
+    ``layout`` as there; ``seed`` seeds both the draw and the readout) and probes it with ONE
+    compiled executable: the initializer is data (the drawn weights), not a new trace.
+
+    Returns:
+      A :class:`initdiag.model.result.ModelSweep` in the order inits x seeds; its
+      ``to_frame()`` has ``init`` and ``seed`` columns. On KeyboardInterrupt the results so far
+      are attached to the exception as ``partial``.
+    """
+    from initdiag.model.reinit import reinit
+    from initdiag.nn.initializers import initializer as resolve_initializer
+
+    for label, seq in (("inits", inits), ("seeds", seeds)):
+        if isinstance(seq, (str, bytes)) or not hasattr(seq, "__iter__"):
+            raise TypeError(f"{label} must be a list; got {seq!r} (wrap one value in a list)")
+        if len(list(seq)) == 0:
+            raise ValueError(f"{label} is empty")
+    resolved = [resolve_initializer(i) for i in inits]  # fail fast, before any work
+    prog = program(fn, params, x, sites=sites, loss=loss,
+                   saturation_threshold=saturation_threshold)
+    model = _model_name(fn, name)
+    bias_label = getattr(resolve_initializer(bias_init), "label", str(bias_init))
+    results: list[ModelResult] = []
+    total = len(resolved) * len(list(seeds))
+    try:
+        for init in resolved:
+            for seed in seeds:
+                drawn = reinit(params, init, seed=seed, bias_init=bias_init, layout=layout)
+                r = _result(prog, drawn, x, seed, name=model,
+                            init=getattr(init, "label", str(init)), bias_init=bias_label)
+                results.append(r)
+                if progress is not None:
+                    progress(len(results), total, r)
+    except KeyboardInterrupt as e:
+        e.partial = ModelSweep(results)  # type: ignore[attr-defined]
+        raise
+    return ModelSweep(results, {"compiled": prog.compiled_count()})
