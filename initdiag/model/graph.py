@@ -136,6 +136,7 @@ class Info:
     sub_of: "Info | None" = None
     namer: str = ""               # name of the nearest upstream named site
     kind_op: str = ""             # the primitive that produced it (elementwise outputs)
+    norm_param: int | None = None  # a normalization factor's scale leaf (folded in)
 
 
 @dataclasses.dataclass
@@ -260,7 +261,16 @@ class Walk:
         if name == "broadcast_in_dim":
             return [self._broadcast(eqn, infos[0])]
         if name in LAYOUT:
-            return [self._layout(eqn, infos)]
+            out = self._layout(eqn, infos)
+            src = infos[0]
+            if (src.site is not None and src.site.kind in ("dense", "conv")
+                    and name in ("transpose", "reshape") and self._single_use(src, uses)):
+                site = src.site  # a vmapped W @ x: the layer's output is after the transpose
+                site.where = (p, 0)
+                src.site = None
+                out.site, out.namer, out.level = site, src.namer, src.level
+                site.chan = out.chan
+            return [out]
         if any(isinstance(v, (ClosedJaxpr, Jaxpr)) for v in eqn.params.values()):
             self._opaque(eqn, infos)
         signal = any(i.signal for i in infos)
@@ -355,6 +365,8 @@ class Walk:
         elif name == "mul" and any(i.normfactor for i in infos) and all(
                 i.normfactor or i.param is not None or i.const is not None for i in infos):
             out.normfactor = True
+            out.norm_param = next((i.param for i in infos if i.param is not None),
+                                  next((i.norm_param for i in infos if i.normfactor), None))
         elif name in ("convert_element_type", "copy") and infos[0].param is not None:
             out.param = infos[0].param
         elif all(i.param is not None or i.const is not None for i in infos) and any(
@@ -438,8 +450,11 @@ class Walk:
         sig = a if a.signal else b
         other = b if sig is a else a
         if other.normfactor and sig.signal and not sig.normfactor:
-            site = Site("norm", (p, 0), _join(stack, "norm"), None, sig.chan,
-                        sig.shape, scans=scans)
+            base = (self.param_owner[other.norm_param] if other.norm_param is not None
+                    else _join(stack, "norm"))
+            if other.norm_param is not None:
+                self.leaf_use.setdefault(other.norm_param, LeafUse("norm_scale", 0, 0))
+            site = Site("norm", (p, 0), base, None, sig.chan, sig.shape, scans=scans)
             group.items.append(site)
             out.site = site
             out.namer = site.base
@@ -476,11 +491,13 @@ class Walk:
             if a.shape == b.shape == out.shape and a.level != b.level:
                 branch = 0 if a.level > b.level else 1
                 br = infos[branch]
-                site = Site("residual", (p, 0), _join(br.namer or stack, "residual"), None,
+                site = Site("residual", (p, 0), _join(_strip_label(br.namer) or stack,
+                                                      "residual"), None,
                             a.chan if a.chan is not None else b.chan, out.shape,
                             branch=branch, scans=scans)
                 group.items.append(site)
                 out.site = site
+                out.namer = site.base
             return
         sig = a if a.signal else b
         other = b if sig is a else a
@@ -504,10 +521,9 @@ class Walk:
         new.namer = old.namer
         new.level = old.level
         new.chan = old.chan if new.chan is None else new.chan
-        if site.kind == "norm" and param.param is not None and not site.base.startswith("/"):
-            owner = self.param_owner[param.param]
-            if site.base == "norm":
-                site.base = _join(owner, "norm")
+        if site.kind == "norm" and param.param is not None and new.kind_op == "mul":
+            site.base = self.param_owner[param.param]  # the normalization's own module
+            new.namer = site.base
 
     # ---- dense / conv
     def _dot(self, eqn, infos, p, group, scans, stack) -> Info:
@@ -567,7 +583,7 @@ class Walk:
         shape = tuple(eqn.params["shape"])
         dims = tuple(eqn.params["broadcast_dimensions"])
         out = Info(shape=shape, signal=info.signal, param=info.param, level=info.level,
-                   product=info.product,
+                   product=info.product, norm_param=info.norm_param,
                    normfactor=info.normfactor, sqrtstat=info.sqrtstat, bcast_of=info,
                    reduce=info.reduce, namer=info.namer)
         if info.const is not None and math.prod(shape) <= 1:
@@ -578,14 +594,14 @@ class Walk:
             out.chan = dims[info.chan]
         return out
 
-    def _layout(self, eqn, infos: list[Info]) -> Info:
+    def _layout(self, eqn, infos: list[Info], uses: dict | None = None) -> Info:
         info = infos[0]
         name = eqn.primitive.name
         in_shape = info.shape
         out_shape = tuple(eqn.outvars[0].aval.shape)
         out = Info(shape=out_shape, signal=info.signal, param=info.param, level=info.level,
                    product=info.product, normfactor=info.normfactor, sqrtstat=info.sqrtstat,
-                   reduce=info.reduce, namer=info.namer)
+                   reduce=info.reduce, namer=info.namer, norm_param=info.norm_param)
         if info.const is not None:
             out.const = np.reshape(info.const, out_shape) if name == "reshape" else (
                 info.const if name in ("convert_element_type", "copy") else None)
@@ -634,6 +650,14 @@ def _namer(infos: list[Info]) -> str:
         if i.signal and i.namer:
             return i.namer
     return ""
+
+
+def _strip_label(name: str) -> str:
+    """``a/b/norm`` -> ``a/b``: a name without a trailing site label."""
+    head, _, tail = name.rpartition("/")
+    labels = {"norm", "attention", "residual", "tanh", "sigmoid", "relu", "leaky_relu", "elu",
+              "selu", "gelu", "silu", "softplus"}
+    return head if head and tail in labels else name
 
 
 def _join(prefix: str, label: str) -> str:
