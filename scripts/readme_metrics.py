@@ -14,25 +14,35 @@ import sys
 from pathlib import Path
 
 from initdiag.metrics import markdown_table
+from initdiag.model.result import markdown_table as model_markdown_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BEGIN = ("<!-- BEGIN metric table: generated from initdiag/metrics.py by "
          "scripts/readme_metrics.py; edit the table there -->")
 END = "<!-- END metric table -->"
+MODEL_BEGIN = ("<!-- BEGIN model metric table: generated from initdiag/model/result.py by "
+               "scripts/readme_metrics.py -->")
+MODEL_END = "<!-- END model metric table -->"
+
+
+def _replaced(text: str, begin: str, end: str, table: str) -> str:
+    lines = text.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line.rstrip("\n") == begin]
+    ends = [i for i, line in enumerate(lines) if line.rstrip("\n") == end]
+    if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
+        raise ValueError(f"README needs one line {begin!r} and, after it, one line {end!r}")
+    return "".join(lines[:starts[0] + 1]) + table + "".join(lines[ends[0]:])
 
 
 def regenerated(text: str) -> str:
-    """``text`` (the README) with the lines between BEGIN and END replaced by the table.
+    """``text`` (the README) with the lines between each BEGIN and END pair replaced by its
+    table (the stack metrics, then the model metrics).
 
     Raises:
       ValueError: the markers are missing, repeated or out of order.
     """
-    lines = text.splitlines(keepends=True)
-    starts = [i for i, line in enumerate(lines) if line.rstrip("\n") == BEGIN]
-    ends = [i for i, line in enumerate(lines) if line.rstrip("\n") == END]
-    if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
-        raise ValueError(f"README needs one line {BEGIN!r} and, after it, one line {END!r}")
-    return "".join(lines[:starts[0] + 1]) + markdown_table() + "".join(lines[ends[0]:])
+    text = _replaced(text, BEGIN, END, markdown_table())
+    return _replaced(text, MODEL_BEGIN, MODEL_END, model_markdown_table())
 
 
 def main(argv: list[str]) -> int:

@@ -48,6 +48,13 @@ MODEL_METRICS: dict[str, str] = {
                       "entry",
 }
 
+def markdown_table() -> str:
+    """The README's table of :data:`MODEL_METRICS` (markdown, one row per metric)."""
+    rows = ["| metric | definition |", "|---|---|"]
+    rows += [f"| `{name}` | {text} |" for name, text in MODEL_METRICS.items()]
+    return "\n".join(rows) + "\n"
+
+
 #: Columns of :attr:`ModelResult.params` (one row per leaf of the parameter pytree).
 PARAM_COLUMNS = ("path", "shape", "role", "fan_in", "fan_out", "weight_norm", "grad_norm",
                  "grad_weight_ratio")

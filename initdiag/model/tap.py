@@ -26,10 +26,16 @@ from initdiag.nn.activations import activation as resolve_activation
 def _tapping_state():
     # A bool config state included in jax's trace context: jit caches key on it, so a function
     # traced without taps is not reused by a probe (and the probe's trace is not reused outside).
+    # jax has no public API for this; the private one is stable across the supported versions
+    # (pyproject's jax range), and tests/test_model_probe.py checks the behaviour.
     from jax._src import config as jax_config
 
+    name = "initdiag_tapping"
+    existing = getattr(jax_config, "config_states", {}).get(name)
+    if existing is not None:  # the module was reloaded: jax keeps one state per name
+        return existing
     return jax_config.bool_state(
-        "initdiag_tapping", False,
+        name, False,
         "Internal to initdiag: True while initdiag.probe_fn traces a function (taps are live).",
         include_in_trace_context=True)
 
