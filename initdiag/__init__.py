@@ -14,6 +14,8 @@ from initdiag.analysis.diagnosis import diagnose as diagnose
 from initdiag.nn.initializers import STANDARD_INITIALIZERS as STANDARD_INITIALIZERS
 from initdiag.nn.initializers import initializer as initializer
 from initdiag.model.api import probe_fn as probe_fn
+from initdiag.model.api import probe_model as probe_model
+from initdiag.model.api import sweep_model as sweep_model
 from initdiag.model.api import sweep_fn as sweep_fn
 from initdiag.model.result import ModelResult as ModelResult
 from initdiag.model.result import ModelSweep as ModelSweep

@@ -149,3 +149,39 @@ def sweep_fn(fn: Callable, params: Any, x: Any, inits: Sequence[Any], seeds: Seq
         e.partial = ModelSweep(results)  # type: ignore[attr-defined]
         raise
     return ModelSweep(results, {"compiled": prog.compiled_count()})
+
+
+def probe_model(model: Any, x: Any, *, apply_kwargs: dict | None = None, vmap: bool | None = None,
+                **options: Any) -> ModelResult:
+    """:func:`probe_fn` for a framework model, in one line.
+
+    ``model`` is a Flax linen module bound to its variables (``module.bind(variables)``) or a
+    ``(module, variables)`` pair (batch statistics and other collections are held fixed and a
+    BatchNorm in training mode normalizes by the batch), a Flax nnx module, an Equinox module or
+    ``(module, state)`` (a per-sample module is vmapped over the batch), or a Haiku
+    ``(transformed, params[, state])``. :func:`initdiag.model.frameworks.adapt` builds
+    ``fn(params, x)``; only the weights are differentiated. ``apply_kwargs`` go to the model's
+    call (e.g. ``{"train": True}``); ``vmap`` forces (True) or forbids (False) vmapping an
+    Equinox module over the batch. ``options`` are :func:`probe_fn`'s.
+    """
+    from initdiag.model.frameworks import adapt
+
+    adapted = adapt(model, x, apply_kwargs=apply_kwargs, vmap=vmap)
+    options.setdefault("name", type(model[0] if isinstance(model, tuple) else model).__name__)
+    res = probe_fn(adapted.fn, adapted.params, x, **options)
+    res.meta["framework"] = adapted.framework
+    res.meta["adapter"] = adapted.description
+    return res
+
+
+def sweep_model(model: Any, x: Any, inits: Sequence[Any], seeds: Sequence[int] = (0,), *,
+                apply_kwargs: dict | None = None, vmap: bool | None = None,
+                **options: Any) -> ModelSweep:
+    """:func:`sweep_fn` for a framework model (see :func:`probe_model`); the weight layout for
+    :func:`initdiag.reinit` is the framework's unless ``layout=`` is given."""
+    from initdiag.model.frameworks import adapt
+
+    adapted = adapt(model, x, apply_kwargs=apply_kwargs, vmap=vmap)
+    options.setdefault("name", type(model[0] if isinstance(model, tuple) else model).__name__)
+    options.setdefault("layout", adapted.layout)
+    return sweep_fn(adapted.fn, adapted.params, x, inits, seeds, **options)
