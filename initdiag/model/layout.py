@@ -120,6 +120,8 @@ def leaf_paths(params: Any) -> list[str]:
 
 
 def _child(obj: Any, k: Any) -> Any:
+    if _is_variable(obj):  # its one child is its value
+        return _unwrap(obj)
     kind, name = _key_text(k)
     try:
         if kind == "attr":
@@ -142,7 +144,9 @@ def _is_variable(obj: Any) -> bool:
 
 
 def _unwrap(obj: Any) -> Any:
-    return obj.value if _is_variable(obj) else obj
+    if not _is_variable(obj):
+        return obj
+    return obj.get_value() if hasattr(obj, "get_value") else obj.value
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,6 +22,8 @@ entries of that draw); a bias without a layer (a norm offset) uses ``fan_in = fa
 size``. Everything else (integers, PRNG keys, Flax collections other than ``params`` such as
 ``batch_stats``, nnx ``BatchStat``, unknown parameter names) is returned unchanged.
 
+Each leaf is drawn in its own dtype (16-bit floats: drawn in float32, then rounded to it).
+
 Random keys: ``key = jax.random.key(seed)`` (or ``seed`` itself when it is a key); leaf number
 ``i`` of ``jax.tree_util.tree_leaves(params)`` is drawn from ``jax.random.fold_in(key, i)``; the
 layers of a stacked leaf from ``jax.random.split`` of that key, one key per slice. The same seed
@@ -116,13 +118,15 @@ def _redraw(row: LeafPlan, leaf: Any, key: jax.Array, init: AnyInitializer,
     if row.role == "norm_scale":
         out = jnp.ones(row.shape, leaf.dtype)
     else:
-        draw = _drawer(row, init, bias_init, leaf.dtype)
+        # 16-bit floats are drawn in float32, then rounded: jax's QR (orthogonal) has no bfloat16
+        dtype = jnp.float32 if jnp.finfo(leaf.dtype).bits < 32 else leaf.dtype
+        draw = _drawer(row, init, bias_init, dtype)
         if row.stacked:
             out = jnp.stack([draw(k) for k in jax.random.split(key, row.stacked)])
         else:
             out = draw(key)
         out = out.reshape(row.shape).astype(leaf.dtype)
-    return np.asarray(out) if isinstance(leaf, np.ndarray) else out
+    return np.asarray(out).astype(leaf.dtype) if isinstance(leaf, np.ndarray) else out
 
 
 def reinit(params: Any, init: Any, *, seed: Any = 0, bias_init: Any = "zeros",
