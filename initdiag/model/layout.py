@@ -356,8 +356,10 @@ def _dict_rule(leaf: _Leaf, layout: str, plan_of) -> LeafPlan:
 
 
 def _equinox_rule(leaf: _Leaf, plan_of) -> LeafPlan:
-    eqx = sys.modules["equinox"]
+    eqx = sys.modules.get("equinox")
     module, shape = leaf.parent, tuple(leaf.value.shape)
+    if eqx is None or not isinstance(module, eqx.Module):
+        return _unchanged(leaf, "not held by an Equinox module")
     kind = type(module).__name__
     norms = (eqx.nn.LayerNorm, eqx.nn.GroupNorm, eqx.nn.RMSNorm, eqx.nn.BatchNorm)
     if leaf.name == "weight" and isinstance(module, eqx.nn.Linear) and len(shape) >= 2:
