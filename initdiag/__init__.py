@@ -17,6 +17,8 @@ from initdiag.model.api import probe_fn as probe_fn
 from initdiag.model.api import probe_model as probe_model
 from initdiag.model.api import sweep_model as sweep_model
 from initdiag.model.api import sweep_fn as sweep_fn
+from initdiag.model.reinit import reinit as reinit
+from initdiag.model.reinit import reinit_plan as reinit_plan
 from initdiag.model.result import ModelResult as ModelResult
 from initdiag.model.result import ModelSweep as ModelSweep
 from initdiag.model.tap import tap as tap

@@ -114,7 +114,11 @@ def sweep_fn(fn: Callable, params: Any, x: Any, inits: Sequence[Any], seeds: Seq
 
     Each ``(init, seed)`` redraws every weight leaf with :func:`initdiag.reinit` (``bias_init``,
     ``layout`` as there; ``seed`` seeds both the draw and the readout) and probes it with ONE
-    compiled executable: the initializer is data (the drawn weights), not a new trace.
+    compiled executable: the initializer is data (the drawn weights), not a new trace. A leaf
+    the layout does not name (a plain-JAX model's ``params["w1"]``) is drawn from how ``fn``
+    uses it: a dense weight's contracted axis is its fan-in, a conv's is its input-feature axis
+    times the receptive field; the bias added to such a layer follows ``bias_init``; a
+    normalization's scale becomes 1.
 
     Returns:
       A :class:`initdiag.model.result.ModelSweep` in the order inits x seeds; its
@@ -134,12 +138,14 @@ def sweep_fn(fn: Callable, params: Any, x: Any, inits: Sequence[Any], seeds: Seq
                    saturation_threshold=saturation_threshold)
     model = _model_name(fn, name)
     bias_label = getattr(resolve_initializer(bias_init), "label", str(bias_init))
+    usage = prog.usage_plans(params)
     results: list[ModelResult] = []
     total = len(resolved) * len(list(seeds))
     try:
         for init in resolved:
             for seed in seeds:
-                drawn = reinit(params, init, seed=seed, bias_init=bias_init, layout=layout)
+                drawn = reinit(params, init, seed=seed, bias_init=bias_init, layout=layout,
+                               usage=usage)
                 r = _result(prog, drawn, x, seed, name=model,
                             init=getattr(init, "label", str(init)), bias_init=bias_label)
                 results.append(r)

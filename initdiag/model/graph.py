@@ -137,6 +137,7 @@ class Info:
     namer: str = ""               # name of the nearest upstream named site
     kind_op: str = ""             # the primitive that produced it (elementwise outputs)
     norm_param: int | None = None  # a normalization factor's scale leaf (folded in)
+    leaf_shape: tuple | None = None  # a parameter's shape before layout operations
 
 
 @dataclasses.dataclass
@@ -148,9 +149,18 @@ class Skipped:
 
 @dataclasses.dataclass
 class LeafUse:
+    """How the traced function uses a weight leaf (per layer of a scanned stack).
+
+    ``layer_shape``: the shape one use sees (the leaf's shape without scanned axes);
+    ``canonical``/``perm``: how to draw it, as jax's ``[..spatial.., in, out]`` transposed by
+    ``perm`` (None when the use does not say, e.g. several contracted axes)."""
+
     kind: str
     fan_in: int
     fan_out: int
+    layer_shape: tuple = ()
+    canonical: tuple | None = None
+    perm: tuple | None = None
 
 
 class Walk:
@@ -174,7 +184,7 @@ class Walk:
         for i, v in enumerate(jaxpr.invars):
             shape = tuple(v.aval.shape)
             if i in params:
-                ins.append(Info(shape=shape, param=param_positions.index(i)))
+                ins.append(Info(shape=shape, param=param_positions.index(i), leaf_shape=shape))
             else:
                 ins.append(Info(shape=shape, signal=True, chan=len(shape) - 1 if shape else None))
         return self.scope(jaxpr, self._const_infos(closed), ins, (), self.root, (), "")
@@ -368,10 +378,11 @@ class Walk:
             out.norm_param = next((i.param for i in infos if i.param is not None),
                                   next((i.norm_param for i in infos if i.normfactor), None))
         elif name in ("convert_element_type", "copy") and infos[0].param is not None:
-            out.param = infos[0].param
+            out.param, out.leaf_shape = infos[0].param, infos[0].leaf_shape
         elif all(i.param is not None or i.const is not None for i in infos) and any(
                 i.param is not None for i in infos):
-            out.param = next(i.param for i in infos if i.param is not None)
+            src = next(i for i in infos if i.param is not None)
+            out.param, out.leaf_shape = src.param, src.leaf_shape
         for i in infos:
             if i.normfactor and name in ("convert_element_type", "add"):
                 out.normfactor = True
@@ -515,7 +526,9 @@ class Walk:
         site.where = (p, 0)
         if param.param is not None:
             role = "norm_scale" if site.kind == "norm" and new.kind_op == "mul" else "bias"
-            self.leaf_use.setdefault(param.param, LeafUse(role, 0, 0))
+            layer = self.leaf_use.get(site.param) if site.param is not None else None
+            fans = (layer.fan_in, layer.fan_out) if layer is not None else (0, 0)
+            self.leaf_use.setdefault(param.param, LeafUse(role, *fans, param.leaf_shape or ()))
         old.site = None
         new.site = site
         new.namer = old.namer
@@ -549,6 +562,11 @@ class Walk:
             chan = len(out_shape) - 1 if free else None
         else:
             chan = nb if free else None
+        canonical = perm = None
+        if len(w.shape) == 2 and len(wc) == 1 and len(free) == 1 and not wb:
+            canonical, perm = (fan_in, fan_out), ((0, 1) if wc[0] == 0 else (1, 0))
+        self.leaf_use.setdefault(w.param, LeafUse("dense", fan_in, fan_out, w.shape, canonical,
+                                                  perm))
         return self._layer_site("dense", w.param, fan_in, fan_out, out, chan, out_shape, p,
                                 group, scans)
 
@@ -562,6 +580,10 @@ class Walk:
             return out
         o, i_, *spatial = dn.rhs_spec
         receptive = int(math.prod(rhs.shape[d] for d in spatial))
+        order = [*spatial, i_, o]
+        self.leaf_use.setdefault(rhs.param, LeafUse(
+            "conv", rhs.shape[i_] * receptive, rhs.shape[o] * receptive, rhs.shape,
+            tuple(rhs.shape[d] for d in order), tuple(order.index(j) for j in range(len(order)))))
         return self._layer_site("conv", rhs.param, rhs.shape[i_] * receptive,
                                 rhs.shape[o] * receptive, out, dn.out_spec[1], out_shape, p,
                                 group, scans)
@@ -584,6 +606,7 @@ class Walk:
         dims = tuple(eqn.params["broadcast_dimensions"])
         out = Info(shape=shape, signal=info.signal, param=info.param, level=info.level,
                    product=info.product, norm_param=info.norm_param,
+                   leaf_shape=info.leaf_shape,
                    normfactor=info.normfactor, sqrtstat=info.sqrtstat, bcast_of=info,
                    reduce=info.reduce, namer=info.namer)
         if info.const is not None and math.prod(shape) <= 1:
@@ -601,7 +624,8 @@ class Walk:
         out_shape = tuple(eqn.outvars[0].aval.shape)
         out = Info(shape=out_shape, signal=info.signal, param=info.param, level=info.level,
                    product=info.product, normfactor=info.normfactor, sqrtstat=info.sqrtstat,
-                   reduce=info.reduce, namer=info.namer, norm_param=info.norm_param)
+                   reduce=info.reduce, namer=info.namer, norm_param=info.norm_param,
+                   leaf_shape=info.leaf_shape)
         if info.const is not None:
             out.const = np.reshape(info.const, out_shape) if name == "reshape" else (
                 info.const if name in ("convert_element_type", "copy") else None)
@@ -628,7 +652,9 @@ class Walk:
                 ins.append(self._copy(info))
             else:  # a per-iteration slice of xs
                 sliced = dataclasses.replace(self._copy(info), shape=info.shape[1:],
-                                             chan=None if info.chan in (None, 0) else info.chan - 1)
+                                             chan=None if info.chan in (None, 0) else info.chan - 1,
+                                             leaf_shape=info.leaf_shape[1:] if info.leaf_shape
+                                             else None)
                 ins.append(sliced)
         sub = Group([], length, bool(prm["reverse"]), p)
         group.items.append(sub)

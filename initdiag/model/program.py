@@ -250,6 +250,39 @@ class Program:
                 "skipped": tuple(dataclasses.asdict(s) for s in self.walk.skipped),
                 "scalars": {"loss": loss}}
 
+    def usage_plans(self, params: Any) -> dict:
+        """How to redraw each weight leaf, from how the traced function uses it: ``{leaf number:
+        initdiag.model.layout.LeafPlan}`` for :func:`initdiag.reinit`'s ``usage=`` (dense and
+        conv weights, their biases, norm scales)."""
+        from initdiag.model.layout import LeafPlan
+
+        leaves = jax.tree_util.tree_leaves(params)
+        out = {}
+        for k, i in enumerate(self.weights):
+            u = self.walk.leaf_use.get(k)
+            if u is None:
+                continue
+            shape = tuple(np.shape(leaves[i]))
+            layer = tuple(u.layer_shape) or shape
+            lead = len(shape) - len(layer)
+            if lead < 0 or shape[lead:] != layer:
+                continue
+            stacked = math.prod(shape[:lead]) if lead else 0
+            if u.kind in ("dense", "conv"):
+                if u.canonical is None:
+                    continue
+                reason = f"used as a {u.kind} weight by the traced function"
+                out[i] = LeafPlan(self.paths[i], u.kind, shape, stacked, u.fan_in, u.fan_out,
+                                  reason, layer, tuple(u.canonical), tuple(u.perm))
+            elif u.kind == "bias":
+                out[i] = LeafPlan(self.paths[i], "bias", shape, stacked, u.fan_in or math.prod(layer),
+                                  u.fan_out or math.prod(layer),
+                                  "added to a dense/conv output by the traced function", layer)
+            elif u.kind == "norm_scale":
+                out[i] = LeafPlan(self.paths[i], "norm_scale", shape, stacked, None, None,
+                                  "scales a normalization in the traced function", layer)
+        return out
+
     def compiled_count(self) -> int:
         """How many executables this program has compiled (1 after any number of calls with the
         traced shapes)."""

@@ -130,7 +130,7 @@ def _redraw(row: LeafPlan, leaf: Any, key: jax.Array, init: AnyInitializer,
 
 
 def reinit(params: Any, init: Any, *, seed: Any = 0, bias_init: Any = "zeros",
-           layout: str = "auto") -> Any:
+           layout: str = "auto", usage: dict[int, LeafPlan] | None = None) -> Any:
     """``params`` with every weight redrawn by ``init`` and every bias by ``bias_init``.
 
     Args:
@@ -143,6 +143,9 @@ def reinit(params: Any, init: Any, *, seed: Any = 0, bias_init: Any = "zeros",
       seed: an integer or a jax PRNG key (see the module docstring for how leaves get keys).
       bias_init: the biases' initializer (same forms as ``init``); default zeros.
       layout: ``"auto"`` (infer), ``"flax"``, ``"haiku"`` or ``"equinox"``.
+      usage: plans by leaf number for leaves the layout leaves unchanged (what
+        :func:`initdiag.sweep_fn` knows from how a traced function uses each leaf: a plain-JAX
+        model's weights have no framework names).
 
     Returns:
       A pytree of the same type and structure, leaf dtypes kept, drawn as
@@ -157,6 +160,8 @@ def reinit(params: Any, init: Any, *, seed: Any = 0, bias_init: Any = "zeros",
     bias_init = _resolve(bias_init, "bias_init")
     key = _key(seed)
     _, rows, treedef = plan(params, layout)
+    rows = [usage[i] if usage and i in usage and row.role == "unchanged" else row
+            for i, row in enumerate(rows)]
     leaves = jax.tree_util.tree_leaves(params)
     out = []
     for i, (row, leaf) in enumerate(zip(rows, leaves)):
