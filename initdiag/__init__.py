@@ -15,6 +15,7 @@ from initdiag.nn.initializers import STANDARD_INITIALIZERS as STANDARD_INITIALIZ
 from initdiag.nn.initializers import initializer as initializer
 from initdiag.model.api import probe_fn as probe_fn
 from initdiag.model.api import sweep_fn as sweep_fn
+from initdiag.model.calibrate import calibrate as calibrate
 from initdiag.model.result import ModelResult as ModelResult
 from initdiag.model.result import ModelSweep as ModelSweep
 from initdiag.model.tap import tap as tap
