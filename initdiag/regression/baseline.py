@@ -188,8 +188,8 @@ def check_document(doc: dict[str, Any]) -> None:
     from initdiag.regression import model as model_mod
 
     if doc.get("kind") not in ("probe", "sweep") + model_mod.MODEL_KINDS:
-        raise ValueError(f"'kind' is {shown(doc.get('kind'))}; expected \"probe\", \"sweep\", "
-                         f"\"model\" or \"model_sweep\"")
+        raise ValueError(f"'kind' is {shown(doc.get('kind'))}; expected \"probe\" or \"sweep\" "
+                         f"(\"model\" or \"model_sweep\" for a probe_fn baseline)")
     if not isinstance(doc.get("environment", {}), dict):
         raise ValueError(f"'environment' is {shown(doc['environment'])}; expected an object")
     if doc["kind"] in model_mod.MODEL_KINDS:
