@@ -19,6 +19,7 @@ from initdiag.model.api import sweep_model as sweep_model
 from initdiag.model.api import sweep_fn as sweep_fn
 from initdiag.model.reinit import reinit as reinit
 from initdiag.model.reinit import reinit_plan as reinit_plan
+from initdiag.model.calibrate import calibrate as calibrate
 from initdiag.model.result import ModelResult as ModelResult
 from initdiag.model.result import ModelSweep as ModelSweep
 from initdiag.model.tap import tap as tap

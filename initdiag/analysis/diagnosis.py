@@ -146,6 +146,8 @@ class Verdict:
     suggestion: str
     detail: str = ""
     findings: tuple = ()
+    site: str | None = None
+    leaf: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -156,7 +158,8 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (non-finite floats as "NaN"/"Infinity", as in results files)."""
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "findings"}
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+             if f.name != "findings" and not (f.name in ("site", "leaf") and getattr(self, f.name) is None)}
         d["seeds"] = list(self.seeds)
         d["findings"] = [f.to_dict() for f in self.findings]
         d["text"] = str(self)
@@ -519,8 +522,11 @@ def diagnose(result: ProbeResult | SweepResult | Iterable[ProbeResult],
              thresholds: Thresholds | None = None, **overrides: float) -> Verdict | list[Verdict]:
     """Diagnose a probe (one :class:`Verdict`) or a sweep (one Verdict per configuration).
 
+    A :class:`initdiag.ModelResult` / :class:`initdiag.ModelSweep` (from :func:`initdiag.probe_fn`)
+    is diagnosed per site by :func:`initdiag.analysis.model_diagnosis.diagnose_model`.
+
     Args:
-      result: a ProbeResult, or a SweepResult / list of them. Results whose configs are equal
+      result: a ProbeResult, or a SweepResult / list of them; or a ModelResult / ModelSweep. Results whose configs are equal
         (they differ only in seed) are pooled (module docstring), in order of first appearance.
       thresholds: a :class:`Thresholds` (defaults if None).
       **overrides: threshold fields to change, e.g. ``grad_vanish=0.1``.
@@ -530,6 +536,12 @@ def diagnose(result: ProbeResult | SweepResult | Iterable[ProbeResult],
       TypeError: ``result`` is not a probe or sweep result.
     """
     t = (thresholds or Thresholds()).replace(**overrides)
+    from initdiag.model.result import ModelResult, ModelSweep
+
+    if isinstance(result, (ModelResult, ModelSweep)):
+        from initdiag.analysis.model_diagnosis import diagnose_model
+
+        return diagnose_model(result, t)
     if isinstance(result, ProbeResult):
         return _diagnose(_pool([result]), result.config, (result.seed,), t)
     if isinstance(result, (str, bytes)) or not hasattr(result, "__iter__"):

@@ -246,6 +246,9 @@ class Program:
         return {"sites": tuple(f.name for f in self.flat),
                 "kinds": tuple(f.site.kind for f in self.flat),
                 "activations": tuple(f.site.activation for f in self.flat),
+                "site_params": tuple(None if f.site.param is None
+                                     else self.paths[self.weights[f.site.param]]
+                                     for f in self.flat),
                 "values": values, "param_rows": tuple(rows),
                 "skipped": tuple(dataclasses.asdict(s) for s in self.walk.skipped),
                 "scalars": {"loss": loss}}

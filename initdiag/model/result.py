@@ -8,7 +8,7 @@ JSON (``schema`` ``initdiag.results``, ``schema_version`` 1, ``kind`` ``"model"`
 ``"model_sweep"``)::
 
     {"results": [{"config": {...}, "seed": 0, "sites": [...], "kinds": [...],
-                  "activations": [...], "metrics": {"var": [...], ...},
+                  "activations": [...], "site_params": [...], "metrics": {"var": [...], ...},
                   "params": [{"path": ..., "shape": [...], ...}], "skipped": [...],
                   "scalars": {"loss": ...}, "meta": {...}}]}
 """
@@ -54,6 +54,32 @@ def markdown_table() -> str:
     rows += [f"| `{name}` | {text} |" for name, text in MODEL_METRICS.items()]
     return "\n".join(rows) + "\n"
 
+#: The stack metric (:data:`initdiag.metrics.TABLE`) each model metric is read like: its kind
+#: (signed / positive / fraction), hence how seeds are pooled in a diagnosis and how it is compared
+#: against a baseline (comparison and default tolerance). None: no analogue; a signed metric
+#: compared as "scaled" with the default tolerance. Parameter-table columns are included (they are
+#: compared per leaf).
+MODEL_ANALOGUES: dict[str, str | None] = {
+    "mean": "act_mean", "var": "act_var", "sq_mean": "act_var", "saturation": "saturation",
+    "zero_frac": "zero_frac", "dead_frac": "dead_frac", "grad_rms": "grad_preact_rms",
+    "ch_var": "act_var", "ch_sq_mean": "act_chan_sq_mean", "branch_var": "act_var",
+    "skip_var": "act_var", "branch_ratio": "act_var", "attn_entropy": None,
+    "attn_max_logit": None,
+    "weight_norm": "weight_norm", "grad_norm": "grad_weight_norm",
+    "grad_weight_ratio": "grad_weight_ratio",
+}
+#: The variance metric whose square root scales a signed model metric in a comparison.
+MODEL_SCALE_OF: dict[str, str] = {"mean": "var"}
+
+
+def model_metric_kind(name: str) -> str:
+    """``"signed"``, ``"positive"`` or ``"fraction"``: the kind of the metric's stack analogue
+    (:data:`MODEL_ANALOGUES`); ``"signed"`` for a metric without one."""
+    from initdiag.metrics import BY_NAME
+
+    analogue = MODEL_ANALOGUES.get(name)
+    return BY_NAME[analogue].kind if analogue is not None else "signed"
+
 
 #: Columns of :attr:`ModelResult.params` (one row per leaf of the parameter pytree).
 PARAM_COLUMNS = ("path", "shape", "role", "fan_in", "fan_out", "weight_norm", "grad_norm",
@@ -79,8 +105,9 @@ class ModelResult:
     """The statistics of one model probe (see :data:`MODEL_METRICS`, :data:`PARAM_COLUMNS`).
 
     ``result["var"]`` is a float64 array over ``result.sites`` (names, in call order);
-    ``result.kinds`` gives each site's kind; ``result.params`` is a DataFrame of the parameter
-    leaves; ``result.skipped`` lists the constructs that ran unchanged, with the reason.
+    ``result.kinds`` gives each site's kind; ``result.site_params`` the path of the weight leaf
+    feeding each dense/conv site (None for other sites; empty in files that predate it);
+    ``result.params`` is a DataFrame of the parameter leaves; ``result.skipped`` lists the constructs that ran unchanged, with the reason.
     """
 
     config: dict
@@ -90,6 +117,7 @@ class ModelResult:
     activations: tuple
     values: dict
     param_rows: tuple = ()
+    site_params: tuple = ()  # per site: the path of the weight leaf feeding it (dense/conv), or None
     skipped: tuple = ()
     scalars: dict = dataclasses.field(default_factory=dict)
     meta: dict = dataclasses.field(default_factory=dict)
@@ -144,6 +172,7 @@ class ModelResult:
         return {"config": encode(dict(self.config)), "seed": int(self.seed),
                 "sites": list(self.sites), "kinds": list(self.kinds),
                 "activations": list(self.activations), "metrics": encode(self.values),
+                **({"site_params": list(self.site_params)} if self.site_params else {}),
                 "params": [encode(dict(r)) for r in self.param_rows],
                 "skipped": [dict(s) for s in self.skipped], "scalars": encode(self.scalars),
                 "meta": encode(self.meta)}
@@ -160,6 +189,7 @@ class ModelResult:
         return cls(config=dict(d["config"]), seed=int(d["seed"]), sites=tuple(d["sites"]),
                    kinds=tuple(d["kinds"]), activations=tuple(d["activations"]),
                    values={k: float_array(v) for k, v in d["metrics"].items()},
+                   site_params=tuple(d.get("site_params", ())),
                    param_rows=tuple(rows), skipped=tuple(dict(s) for s in d.get("skipped", [])),
                    scalars={k: decode_scalar(v) for k, v in d.get("scalars", {}).items()},
                    meta=dict(d.get("meta", {})))

@@ -72,6 +72,15 @@ def baseline_document(result: Results) -> dict[str, Any]:
     """The JSON document :func:`save_baseline` writes, as a dict."""
     from initdiag.version import __version__
 
+    from initdiag.regression import model as model_mod
+
+    if model_mod.is_model(result):
+        kind, entries, meta = model_mod.document(result)
+        if not entries:
+            raise ValueError("cannot save an empty ModelSweep as a baseline")
+        return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "kind": kind,
+                "initdiag": __version__, "environment": dict(meta.get("environment", {})),
+                "results": entries}
     kind, results = _results_list(result)
     if not results:
         raise ValueError("cannot save an empty SweepResult as a baseline")
@@ -101,7 +110,8 @@ def save_baseline(result: Results, path: str | os.PathLike, *, overwrite: bool =
     Raises:
       FileExistsError: ``path`` exists and ``overwrite`` is False (the message says how to
         update it).
-      TypeError: ``result`` is not a ProbeResult or SweepResult.
+      TypeError: ``result`` is not a ProbeResult, SweepResult, ModelResult or ModelSweep
+        (model results: :mod:`initdiag.regression.model`).
       ValueError: the results are empty, or a config lacks a field a re-run needs (e.g. a
         hand-made ProbeResult): load_baseline would refuse such a file.
     """
@@ -175,10 +185,15 @@ def check_document(doc: dict[str, Any]) -> None:
       ValueError: a field is missing or of the wrong type; the message names the field (e.g.
         ``results[0].config['depth']``), its value and JSON type, and what is expected.
     """
-    if doc.get("kind") not in ("probe", "sweep"):
-        raise ValueError(f"'kind' is {shown(doc.get('kind'))}; expected \"probe\" or \"sweep\"")
+    from initdiag.regression import model as model_mod
+
+    if doc.get("kind") not in ("probe", "sweep") + model_mod.MODEL_KINDS:
+        raise ValueError(f"'kind' is {shown(doc.get('kind'))}; expected \"probe\" or \"sweep\" "
+                         f"(\"model\" or \"model_sweep\" for a probe_fn baseline)")
     if not isinstance(doc.get("environment", {}), dict):
         raise ValueError(f"'environment' is {shown(doc['environment'])}; expected an object")
+    if doc["kind"] in model_mod.MODEL_KINDS:
+        return model_mod.check_document(doc)
     entries = doc.get("results")
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"'results' is {shown(entries)}; expected a non-empty array")
@@ -231,8 +246,12 @@ def load_baseline(path: str | os.PathLike) -> Results:
                             f"{SCHEMA_VERSION}. Regenerate the baseline with this initdiag "
                             f"(`initdiag check {path} --update` with its probe options, or "
                             f"`pytest --initdiag-update` for a pytest fixture's baseline).")
+    from initdiag.regression import model as model_mod
+
     try:
         check_document(doc)
+        if doc["kind"] in model_mod.MODEL_KINDS:
+            return model_mod.from_document(doc, dict(doc.get("environment") or {}))
         results = [ProbeResult.from_dict(e) for e in doc["results"]]
     except (KeyError, TypeError, ValueError) as e:
         raise BaselineError(f"{path}: malformed baseline: {e}") from None
@@ -245,8 +264,11 @@ def load_baseline(path: str | os.PathLike) -> Results:
 
 
 def as_results(obj: Any, role: str) -> Results:
-    """A ProbeResult/SweepResult as given, or the baseline loaded from a path."""
-    if isinstance(obj, (ProbeResult, SweepResult)):
+    """A ProbeResult/SweepResult (or ModelResult/ModelSweep) as given, or the baseline loaded
+    from a path."""
+    from initdiag.model.result import ModelResult, ModelSweep
+
+    if isinstance(obj, (ProbeResult, SweepResult, ModelResult, ModelSweep)):
         return obj
     if isinstance(obj, (str, os.PathLike)):
         return load_baseline(obj)

@@ -52,11 +52,15 @@ class Deviation(NamedTuple):
     error: float
     tolerance: float
     kind: str
+    site: str | None = None  # model results: the site name (or parameter leaf path)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"config": self.config, "seed": self.seed, "metric": self.metric,
-                "layer": self.layer, "expected": _num(self.expected), "got": _num(self.got),
-                "error": _num(self.error), "tolerance": _num(self.tolerance), "kind": self.kind}
+        d = {"config": self.config, "seed": self.seed, "metric": self.metric,
+             "layer": self.layer, "expected": _num(self.expected), "got": _num(self.got),
+             "error": _num(self.error), "tolerance": _num(self.tolerance), "kind": self.kind}
+        if self.site is not None:
+            d["site"] = self.site
+        return d
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +79,9 @@ class Comparison:
       n_compared: number of values compared.
       changes: for each current config not in the baseline, how it differs from the closest
         baseline config (e.g. ``"init: 'glorot_normal' -> 'glorot_normal(gain=1.1)'"``).
+      missing_sites / extra_sites: model results (``model`` True): the sites (or parameter
+        leaves) of a matched result on one side only, e.g. ``"mlp / given, seed 0: site '[3]'"``;
+        either fails the comparison (:mod:`initdiag.regression.model`).
     """
 
     deviations: tuple[Deviation, ...]
@@ -85,6 +92,9 @@ class Comparison:
     tolerances: dict[str, tol_mod.Tolerance]
     n_compared: int
     changes: tuple[str, ...] = ()
+    missing_sites: tuple[str, ...] = ()
+    extra_sites: tuple[str, ...] = ()
+    model: bool = False
 
     @property
     def passed(self) -> bool:
@@ -92,7 +102,8 @@ class Comparison:
         sides and every metric of the baseline was compared (``extra_metrics`` do not fail). A
         comparison of nothing (``n_compared == 0``) does not pass."""
         return self.n_compared > 0 and not (self.deviations or self.missing or self.extra
-                                            or self.missing_metrics)
+                                            or self.missing_metrics or self.missing_sites
+                                            or self.extra_sites)
 
     def __bool__(self) -> bool:
         return self.passed
@@ -135,7 +146,7 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         """Strict-JSON-ready dict (NaN/Inf as strings), for ``initdiag check --json``."""
-        return {
+        d = {
             "passed": self.passed,
             "n_compared": self.n_compared,
             "statistics": {k: _num(v) for k, v in self.statistics().items()},
@@ -149,6 +160,9 @@ class Comparison:
             "tolerances": {m: t._asdict() for m, t in self.tolerances.items()},
             "changes": list(self.changes),
         }
+        if self.model:
+            d.update(missing_sites=list(self.missing_sites), extra_sites=list(self.extra_sites))
+        return d
 
 
 def _index(results: Sequence[ProbeResult], role: str) -> dict[tuple[str, int], ProbeResult]:
@@ -205,7 +219,20 @@ def compare(current: Any, baseline: Any, rtol: float | None = None, atol: float 
       ValueError: an empty ``metrics``, an unknown metric in ``metrics``/``tolerances``, a
         negative tolerance, or the same (config, seed) twice on one side.
       BaselineError: a path that is not a readable baseline.
+
+    Model results (:class:`initdiag.ModelResult` / :class:`initdiag.ModelSweep`, or a model
+    baseline's path) are matched by (model, init, seed) and sites by name:
+    :mod:`initdiag.regression.model`.
     """
+    from initdiag.regression import model as model_mod
+
+    cur_r, base_r = as_results(current, "current"), as_results(baseline, "baseline")
+    if model_mod.is_model(cur_r) or model_mod.is_model(base_r):
+        if not (model_mod.is_model(cur_r) and model_mod.is_model(base_r)):
+            raise TypeError("compare: one side is a model result (probe_fn) and the other a "
+                            "stack result (probe); compare like with like")
+        return model_mod.compare(cur_r, base_r, rtol, atol, metrics, tolerances)
+    current, baseline = cur_r, base_r
     cur = _index(probe_list(as_results(current, "current")), "current")
     base = _index(probe_list(as_results(baseline, "baseline")), "baseline")
     _check_seeds(cur, base)

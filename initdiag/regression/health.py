@@ -94,7 +94,10 @@ def assert_healthy(result: ProbeResult | SweepResult, max_grad_ratio: float | No
     """Raise AssertionError unless every result propagates signal within the given bounds.
 
     Args:
-      result: a ProbeResult or SweepResult.
+      result: a ProbeResult or SweepResult; or a ModelResult / ModelSweep, checked per site
+        (gradient ratio of every site to the last gradient-carrying one, var relative to the
+        first site, saturation, dead_frac; :func:`initdiag.regression.model.checks`) and by the
+        model diagnosis.
       max_grad_ratio: M > 1; every layer l < L needs 1/M <= g_l / g_L <= M (module docstring).
       var_range: (lo, hi) with 0 <= lo < 1 < hi; every layer needs lo <= v_l / v_1 <= hi.
       max_saturation: in [0, 1]; every layer needs saturation <= it.
@@ -118,10 +121,14 @@ def assert_healthy(result: ProbeResult | SweepResult, max_grad_ratio: float | No
     for name, b in (("max_saturation", max_saturation), ("max_dead", max_dead)):
         if b is not None and not 0 <= b <= 1:
             raise ValueError(f"{name} must be in [0, 1]; got {b!r}")
-    results = [result] if isinstance(result, ProbeResult) else list(result)
+    from initdiag.regression import model as model_mod
+
+    is_model = model_mod.is_model(result)
+    label_of = model_mod.label if is_model else config_label
+    results = [result] if isinstance(result, (ProbeResult, model_mod.ModelResult)) else list(result)
     failures: list[tuple[str, str, str]] = []  # (config label, check, message)
     for r in results:
-        failures += [(config_label(r.config), c, m) for c, m in _checks(
+        failures += [(label_of(r.config), c, m) for c, m in (model_mod.checks if is_model else _checks)(
             r, max_grad_ratio, var_range, max_saturation, max_dead)]
     t, dropped = Thresholds(), set()
     over: dict[str, float] = {}
@@ -142,12 +149,13 @@ def assert_healthy(result: ProbeResult | SweepResult, max_grad_ratio: float | No
     failed_checks = {(label, c) for label, c, _ in failures}
     lines = [m for _, _, m in failures]
     for v in verdicts if isinstance(verdicts, list) else [verdicts]:
-        label = config_label(v.config)
+        label = label_of(v.config)
         for f in v.findings:
             covered = any((label, c) in failed_checks for c, kinds in _KIND_OF_CHECK.items()
                           if f.kind in kinds)
             if f.kind not in dropped and not covered:
-                layer = f" at layer {f.layer}" if f.layer is not None else ""
+                layer = (f" at site {f.site!r}" if f.site is not None else
+                         f" at layer {f.layer}" if f.layer is not None else "")
                 lines.append(f"{label}, seeds {list(v.seeds)}: diagnosis {f.kind}{layer}: {f}")
     if lines:
         raise AssertionError("initdiag: unhealthy signal propagation:\n" + "\n".join(lines))

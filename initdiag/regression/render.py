@@ -41,6 +41,10 @@ def render_comparison(cmp: "Comparison", max_rows: int = MAX_ROWS) -> str:
                           [f"{c}, seed {s}" for c, s in cmp.missing]),
                          ("In the current results but not in the baseline",
                           [f"{c}, seed {s}" for c, s in cmp.extra]),
+                         ("Sites in the baseline but not in the current results",
+                          list(cmp.missing_sites)),
+                         ("Sites in the current results but not in the baseline",
+                          list(cmp.extra_sites)),
                          ("Metrics in the baseline but not in the current results",
                           [f"{c}, seed {s}: {m}" for c, s, m in cmp.missing_metrics]),
                          ("Metrics in the current results but not in the baseline (not "
@@ -71,7 +75,8 @@ def render_comparison(cmp: "Comparison", max_rows: int = MAX_ROWS) -> str:
         shown = devs[:max_rows]
         group: tuple[str, int] | None = None
         rows: list[list[str]] = []
-        header = ["metric", "layer", "expected", "got", "error", "tolerance"]
+        header = ["metric", "site" if cmp.model else "layer", "expected", "got", "error",
+                  "tolerance"]
         for d in shown:
             if (d.config, d.seed) != group:
                 if rows:
@@ -79,7 +84,7 @@ def render_comparison(cmp: "Comparison", max_rows: int = MAX_ROWS) -> str:
                     rows = []
                 group = (d.config, d.seed)
                 out.append(f"{d.config}, seed {d.seed}:")
-            rows.append([d.metric, str(d.layer), _f(d.expected), _f(d.got),
+            rows.append([d.metric, d.site if d.site is not None else str(d.layer), _f(d.expected), _f(d.got),
                          f"{_f(d.error)} ({d.kind})", _f(d.tolerance)])
         if rows:
             out += _table(rows, header)
