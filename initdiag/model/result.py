@@ -54,6 +54,7 @@ def markdown_table() -> str:
     rows += [f"| `{name}` | {text} |" for name, text in MODEL_METRICS.items()]
     return "\n".join(rows) + "\n"
 
+
 #: The stack metric (:data:`initdiag.metrics.TABLE`) each model metric is read like: its kind
 #: (signed / positive / fraction), hence how seeds are pooled in a diagnosis and how it is compared
 #: against a baseline (comparison and default tolerance). None: no analogue; a signed metric
