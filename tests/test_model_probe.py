@@ -1,0 +1,209 @@
+"""initdiag.probe_fn against references it did not produce (issue 11 "Tests").
+
+References: the stack probe (``initdiag.probe_params``) on the same weights; ``jax.grad`` with
+respect to additive zero perturbations placed by hand; Flax's own intermediates (linen
+``capture_intermediates``, ``nnx.capture``); the unrolled form of a scanned stack; channel counts
+known by construction; float64 numpy. Tolerances: ``tests/reference.py``'s ``float32_rtol`` (two
+float32 evaluations that differ only in operation order); exact where nothing is rounded
+differently (fractions, the same ops in the same order).
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import initdiag
+from initdiag import tap
+from initdiag.model import api
+from initdiag.model.program import Program
+from initdiag.nn.stacks import split_seed
+
+from reference import float32_rtol
+
+
+def _readout(y, seed=0):
+    return jax.random.normal(split_seed(seed)["readout"], y.shape, jnp.float32)
+
+
+def _projection(y, seed=0):
+    return jnp.sum(_readout(y, seed) * y) / y.shape[0]
+
+
+def _rms64(a):
+    a = np.asarray(a, np.float64)
+    return float(np.sqrt(np.mean(a**2)))
+
+
+def _mlp(depth, width, batch, key=0, gain=1.0, bias=0.1):
+    ks = jax.random.split(jax.random.key(key), 2 * depth + 1)
+    ws = [gain * jax.random.normal(ks[i], (width, width)) / np.sqrt(width) for i in range(depth)]
+    bs = [bias * jax.random.normal(ks[depth + i], (width,)) for i in range(depth)]
+    x = jax.random.normal(ks[-1], (batch, width))
+    return ws, bs, x
+
+
+# ------------------------------------------------------------------ 1. against probe_params
+DEPTH, WIDTH, BATCH = 4, 64, 128
+#: Rounding bound between the stack engine and probe_fn's pass (same ops, other fusion/order).
+RTOL = float32_rtol(DEPTH, WIDTH, BATCH)
+
+
+@pytest.mark.parametrize("act,fn", [("tanh", jnp.tanh), ("relu", jax.nn.relu)])
+def test_tapped_mlp_equals_probe_params(act, fn):
+    assert RTOL < 1.2e-5
+    ws, bs, x = _mlp(DEPTH, WIDTH, BATCH, gain=1.5 if act == "tanh" else 1.0,
+                     bias=0.1 if act == "tanh" else 0.3)
+    if act == "relu":  # two dead units in layer 2, so dead_frac is not trivially 0
+        bs[1] = bs[1].at[:2].set(-50.0)
+
+    def f(p, x):
+        h = x
+        for i, (w, b) in enumerate(zip(*p)):
+            z = tap(h @ w + b[None, :], f"pre{i}")
+            h = tap(fn(z), f"act{i}", activation=act)
+        return h
+
+    res = initdiag.probe_fn(f, (ws, bs), x)
+    ref = initdiag.probe_params(ws, bs, x, act)
+    assert res.sites == tuple(s for i in range(DEPTH) for s in (f"pre{i}", f"act{i}"))
+    pre, post = slice(0, None, 2), slice(1, None, 2)
+    for sl, prefix, grad in ((pre, "preact", "grad_preact_rms"), (post, "act", "grad_act_rms")):
+        rms = np.sqrt(res["sq_mean"][sl])
+        # a mean is a signed sum: its rounding scales with the rms of what is summed
+        err = np.abs(res["mean"][sl] - ref[f"{prefix}_mean"])
+        assert np.all(err <= RTOL * rms), (prefix, err / rms)
+        np.testing.assert_allclose(res["var"][sl], ref[f"{prefix}_var"], rtol=RTOL)
+        np.testing.assert_allclose(res["grad_rms"][sl], ref[grad], rtol=RTOL)
+    if act == "tanh":
+        assert ref["saturation"].max() > 0  # the comparison sees saturated units
+        np.testing.assert_array_equal(res["saturation"][post], ref["saturation"])
+        assert np.all(np.isnan(res["saturation"][pre]))
+    else:
+        np.testing.assert_array_equal(res["zero_frac"][post], ref["zero_frac"])
+        np.testing.assert_array_equal(res["dead_frac"][post], ref["dead_frac"])
+        assert res["dead_frac"][3] == 2 / WIDTH
+
+
+# ------------------------------------------------------------------ 2. gradients by hand
+def _perturbed(d, name, v):
+    return v if d is None else v + d[name]
+
+
+def _check_grads(fn_d, params, x, kinds, names):
+    """probe_fn(fn)'s sites have these kinds, and grad_rms equals jax.grad w.r.t. a zero
+    perturbation added by hand at the same places (named ``names``, in call order)."""
+    res = initdiag.probe_fn(lambda p, x: fn_d(p, x, None), params, x)
+    assert res.kinds == tuple(kinds), res.sites
+    shapes = _shapes(fn_d, params, x)
+    d0 = {k: jnp.zeros(s, jnp.float32) for k, s in shapes.items()}
+    g = jax.grad(lambda d: _projection(fn_d(params, x, d)))(d0)
+    ref = np.array([_rms64(g[n]) for n in names])
+    n_layers = len(names)
+    width = max(int(np.prod(s[-1:])) for s in shapes.values())
+    np.testing.assert_allclose(res["grad_rms"], ref,
+                               rtol=float32_rtol(n_layers, width, x.shape[0]))
+    return res
+
+
+class _Recorder(dict):
+    """A perturbation dict that records the shape of every value it is added to."""
+
+    def __init__(self, out):
+        super().__init__()
+        self.out = out
+
+    def __getitem__(self, name):
+        return _Shape(self.out, name)
+
+
+class _Shape:
+    def __init__(self, out, name):
+        self.out, self.name = out, name
+
+    def __radd__(self, v):
+        self.out[self.name] = v.shape
+        return v
+
+
+def _shapes(fn_d, params, x):
+    out = {}
+    jax.eval_shape(lambda p, x: fn_d(p, x, _Recorder(out)), params, x)
+    return out
+
+
+def _mlp_d(p, x, d):
+    h = x
+    for i, (w, b) in enumerate(zip(*p)):
+        h = _perturbed(d, f"dense{i}", h @ w + b[None, :])
+        h = _perturbed(d, f"act{i}", jnp.tanh(h))
+    return h
+
+
+def test_grad_rms_equals_grad_of_perturbation_mlp():
+    ws, bs, x = _mlp(3, 48, 64, gain=1.3)
+    _check_grads(_mlp_d, (ws, bs), x, ["dense", "activation"] * 3,
+                 [f"{k}{i}" for i in range(3) for k in ("dense", "act")])
+
+
+def _conv(x, w, layout="NHWC"):
+    dn = (layout, "HWIO", layout)
+    return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn)
+
+
+def _layernorm(h, scale, shift, eps=1e-5):
+    m = jnp.mean(h, axis=-1, keepdims=True)
+    v = jnp.mean(jnp.square(h - m), axis=-1, keepdims=True)
+    return (h - m) * jax.lax.rsqrt(v + eps) * scale[None, None, None, :] + shift[None, None, None, :]
+
+
+def _convnet_d(p, x, d):
+    h = _perturbed(d, "conv1", _conv(x, p["w1"]) + p["b1"][None, None, None, :])
+    h = _perturbed(d, "norm", _layernorm(h, p["scale"], p["shift"]))
+    h = _perturbed(d, "act", jax.nn.relu(h))
+    h = _perturbed(d, "conv2", _conv(h, p["w2"]) + p["b2"][None, None, None, :])
+    return _perturbed(d, "residual", x + h)
+
+
+def _convnet_params(c=16, key=1):
+    k = jax.random.split(jax.random.key(key), 6)
+    return {"w1": jax.random.normal(k[0], (3, 3, c, c)) / np.sqrt(9 * c),
+            "b1": 0.1 * jax.random.normal(k[1], (c,)),
+            "scale": 1 + 0.1 * jax.random.normal(k[2], (c,)),
+            "shift": 0.1 * jax.random.normal(k[3], (c,)),
+            "w2": jax.random.normal(k[4], (3, 3, c, c)) / np.sqrt(9 * c),
+            "b2": 0.1 * jax.random.normal(k[5], (c,))}
+
+
+def test_grad_rms_equals_grad_of_perturbation_conv_norm_residual():
+    x = jax.random.normal(jax.random.key(2), (8, 8, 8, 16))
+    _check_grads(_convnet_d, _convnet_params(), x,
+                 ["conv", "norm", "activation", "conv", "residual"],
+                 ["conv1", "norm", "act", "conv2", "residual"])
+
+
+def _attention_d(p, x, d):
+    q = _perturbed(d, "q", x @ p["wq"])
+    k = _perturbed(d, "k", x @ p["wk"])
+    v = _perturbed(d, "v", x @ p["wv"])
+    logits = jnp.einsum("btd,bsd->bts", q, k) / np.sqrt(q.shape[-1])
+    e = jnp.exp(logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)))
+    probs = _perturbed(d, "attention", e / jnp.sum(e, axis=-1, keepdims=True))
+    o = _perturbed(d, "o", jnp.einsum("bts,bsd->btd", probs, v) @ p["wo"])
+    return _perturbed(d, "residual", x + o)
+
+
+def _attention_params(dim=32, key=3):
+    k = jax.random.split(jax.random.key(key), 4)
+    return {n: jax.random.normal(kk, (dim, dim)) / np.sqrt(dim)
+            for n, kk in zip(("wq", "wk", "wv", "wo"), k)}
+
+
+def test_grad_rms_equals_grad_of_perturbation_attention():
+    x = jax.random.normal(jax.random.key(4), (8, 16, 32))
+    res = _check_grads(_attention_d, _attention_params(), x,
+                       ["dense", "dense", "dense", "attention", "dense", "residual"],
+                       ["q", "k", "v", "attention", "o", "residual"])
+    assert 0 < res["attn_entropy"][3] <= np.log(16)
