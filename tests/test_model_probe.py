@@ -207,3 +207,72 @@ def test_grad_rms_equals_grad_of_perturbation_attention():
                        ["dense", "dense", "dense", "attention", "dense", "residual"],
                        ["q", "k", "v", "attention", "o", "residual"])
     assert 0 < res["attn_entropy"][3] <= np.log(16)
+
+
+# ------------------------------------------------------------------ 3. Flax's own intermediates
+def _assert_stats(res, names, values, depth, width, batch):
+    """mean/var of the sites ``names`` equal float64 statistics of ``values``."""
+    rtol = float32_rtol(depth, width, batch)
+    for name, v in zip(names, values):
+        v = np.asarray(v, np.float64)
+        i = res.sites.index(name)
+        assert abs(res["mean"][i] - v.mean()) <= rtol * np.sqrt(np.mean(v**2)), name
+        np.testing.assert_allclose(res["var"][i], v.var(), rtol=rtol, err_msg=name)
+
+
+def test_flax_linen_capture_intermediates_agree():
+    import flax.linen as nn
+
+    class MLP(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            for _ in range(2):
+                x = nn.Dense(64)(x)
+                x = nn.tanh(x)
+                self.sow("intermediates", "act", x)
+            return nn.Dense(16)(x)
+
+    model = MLP()
+    x = jax.random.normal(jax.random.key(5), (128, 32))
+    variables = model.init(jax.random.key(6), x)
+    _, state = model.apply(variables, x, capture_intermediates=True)
+    inter = state["intermediates"]
+    res = initdiag.probe_fn(model.apply, variables, x)
+    assert res.kinds == ("dense", "activation", "dense", "activation", "dense")
+    dense = [n for n, k in zip(res.sites, res.kinds) if k == "dense"]
+    assert dense == ["params/Dense_0", "params/Dense_1", "params/Dense_2"]
+    acts = [n for n, k in zip(res.sites, res.kinds) if k == "activation"]
+    values = [inter[f"Dense_{i}"]["__call__"][0] for i in range(3)] + list(inter["act"])
+    _assert_stats(res, dense + acts, values, 3, 64, 128)
+
+
+def test_flax_nnx_capture_agrees():
+    from flax import nnx
+
+    if not hasattr(nnx, "capture"):
+        pytest.skip("flax.nnx.capture is not in this flax")
+
+    class MLP(nnx.Module):
+        def __init__(self, rngs):
+            self.l1 = nnx.Linear(32, 64, rngs=rngs)
+            self.l2 = nnx.Linear(64, 16, rngs=rngs)
+
+        def hidden(self, x):  # its output is captured as a method output
+            return jnp.tanh(self.l1(x))
+
+        def __call__(self, x):
+            return self.l2(self.hidden(x))
+
+    model = MLP(nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(7), (128, 32))
+    _, inter = nnx.capture(model, nnx.Intermediate, method_outputs=nnx.Intermediate)(x)
+    flat = {"/".join(map(str, k)): v for k, v in nnx.to_flat_state(inter)}
+    values = []
+    for key in ("l1/__call__", "hidden", "l2/__call__"):
+        v = flat[key]
+        v = v.get_value() if hasattr(v, "get_value") else v.value
+        values.append(v[0] if isinstance(v, tuple) else v)
+    graphdef, state = nnx.split(model)
+    res = initdiag.probe_fn(lambda s, x: nnx.merge(graphdef, s)(x), state, x)
+    assert res.kinds == ("dense", "activation", "dense")
+    _assert_stats(res, res.sites, values, 2, 64, 128)
