@@ -349,3 +349,81 @@ def test_nested_scan_with_checkpoint_under_jit_equals_unrolled():
     for m in ("mean", "var", "grad_rms", "saturation"):
         np.testing.assert_allclose(a[m], u[m], rtol=rtol, atol=rtol if m == "mean" else 0,
                                    err_msg=m)
+
+
+# ------------------------------------------------------------------ 5. dead channels of a conv
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+def test_conv_dead_frac_counts_dead_channels(layout):
+    c, dead = 8, (1, 4, 6)
+    w = 0.01 * jax.random.normal(jax.random.key(8), (3, 3, c, c))  # |conv| << 10
+    b = jnp.full((c,), 0.5).at[jnp.array(dead)].set(-10.0)
+    shape = (16, 8, 8, c) if layout == "NHWC" else (16, c, 8, 8)
+    x = jax.random.normal(jax.random.key(9), shape)
+    bias = (lambda b: b[None, None, None, :]) if layout == "NHWC" else (
+        lambda b: b[None, :, None, None])
+
+    def f(p, x):
+        return jax.nn.relu(_conv(x, p["w"], layout) + bias(p["b"]))
+
+    res = initdiag.probe_fn(f, {"w": w, "b": b}, x)
+    assert res.kinds == ("conv", "activation")
+    assert res["dead_frac"][1] == len(dead) / c
+    # zero_frac counts entries: every entry of a dead channel, none of a live one (bias 0.5)
+    assert res["zero_frac"][1] == len(dead) / c
+
+
+# ------------------------------------------------------------------ 6. taps are free outside
+def _make(with_taps):
+    t = tap if with_taps else (lambda v, name, activation=None: v)
+
+    def f(p, x):
+        @jax.checkpoint
+        def body(h, w):
+            return t(jnp.tanh(t(h @ w, "pre")), "act", activation="tanh"), None
+
+        return jax.lax.scan(body, x, p)[0]
+
+    return f
+
+
+def test_taps_cost_nothing_outside_a_probe():
+    w = jax.random.normal(jax.random.key(10), (3, 16, 16)) / 4
+    x = jax.random.normal(jax.random.key(11), (32, 16))
+    tapped, plain = _make(True), _make(False)
+    jitted = jax.jit(tapped)
+    before = str(jax.make_jaxpr(jitted)(w, x))
+    assert before == str(jax.make_jaxpr(jax.jit(plain))(w, x))
+    assert "initdiag_tap" not in before
+    out = jitted(w, x)  # cached outside a probe ...
+    res = initdiag.probe_fn(jitted, w, x)  # ... traced afresh inside one
+    assert res.sites == tuple(f"{k}/[{i}]" for i in range(3) for k in ("pre", "act"))
+    assert res.kinds == ("tap",) * 6 and np.all(res["grad_rms"] > 0)
+    assert str(jax.make_jaxpr(jitted)(w, x)) == before  # and not reused outside afterwards
+    np.testing.assert_array_equal(jitted(w, x), out)
+
+
+# ------------------------------------------------------------------ 7. underflow-safe reductions
+@pytest.mark.parametrize("scale", [1e-30, 0.0])
+def test_tiny_and_zero_gradients(scale):
+    k = jax.random.split(jax.random.key(12), 3)
+    w1 = jax.random.normal(k[0], (32, 64)) / np.sqrt(32)
+    w2 = scale * jax.random.normal(k[1], (64, 8)) / 8
+    x = jax.random.normal(k[2], (64, 32))
+
+    def f(p, x):
+        h = tap(x @ p[0], "h")
+        return tap(jnp.tanh(h), "a", activation="tanh") @ p[1]
+
+    res = initdiag.probe_fn(f, (w1, w2), x)
+    # float64 reference from the same float32 weights
+    h = np.asarray(x, np.float64) @ np.asarray(w1, np.float64)
+    y_shape = (64, 8)
+    g = np.asarray(_readout(jnp.zeros(y_shape)), np.float64) / 64
+    ga = g @ np.asarray(w2, np.float64).T
+    gh = ga * (1 - np.tanh(h) ** 2)
+    if scale == 0.0:
+        assert res["grad_rms"][0] == 0.0 and res["grad_rms"][1] == 0.0
+    else:
+        ref = np.array([_rms64(gh), _rms64(ga)])
+        assert 1e-33 < ref.min() and ref.max() < 1e-29
+        np.testing.assert_allclose(res["grad_rms"], ref, rtol=1e-5)
