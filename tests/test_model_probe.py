@@ -427,3 +427,92 @@ def test_tiny_and_zero_gradients(scale):
         ref = np.array([_rms64(gh), _rms64(ga)])
         assert 1e-33 < ref.min() and ref.max() < 1e-29
         np.testing.assert_allclose(res["grad_rms"], ref, rtol=1e-5)
+
+
+# ------------------------------------------------------------------ 8. activation recognition
+def _tanh_gelu(v):
+    return 0.5 * v * (1.0 + jnp.tanh(np.sqrt(2 / np.pi) * (v + 0.044715 * v**3)))
+
+
+ACTIVATIONS = [
+    (jnp.tanh, "tanh"), (jax.nn.sigmoid, "sigmoid"), (jax.nn.relu, "relu"),
+    (lambda v: jax.nn.leaky_relu(v, 0.2), "leaky_relu(slope=0.2)"), (jax.nn.elu, "elu"),
+    (jax.nn.selu, "selu"), (lambda v: jax.nn.gelu(v, approximate=True), "gelu(approximate=True)"),
+    (lambda v: jax.nn.gelu(v, approximate=False), "gelu"), (jax.nn.silu, "silu"),
+    (jax.nn.softplus, "softplus"), (lambda v: jnp.maximum(v, 0.0), "relu"),
+    (_tanh_gelu, "gelu(approximate=True)"), (lambda v: v**2, None), (lambda v: 2 * v, None),
+]
+
+
+def _activation_sites(act):
+    w = jnp.ones((16, 32)) / 4
+    x = jnp.ones((8, 16))
+    prog = Program(lambda p, x: act(x @ p), w, x, sites="discover")  # phase 1 only: no compile
+    return [s.activation for s in prog.site_list if s.kind == "activation"]
+
+
+@pytest.mark.parametrize("act,label", ACTIVATIONS,
+                         ids=[f"{i}-{label}" for i, (_, label) in enumerate(ACTIVATIONS)])
+def test_activation_recognition(act, label):
+    assert initdiag.activation(label).label == label if label else True
+    assert _activation_sites(act) == ([label] if label else [])
+
+
+# ------------------------------------------------------------------ 9. skipped constructs
+@jax.custom_vjp
+def _custom_dense(h, w):
+    return h @ w
+
+
+_custom_dense.defvjp(lambda h, w: (h @ w, (h, w)), lambda r, g: (g @ r[1].T, r[0].T @ g))
+
+
+def test_custom_vjp_and_while_are_skipped_and_the_rest_is_probed():
+    k = jax.random.split(jax.random.key(13), 3)
+    p = {"w1": jax.random.normal(k[0], (16, 16)) / 4, "w2": jax.random.normal(k[1], (16, 16)) / 4}
+    x = jax.random.normal(k[2], (32, 16))
+
+    def f(p, x):
+        h = jnp.tanh(x @ p["w1"])
+        h = _custom_dense(h, p["w2"])
+        h = jax.lax.while_loop(lambda c: c[1] < 3, lambda c: (jnp.tanh(c[0]), c[1] + 1), (h, 0))[0]
+        return h
+
+    res = initdiag.probe_fn(f, p, x)
+    constructs = [s["construct"] for s in res.skipped]
+    assert any("custom_vjp" in c for c in constructs), res.skipped
+    assert "while" in constructs, res.skipped
+    assert all(s["reason"] for s in res.skipped)
+    assert res.kinds == ("dense", "activation")
+    assert np.all(np.isfinite(res["var"])) and np.all(res["grad_rms"] > 0)
+
+
+# ------------------------------------------------------------------ 10-12. compile, JSON, errors
+def _tiny():
+    ws, bs, x = _mlp(2, 16, 32)
+    f = lambda p, x: jnp.tanh(jnp.tanh(x @ p[0][0] + p[1][0][None, :]) @ p[0][1])  # noqa: E731
+    return f, (ws, bs), x
+
+
+def test_second_call_reuses_the_executable(tmp_path):
+    f, p, x = _tiny()
+    res = initdiag.probe_fn(f, p, x)
+    p2 = jax.tree_util.tree_map(lambda a: 2 * a, p)
+    res2 = initdiag.probe_fn(f, p2, x, seed=3)
+    prog = api.program(f, p, x)
+    assert api.program(f, p2, x) is prog and prog.compiled_count() == 1
+    assert res2["var"][0] != res["var"][0]
+    # JSON round trip, bit for bit
+    res.to_json(tmp_path / "r.json")
+    back = initdiag.load(tmp_path / "r.json")
+    assert back == res and back.sites == res.sites
+    for m in res.metrics:
+        np.testing.assert_array_equal(back[m], res[m])
+
+
+def test_bad_sites_and_loss_name_the_value_and_the_choices():
+    f, p, x = _tiny()
+    with pytest.raises(ValueError, match=r"sites='everywhere'.*auto, taps, discover"):
+        initdiag.probe_fn(f, p, x, sites="everywhere")
+    with pytest.raises(ValueError, match=r"loss='mse'.*projection, half_mse"):
+        initdiag.probe_fn(f, p, x, loss="mse")
