@@ -475,16 +475,19 @@ def test_custom_vjp_and_while_are_skipped_and_the_rest_is_probed():
     def f(p, x):
         h = jnp.tanh(x @ p["w1"])
         h = _custom_dense(h, p["w2"])
-        h = jax.lax.while_loop(lambda c: c[1] < 3, lambda c: (jnp.tanh(c[0]), c[1] + 1), (h, 0))[0]
-        return h
+        # a while loop cannot be reverse-differentiated: one off the gradient path (a constant
+        # computed from the signal), as a model that trains could have
+        c = jax.lax.while_loop(lambda c: c[1] < 3, lambda c: (0.5 * c[0], c[1] + 1),
+                               (jax.lax.stop_gradient(h), 0))[0]
+        return h - c
 
     res = initdiag.probe_fn(f, p, x)
     constructs = [s["construct"] for s in res.skipped]
     assert any("custom_vjp" in c for c in constructs), res.skipped
     assert "while" in constructs, res.skipped
     assert all(s["reason"] for s in res.skipped)
-    assert res.kinds == ("dense", "activation")
-    assert np.all(np.isfinite(res["var"])) and np.all(res["grad_rms"] > 0)
+    assert res.kinds[:2] == ("dense", "activation"), res.kinds
+    assert np.all(np.isfinite(res["var"][:2])) and np.all(res["grad_rms"][:2] > 0)
 
 
 # ------------------------------------------------------------------ 10-12. compile, JSON, errors
