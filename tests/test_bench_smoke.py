@@ -385,3 +385,21 @@ def test_bench_md_prints_the_flip_note():
     assert (f"- relu/he_normal, L=50, W=256, B=256: all {len(METRICS)} metrics equal as noted: "
             f"{note}") in check
     assert f"- tanh/glorot_uniform, L=50, W=256, B=256: all {len(METRICS)} metrics equal\n" in check
+
+
+def test_model_workloads_run_and_compile_once():
+    """Issue 11's model workloads (tiny sizes): the probe and the plain pass run, the ratio and
+    the sweep are reported, and the 10-scale sweep reuses one executable."""
+    from _bench import models
+
+    wls = models.model_workloads(quick=True)
+    assert set(wls) == {"resnet", "transformer"}
+    rec = models.bench(quick=True, warmup=1, reps=1)
+    for key, r in rec.items():
+        assert r["compiled"] == 1 and r["same_program"], key
+        assert r["sweep_n"] == 10 and r["ratio"] > 0 and r["sites"] > 0
+    assert "conv" in rec["resnet"]["kinds"] and "norm" in rec["resnet"]["kinds"]
+    assert "attention" in rec["transformer"]["kinds"]
+    assert "residual" in rec["transformer"]["kinds"]
+    md = "\n".join(models.markdown(rec))
+    assert "ResNet" in md and "transformer" in md

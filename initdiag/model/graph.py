@@ -359,8 +359,11 @@ class Walk:
             self._div(infos, out, p, group, scans, stack)
         if name in ("add", "add_any"):
             self._add(infos, out, p, group, scans, stack, uses)
+        # a comparison's boolean output is part of a chain (the predicate of a where: leaky_relu,
+        # elu, selu select between two branches of the same input), but never an activation
         if out.site is None and const_like and out_shape and all(
-                i.shape == out_shape for i in sig) and eqn.outvars[0].aval.dtype == np.float32:
+                i.shape == out_shape for i in sig) and eqn.outvars[0].aval.dtype in (
+                np.float32, np.bool_):
             self._chain(eqn, infos, out, p, group, scans)
         return out
 
@@ -412,6 +415,8 @@ class Walk:
                 return
         out.tests = tests
         out.above = frozenset().union(*(i.above | ({i} if i.tests else set()) for i in sig))
+        if eqn.outvars[0].aval.dtype != np.float32:
+            return
         for base, values in tests.items():  # bases in insertion order: the longest chain first
             act = self._match(values, base.shape)
             if act is None:
@@ -440,11 +445,11 @@ class Walk:
         if np.any(neg) and np.any(t > 0):
             slope = values[neg][0] / t[neg][0]
             if 0 < slope < 1 and not np.isclose(slope, 0):
-                a = make_activation("leaky_relu", slope=float(np.float32(slope)))
+                a = make_activation("leaky_relu", slope=_short(slope))
                 cands.append((a, np.asarray(jax.device_get(a(t)))))
             low = values[t == t.min()][0]
             if low < 0:
-                a = make_activation("elu", alpha=float(np.float32(-low)) if t.min() <= -20 else 1.0)
+                a = make_activation("elu", alpha=_short(-low) if t.min() <= -20 else 1.0)
                 cands.append((a, np.asarray(jax.device_get(a(t)))))
         for act, ref in cands:
             if np.all(np.abs(values - ref) <= 1e-5 + 1e-4 * np.abs(ref)):
@@ -669,6 +674,12 @@ class Walk:
                 o.const = None
             result.append(o)
         return result
+
+
+def _short(v: Any) -> float:
+    """The shortest decimal that rounds to ``v`` in float32 (a slope of 0.2 read back from
+    float32 test values is 0.2, not 0.20000000298023224), so labels read as the user wrote them."""
+    return float(str(np.float32(v)))
 
 
 def _namer(infos: list[Info]) -> str:

@@ -23,7 +23,7 @@ from _bench import measure, render, systems
 from _bench.workloads import STANDARD_INITIALIZERS, flat_depths, workloads
 
 ROOT = Path(__file__).resolve().parents[2]
-PARTS = ("a", "b", "c", "d", "flat", "report")
+PARTS = ("a", "b", "c", "d", "flat", "report", "models")
 #: Issue 5: "median of >= 5 after warm-up"; fewer repetitions only with --quick.
 MIN_REPS = 5
 #: The naive loop is skipped where it would take longer than this (issue: "> 2 min").
@@ -275,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         l_ = _worker("compile", str(large), str(w), str(b))
         res["compile_flatness"] = {"small": s, "large": l_,
                                    "ratio": l_["compile_s"] / s["compile_s"]}
+    if "models" in args.parts:
+        from _bench import models
+        res["models"] = models.bench(args.quick, args.warmup, args.reps, log)
     if "report" in args.parts:
         log("default report: python -m initdiag report --quiet (fresh process)")
         res["report"] = run_report()

@@ -187,6 +187,9 @@ def markdown(res: dict) -> str:
                   f"process (first call − median of 3 more): L={s['depth']}: "
                   f"{s['compile_s']:.2f} s, L={l['depth']}: {l['compile_s']:.2f} s, ratio "
                   f"{flat['ratio']:.2f}."]
+    if res.get("models"):
+        from _bench import models
+        lines += ["", *models.markdown(res["models"])]
     if res.get("report"):
         r = res["report"]
         lines += ["", "## Default report", "", f"`{r['command']}` (fresh process): "
