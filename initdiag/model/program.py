@@ -66,6 +66,21 @@ def _flatten_group(group: graph.Group, prefix: tuple, suffix: str, out: list) ->
             out.append((item, prefix, suffix))
 
 
+def _owners(with_path: list) -> list[str]:
+    """Each leaf's owner name (:func:`initdiag.model.paths.owner_text`); matrices and kernels
+    (ndim >= 2) whose owners would coincide -- ``(weights, biases)`` lists: ``[0][3]`` -- keep
+    their whole path instead."""
+    owners = [owner_text(p) for p, _ in with_path]
+    big = [i for i, (_, leaf) in enumerate(with_path) if np.ndim(leaf) >= 2]
+    counts: dict[str, int] = {}
+    for i in big:
+        counts[owners[i]] = counts.get(owners[i], 0) + 1
+    for i in big:
+        if counts[owners[i]] > 1:
+            owners[i] = path_text(with_path[i][0])
+    return owners
+
+
 def _unique(names: list[str]) -> list[str]:
     counts: dict[str, int] = {}
     for n in names:
@@ -101,7 +116,7 @@ class Program:
         self.static = {i: leaf for i, leaf in enumerate(leaves) if i not in set(self.dynamic)}
         self.n_leaves = len(leaves)
         self.paths = [path_text(p) for p, _ in with_path]
-        self.owners = [owner_text(p) for p, _ in with_path]
+        self.owners = _owners(with_path)
         x_leaves, self.x_treedef = jax.tree_util.tree_flatten(x)
         if not x_leaves:
             raise ValueError("x has no arrays")
