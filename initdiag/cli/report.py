@@ -29,6 +29,9 @@ examples:
   initdiag report --activations tanh,relu --inits he_normal,'orthogonal(gain=1.2)' \\
                   --depth 100 --seeds 0,1,2 --title "deep tanh" --out my-report
   initdiag report --config sweep.toml               the same options from a TOML file
+  initdiag report --model models.py:make_model      your own JAX model: make_model() returns
+                                                    (fn, params, x) or (model, x)
+  initdiag report --model models.py:make_model --inits he_normal,orthogonal --seeds 0,1
 
 sweep.toml:
   title = "deep tanh"
@@ -39,7 +42,7 @@ sweep.toml:
 """
 
 #: The report's own TOML keys (besides the probe options) -> the type of their value.
-REPORT_KEYS = {"title": str, "out": str, "quiet": bool}
+REPORT_KEYS = {"title": str, "out": str, "quiet": bool, "model": str}
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -50,6 +53,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_probe_options(p)
     g = p.add_argument_group("report")
+    g.add_argument("--model", default=None, metavar="FILE.py:FUNCTION",
+                   help="report on your own JAX model instead of a stack: FUNCTION() in FILE.py "
+                        "(imported by its path, called with no arguments) returns (fn, params, "
+                        "x), fn(params, x) -> output, or (model, x); probed as given, or with "
+                        "its weights redrawn by each of --inits x --seeds; only --inits and "
+                        "--seeds of 'what to probe' apply (default: none, probe a stack)")
     g.add_argument("--title", default=None,
                    help="title shown on the page; also names the default output folder "
                         "(default: none; the page is titled 'initdiag report')")
@@ -124,6 +133,15 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     args = merge_config(args, REPORT_KEYS)
+    if args.model:
+        from initdiag.cli.model import run_model
+
+        command = "initdiag " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        try:
+            return run_model(args, command)
+        except KeyboardInterrupt:
+            print("initdiag: interrupted; no report written", file=sys.stderr)
+            return 130
     check_probe_args(args)
     kwargs = sweep_kwargs(args)
     out = Path(args.out) if args.out else Path("reports") / slug(args.title)
