@@ -128,7 +128,7 @@ def draw_metric(ax, results: Sequence[Any], metric: str, palette: dict, *,
         if log:
             zero = idx[np.isfinite(med) & (med <= 0)]
             if zero.size:
-                notes.append(f"{init}: <= 0 at {_range_text(zero)}")
+                notes.append(plain(f"{init}: <= 0 at {_range_text(zero)}"))
             med = np.where(med > 0, med, np.nan)
             lo, hi = np.where(lo > 0, lo, np.nan), np.where(hi > 0, hi, np.nan)
         ax.plot(idx, med, color=st.color, linestyle=dash or st.dash, marker=st.marker,
@@ -150,9 +150,14 @@ def site_ticks(ax, sites: Sequence[str], idx: Sequence[int] | None = None) -> No
     step = max(1, math.ceil(len(idx) / MAX_TICKS))
     idx = idx[::step]
     ax.set_xticks(idx)
-    ax.set_xticklabels([f"{i} {short_site(sites[i])}" for i in idx], rotation=60, ha="right",
-                       rotation_mode="anchor", fontsize="x-small")
+    ax.set_xticklabels([plain(f"{i} {short_site(sites[i])}") for i in idx], rotation=60,
+                       ha="right", rotation_mode="anchor", fontsize="x-small")
     ax.set_xlim(-0.5, max(len(sites) - 0.5, 0.5))
+
+
+def plain(text: str) -> str:
+    """``text`` drawn as typed: a ``$`` in a site or initializer name starts no mathtext."""
+    return str(text).replace("$", r"\$")
 
 
 def _note(ax, text: str) -> None:
@@ -178,7 +183,7 @@ def _legend(fig, axes, palette: dict, results: Sequence[Any]) -> None:
     labels = list(by_init(results))
     handles = [Line2D([], [], color=palette[lab].color, linestyle=palette[lab].dash,
                       marker=palette[lab].marker, markersize=3.5) for lab in labels]
-    axes[0].legend(handles, [style.wrap_label(lab) for lab in labels], loc="upper left",
+    axes[0].legend(handles, [plain(style.wrap_label(lab)) for lab in labels], loc="upper left",
                    bbox_to_anchor=(1.01, 1.0), frameon=False, title="initializer")
 
 
