@@ -42,7 +42,7 @@ sweep.toml:
 """
 
 #: The report's own TOML keys (besides the probe options) -> the type of their value.
-REPORT_KEYS = {"title": str, "out": str, "quiet": bool, "model": str}
+REPORT_KEYS = {"title": str, "out": str, "quiet": bool}
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
