@@ -122,7 +122,7 @@ def render_model_html(results: Sequence[Any], figures: Sequence[Any], *,
         diagnosis section.
     """
     from initdiag.probe import environment
-    from initdiag.report.html import ENVIRONMENT_KEYS, _environment, data_uri
+    from initdiag.report.html import ENVIRONMENT_KEYS, data_uri, jinja_environment
 
     results = list(results)
     groups = by_init(results)
@@ -141,7 +141,7 @@ def render_model_html(results: Sequence[Any], figures: Sequence[Any], *,
              "width": f.size[0] if f.size else None, "height": f.size[1] if f.size else None,
              "src": data_uri(Path(f.path).read_bytes()) if f.path else None,
              "skipped": f.skipped} for f in figures]
-    return _environment().get_template(TEMPLATE).render(
+    return jinja_environment().get_template(TEMPLATE).render(
         title=title or f"initdiag report: {model}", model=model, figures=figs,
         per_init=per_init, table_metrics=table_metrics,
         param_columns=PARAM_COLUMNS, skipped=[dict(s) for s in first.skipped],

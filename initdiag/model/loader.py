@@ -1,4 +1,4 @@
-"""``initdiag report --model FILE.py:FUNCTION``: report on your own JAX model.
+"""Load a model from ``FILE.py:FUNCTION`` (``initdiag report --model``): :func:`load_model`.
 
 The file is imported by its path (its folder is put first on ``sys.path`` while it is imported
 and the function runs, so it may import its neighbours) and ``FUNCTION()`` is called with no
@@ -6,31 +6,20 @@ arguments. It returns either ``(fn, params, x)`` (``fn(params, x) -> output``, a
 :func:`initdiag.probe_fn`) or ``(model, x)``, a framework's model object adapted by
 ``initdiag.model.frameworks.adapt(model, x)`` (when this version of initdiag has it).
 
-Without ``--inits`` the weights are probed as returned (:func:`initdiag.probe_fn`, once per
-``--seeds`` value: the seed draws the projection loss's readout); with ``--inits`` every weight
-leaf is redrawn by each initializer x seed (:func:`initdiag.sweep_fn`). The report is
-:func:`initdiag.report.api.write_model_report`'s folder (index.html, PNGs, results.json).
-
-A bad ``--model`` value (no ``:``, no such file, no such function, a file that fails to import,
-a function that returns something else) is a ValueError or TypeError naming it: exit status 2.
+A bad spec (no ``:``, no such file, no such function, a file that fails to import, a function
+that returns something else) is a ValueError or TypeError whose message quotes it as the
+command line's ``--model '...'``.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib.util
 import sys
-import time
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
 EXAMPLE = "models.py:make_model"
-#: The stack options that do not apply to ``--model`` (argparse dests): everything but the
-#: initializers and seeds.
-SHARED_KEYS = ("inits", "seeds")
-
-
 class LoadedModel(NamedTuple):
     """What ``FUNCTION()`` gave: ``fn(params, x)``, ``params``, ``x``, the weight ``layout``
     (``"auto"`` unless a framework adapter says otherwise) and a display ``name``."""
@@ -120,56 +109,3 @@ def load_model(spec: str) -> LoadedModel:
     got = (f"a tuple of {len(made)}" if isinstance(made, tuple) else type(made).__name__)
     raise TypeError(f"--model {spec!r}: {name}() returned {got}; expected (fn, params, x) with "
                     f"fn(params, x) -> output, or (model, x)")
-
-
-def check_model_args(args: argparse.Namespace) -> None:
-    """With ``--model``, reject the stack options that do not apply (only ``--inits`` and
-    ``--seeds`` do), naming the first one given."""
-    from initdiag.cli.options import probe_keys
-
-    for key in probe_keys():
-        if key in SHARED_KEYS:
-            continue
-        value = getattr(args, key, None)
-        if value is not None and value is not False:
-            raise ValueError(f"--{key.replace('_', '-')} does not apply with --model (a model "
-                             f"report takes --inits and --seeds only)")
-
-
-def probe_model(loaded: LoadedModel, inits: list | None, seeds: list[int] | None):
-    """A ``ModelSweep``: ``sweep_fn`` over inits x seeds with ``inits``, else ``probe_fn`` of the
-    weights as given, once per seed (default seed 0)."""
-    import initdiag
-    from initdiag.model.result import ModelSweep
-
-    seeds = list(seeds) if seeds else [0]
-    if inits:
-        if importlib.util.find_spec("initdiag.model.reinit") is None:
-            raise ValueError("--inits with --model redraws the model's weights, which needs "
-                             "initdiag.model.reinit; this version of initdiag does not have it "
-                             "(leave out --inits to probe the weights as given)")
-        return initdiag.sweep_fn(loaded.fn, loaded.params, loaded.x, inits=list(inits),
-                                 seeds=seeds, layout=loaded.layout, name=loaded.name)
-    return ModelSweep([initdiag.probe_fn(loaded.fn, loaded.params, loaded.x, seed=s,
-                                         name=loaded.name) for s in seeds])
-
-
-def run_model(args: argparse.Namespace, command: str) -> int:
-    """``initdiag report --model ...``: load, probe, write the report; exit status 0."""
-    from initdiag.report.api import write_model_report
-    from initdiag.report.build import slug
-
-    t0 = time.perf_counter()
-    check_model_args(args)
-    _, func = split_spec(args.model)
-    out = Path(args.out) if args.out else Path("reports") / slug(args.title or func)
-    loaded = load_model(args.model)
-    sweep = probe_model(loaded, args.inits, args.seeds)
-    paths = write_model_report(sweep, out, title=args.title, command=command)
-    if not args.quiet:
-        first = sweep[0]
-        print(f"initdiag report: model {loaded.name}, {len(first.sites)} sites, "
-              f"{len(first.param_rows)} parameter leaves, {len(sweep)} probes")
-        print(f"report: {paths['html']}  (results: {paths['results'].name}, "
-              f"{len(paths) - 2} figures; {time.perf_counter() - t0:.1f} s)")
-    return 0
