@@ -46,6 +46,14 @@ from initdiag.nn.stacks import init_stack as init_stack
 from initdiag.nn.stacks import make_spec as make_spec
 
 
+def write_report(results, out, *, title=None, command=None, verdicts=None):
+    """Write the HTML report of stack or model results into the folder ``out``; returns the
+    page's path (:func:`initdiag.report.api.write_report`; imports matplotlib on first use)."""
+    from initdiag.report.api import write_report as _write_report
+
+    return _write_report(results, out, title=title, command=command, verdicts=verdicts)
+
+
 def __getattr__(name: str):
     # initdiag.theory imports scipy.optimize (~0.4-0.9 s): loaded on first use, not on import.
     if name == "theory":

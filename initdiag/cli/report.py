@@ -1,7 +1,13 @@
 """``initdiag report``: probe a sweep, diagnose it and write a report folder
 (:func:`initdiag.report.build.build_report`), with a progress bar and a one-screen summary.
 
-Output folder: ``--out DIR``, by default ``reports/<slug of --title, or "default">/``. Options can
+With ``--model FILE.py:FUNCTION`` it reports on your own JAX model instead
+(:func:`initdiag.model.loader.load_model`; :func:`run_model`): probed as given
+(:func:`initdiag.probe_fn`) or redrawn by each of ``--inits`` x ``--seeds``
+(:func:`initdiag.sweep_fn`), written by :func:`initdiag.report.api.write_model_report`.
+
+Output folder: ``--out DIR``, by default ``reports/<slug of --title, or "default">/`` (with
+``--model``: of the title or the function's name). Options can
 also come from a TOML file (``--config``) whose keys are the option names (with ``_`` or ``-``);
 options given on the command line win over the file.
 """
@@ -9,6 +15,7 @@ options given on the command line win over the file.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -29,6 +36,9 @@ examples:
   initdiag report --activations tanh,relu --inits he_normal,'orthogonal(gain=1.2)' \\
                   --depth 100 --seeds 0,1,2 --title "deep tanh" --out my-report
   initdiag report --config sweep.toml               the same options from a TOML file
+  initdiag report --model models.py:make_model      your own JAX model: make_model() returns
+                                                    (fn, params, x) or (model, x)
+  initdiag report --model models.py:make_model --inits he_normal,orthogonal --seeds 0,1
 
 sweep.toml:
   title = "deep tanh"
@@ -50,6 +60,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_probe_options(p)
     g = p.add_argument_group("report")
+    g.add_argument("--model", default=None, metavar="FILE.py:FUNCTION",
+                   help="report on your own JAX model instead of a stack: FUNCTION() in FILE.py "
+                        "(imported by its path, called with no arguments) returns (fn, params, "
+                        "x), fn(params, x) -> output, or (model, x); probed as given, or with "
+                        "its weights redrawn by each of --inits x --seeds; only --inits and "
+                        "--seeds of 'what to probe' apply (default: none, probe a stack)")
     g.add_argument("--title", default=None,
                    help="title shown on the page; also names the default output folder "
                         "(default: none; the page is titled 'initdiag report')")
@@ -124,6 +140,13 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     args = merge_config(args, REPORT_KEYS)
+    if args.model:
+        command = "initdiag " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        try:
+            return run_model(args, command)
+        except KeyboardInterrupt:
+            print("initdiag: interrupted; no report written", file=sys.stderr)
+            return 130
     check_probe_args(args)
     kwargs = sweep_kwargs(args)
     out = Path(args.out) if args.out else Path("reports") / slug(args.title)
@@ -147,4 +170,63 @@ def run(args: argparse.Namespace) -> int:
         footer = (f"report: {paths['html']}  (results: {paths['results'].name}, "
                   f"{len(paths) - 2} figures; {time.perf_counter() - t0:.1f} s)")
         _print_summary(verdicts, header, footer)
+    return 0
+
+
+#: The probe options that apply with ``--model`` (argparse dests); the others are refused.
+MODEL_KEYS = ("inits", "seeds")
+
+
+def check_model_args(args: argparse.Namespace) -> None:
+    """With ``--model``, reject the stack options that do not apply (only ``--inits`` and
+    ``--seeds`` do), naming the first one given."""
+    from initdiag.cli.options import probe_keys
+
+    for key in probe_keys():
+        if key in MODEL_KEYS:
+            continue
+        value = getattr(args, key, None)
+        if value is not None and value is not False:
+            raise ValueError(f"--{key.replace('_', '-')} does not apply with --model (a model "
+                             f"report takes --inits and --seeds only)")
+
+
+def probe_model(loaded: Any, inits: list | None, seeds: list[int] | None):
+    """A ``ModelSweep`` of ``loaded`` (:func:`initdiag.model.loader.load_model`): ``sweep_fn``
+    over inits x seeds with ``inits``, else ``probe_fn`` of the weights as given, once per seed
+    (the seed draws the projection loss's readout; default seed 0)."""
+    import initdiag
+    from initdiag.model.result import ModelSweep
+
+    seeds = list(seeds) if seeds else [0]
+    if inits:
+        if importlib.util.find_spec("initdiag.model.reinit") is None:
+            raise ValueError("--inits with --model redraws the model's weights, which needs "
+                             "initdiag.model.reinit; this version of initdiag does not have it "
+                             "(leave out --inits to probe the weights as given)")
+        return initdiag.sweep_fn(loaded.fn, loaded.params, loaded.x, inits=list(inits),
+                                 seeds=seeds, layout=loaded.layout, name=loaded.name)
+    return ModelSweep([initdiag.probe_fn(loaded.fn, loaded.params, loaded.x, seed=s,
+                                         name=loaded.name) for s in seeds])
+
+
+def run_model(args: argparse.Namespace, command: str) -> int:
+    """``initdiag report --model ...``: load, probe, write the report; exit status 0."""
+    from initdiag.model.loader import load_model, split_spec
+    from initdiag.report.api import write_model_report
+    from initdiag.report.build import slug
+
+    t0 = time.perf_counter()
+    check_model_args(args)
+    _, func = split_spec(args.model)
+    out = Path(args.out) if args.out else Path("reports") / slug(args.title or func)
+    loaded = load_model(args.model)
+    sweep = probe_model(loaded, args.inits, args.seeds)
+    paths = write_model_report(sweep, out, title=args.title, command=command)
+    if not args.quiet:
+        first = sweep[0]
+        print(f"initdiag report: model {loaded.name}, {len(first.sites)} sites, "
+              f"{len(first.param_rows)} parameter leaves, {len(sweep)} probes")
+        print(f"report: {paths['html']}  (results: {paths['results'].name}, "
+              f"{len(paths) - 2} figures; {time.perf_counter() - t0:.1f} s)")
     return 0

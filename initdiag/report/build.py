@@ -64,8 +64,10 @@ class ReportFolder:
                           f"{e.strerror or e} ({anchor})") from None
 
     def commit(self, names: Any = ()) -> Path:
-        """Move the finished report into place; ``names``: the report figures this run wrote."""
+        """Move the finished report into place; ``names``: the report figures this run wrote
+        (PNGs of other stack or model report figures left in an existing ``out`` are removed)."""
         from initdiag.report.figures import FIGURES
+        from initdiag.report.model_figures import MODEL_FIGURES
 
         if not self.existed:
             self.out.parent.mkdir(parents=True, exist_ok=True)
@@ -81,9 +83,9 @@ class ReportFolder:
         files = sorted(p.name for p in self.tmp.iterdir())
         for name in sorted(files, key=lambda n: n == "index.html"):  # the page last
             os.replace(self.tmp / name, self.out / name)
-        for spec in FIGURES:
-            if spec.name not in names:
-                (self.out / f"{spec.name}.png").unlink(missing_ok=True)
+        for name in dict.fromkeys([*(spec.name for spec in FIGURES), *MODEL_FIGURES]):
+            if name not in names:  # a stack or model report figure this run did not draw
+                (self.out / f"{name}.png").unlink(missing_ok=True)
         self.tmp.rmdir()
         return self.out
 
@@ -111,11 +113,8 @@ def build_report(kwargs: dict[str, Any], out: Path, *, title: str | None = None,
       (sweep, verdicts, paths): the SweepResult, its verdicts and {"html", "results", figure
       names...} -> Path.
     """
-    from initdiag.analysis.diagnosis import diagnose
-    from initdiag.probe import sweep as run_sweep
-    from initdiag.report.figures import Context, write_figures
-    from initdiag.report.html import render_html
     from initdiag.jsonvalues import encode
+    from initdiag.probe import sweep as run_sweep
 
     t0 = time.perf_counter()
     folder = ReportFolder(out)
@@ -127,31 +126,68 @@ def build_report(kwargs: dict[str, Any], out: Path, *, title: str | None = None,
             "report": {"title": title, "command": command, "sweep": kwargs,
                        "sweep_s": t_sweep}}), default=str))
         timings = {"sweep (probing, incl. compilation)": t_sweep}
-        t = time.perf_counter()
-        verdicts = diagnose(sweep)
-        timings["diagnosis"] = time.perf_counter() - t
-        sweep.to_json(folder.tmp / "results.json")
-        ctx = Context(sweep)
-        t = time.perf_counter()
-        ctx.predictions  # noqa: B018 (computed once, shared by the figures)
-        timings["theory: mean-field predictions"] = time.perf_counter() - t
-        t = time.perf_counter()
-        ctx.spectra  # noqa: B018
-        timings["theory: Jacobian spectra"] = time.perf_counter() - t
-        t = time.perf_counter()
-        figs = write_figures(sweep, folder.tmp, ctx=ctx)
-        timings["figures"] = time.perf_counter() - t
-        t = time.perf_counter()
-        render_html(sweep, verdicts, figs, title=title, timings=timings, command=command)
-        timings[HTML_TIMING] = time.perf_counter() - t
-        timings[TOTAL_TIMING] = time.perf_counter() - t0
-        page = render_html(sweep, verdicts, figs, title=title, timings=timings, command=command)
-        atomic_write_text(folder.tmp / "index.html", page)
+        verdicts, figs = _write_sweep_files(sweep, folder, title=title, command=command,
+                                            timings=timings, t0=t0)
         final = folder.commit({f.name for f in figs if f.path is not None})
     except BaseException:
         folder.discard()
         raise
+    return sweep, verdicts, _paths(final, figs)
+
+
+def write_sweep_report(sweep: Any, out: str | Path, *, title: str | None = None,
+                       command: str | None = None):
+    """Write the report of an existing ``SweepResult`` into ``out`` (atomically, as
+    :func:`build_report`, without probing): diagnosis, figures, results.json, index.html.
+
+    Returns:
+      (verdicts, paths) as :func:`build_report`.
+    """
+    t0 = time.perf_counter()
+    folder = ReportFolder(out)
+    try:
+        verdicts, figs = _write_sweep_files(sweep, folder, title=title, command=command,
+                                            timings={}, t0=t0)
+        final = folder.commit({f.name for f in figs if f.path is not None})
+    except BaseException:
+        folder.discard()
+        raise
+    return verdicts, _paths(final, figs)
+
+
+def _write_sweep_files(sweep: Any, folder: ReportFolder, *, title: str | None,
+                       command: str | None, timings: dict[str, float], t0: float):
+    """Diagnose ``sweep`` and write results.json, the figures and index.html into
+    ``folder.tmp``; ``timings`` (updated) are shown on the page. Returns (verdicts, figures)."""
+    from initdiag.analysis.diagnosis import diagnose
+    from initdiag.report.figures import Context, write_figures
+    from initdiag.report.html import render_html
+
+    t = time.perf_counter()
+    verdicts = diagnose(sweep)
+    timings["diagnosis"] = time.perf_counter() - t
+    sweep.to_json(folder.tmp / "results.json")
+    ctx = Context(sweep)
+    t = time.perf_counter()
+    ctx.predictions  # noqa: B018 (computed once, shared by the figures)
+    timings["theory: mean-field predictions"] = time.perf_counter() - t
+    t = time.perf_counter()
+    ctx.spectra  # noqa: B018
+    timings["theory: Jacobian spectra"] = time.perf_counter() - t
+    t = time.perf_counter()
+    figs = write_figures(sweep, folder.tmp, ctx=ctx)
+    timings["figures"] = time.perf_counter() - t
+    t = time.perf_counter()
+    render_html(sweep, verdicts, figs, title=title, timings=timings, command=command)
+    timings[HTML_TIMING] = time.perf_counter() - t
+    timings[TOTAL_TIMING] = time.perf_counter() - t0
+    page = render_html(sweep, verdicts, figs, title=title, timings=timings, command=command)
+    atomic_write_text(folder.tmp / "index.html", page)
+    return verdicts, figs
+
+
+def _paths(final: Path, figs: Any) -> dict[str, Path]:
     paths: dict[str, Path] = {"results": final / "results.json"}
     paths.update({f.name: final / f.path.name for f in figs if f.path is not None})
     paths["html"] = final / "index.html"
-    return sweep, verdicts, paths
+    return paths

@@ -29,7 +29,9 @@ TEMPLATE = "report.html.j2"
 #: Environment fields shown, in order (from ``result.meta["environment"]``).
 ENVIRONMENT_KEYS = ("initdiag", "jax", "jaxlib", "numpy", "python", "platform", "device",
                     "device_count")
-def _environment():
+def jinja_environment():
+    """The jinja2 environment of the report templates (``templates/``): autoescaping on,
+    undefined names an error."""
     import jinja2
 
     return jinja2.Environment(
@@ -144,7 +146,7 @@ def render_html(sweep: SweepResult, verdicts: Sequence[Any], figures: Sequence[W
              "width": f.size[0] if f.size else None, "height": f.size[1] if f.size else None,
              "src": data_uri(Path(f.path).read_bytes()) if f.path else None,
              "skipped": getattr(f, "skipped", None)} for f in figures]
-    return _environment().get_template(TEMPLATE).render(
+    return jinja_environment().get_template(TEMPLATE).render(
         title=title or "initdiag report", grid=grid, fmt=fmt, figures=figs,
         suggestions=_suggestions(verdicts), key_labels=_key_labels(verdicts),
         config_rows=_config_rows(sweep), init_rows=_init_rows(sweep),
