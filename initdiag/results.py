@@ -123,7 +123,7 @@ class ProbeResult:
                    meta=dict(d.get("meta", {})))
 
     def to_json(self, path: str | os.PathLike) -> Path:
-        return _write({"kind": "probe", "results": [self.to_dict()]}, path)
+        return write_document({"kind": "probe", "results": [self.to_dict()]}, path)
 
     def to_frame(self):
         return SweepResult([self]).to_frame()
@@ -179,7 +179,7 @@ class SweepResult:
                 "results": [r.to_dict() for r in self.results]}
 
     def to_json(self, path: str | os.PathLike) -> Path:
-        return _write(self.to_dict(), path)
+        return write_document(self.to_dict(), path)
 
 
 def config_columns(config: Mapping[str, Any], seed: int) -> dict[str, Any]:
@@ -190,7 +190,7 @@ def config_columns(config: Mapping[str, Any], seed: int) -> dict[str, Any]:
     return {**config.columns(), "seed": int(seed), "layer": np.arange(1, int(config.depth) + 1)}
 
 
-def _write(body: dict[str, Any], path: str | os.PathLike) -> Path:
+def write_document(body: dict[str, Any], path: str | os.PathLike) -> Path:
     """Compact JSON with one result per line (small files; a diff shows which configs changed)."""
     head = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
             **{k: v for k, v in body.items() if k != "results"}}

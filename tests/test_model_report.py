@@ -261,3 +261,22 @@ def test_cli_model_inits_sweep(model_file, tmp_path, capsys):
         ("he_normal", 0), ("he_normal", 1), ("orthogonal", 0), ("orthogonal", 1)]
     page = (out / "index.html").read_text(encoding="utf-8")
     assert "initializer he_normal" in page and "initializer orthogonal" in page
+
+
+def test_default_report_carries_the_diagnosis(tmp_path):
+    """write_report diagnoses model results itself: a zero readout is named on the page."""
+    def mlp(p, x):
+        for w in p[:-1]:
+            x = jnp.tanh(x @ w)
+        return x @ p[-1]
+
+    key = jax.random.key(3)
+    ws = [jax.random.normal(jax.random.fold_in(key, i), (32, 32)) / jnp.sqrt(32.0)
+          for i in range(3)] + [jnp.zeros((32, 4))]
+    x = jax.random.normal(key, (64, 32))
+    res = initdiag.probe_fn(mlp, ws, x, name="zero_readout")
+    page = initdiag.write_report(res, tmp_path / "z").read_text(encoding="utf-8")
+    verdicts = initdiag.diagnose(res)
+    assert any("all zeros" in str(v) for v in verdicts)
+    for v in verdicts:
+        assert str(escape(str(v))).split(";")[0] in page

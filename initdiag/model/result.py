@@ -196,9 +196,9 @@ class ModelResult:
                    meta=dict(d.get("meta", {})))
 
     def to_json(self, path):
-        from initdiag.results import _write
+        from initdiag.results import write_document
 
-        return _write({"kind": "model", "results": [self.to_dict()]}, path)
+        return write_document({"kind": "model", "results": [self.to_dict()]}, path)
 
     def to_frame(self):
         """Tidy DataFrame, one row per (site, metric): columns :data:`FRAME_COLUMNS` (``layer``
@@ -264,9 +264,9 @@ class ModelSweep:
                 "results": [r.to_dict() for r in self.results]}
 
     def to_json(self, path):
-        from initdiag.results import _write
+        from initdiag.results import write_document
 
-        return _write(self.to_dict(), path)
+        return write_document(self.to_dict(), path)
 
 
 def from_document(doc: Mapping[str, Any]) -> ModelResult | ModelSweep:

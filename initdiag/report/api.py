@@ -26,9 +26,8 @@ def write_report(results: Any, out: str | Path, *, title: str | None = None,
       out: the output folder (created; an existing one is updated in place, atomically).
       title: shown at the top of the page (escaped).
       command: the command line that made the results, shown on the page (escaped).
-      verdicts: model reports only; HOOK for the diagnosis of model results: verdicts listed on
-        the page by their ``str()`` (default None: no diagnosis section). Stack reports are
-        always diagnosed with :func:`initdiag.diagnose`.
+      verdicts: model reports only: the verdicts listed on the page by their ``str()``; default
+        None: :func:`initdiag.diagnose` of ``results`` (as stack reports always are).
 
     Raises:
       TypeError: ``results`` is none of those types.
@@ -52,6 +51,10 @@ def write_report(results: Any, out: str | Path, *, title: str | None = None,
     if isinstance(results, ModelResult):
         results = ModelSweep([results])
     if isinstance(results, ModelSweep):
+        if verdicts is None and len(results):
+            from initdiag.analysis.diagnosis import diagnose
+
+            verdicts = diagnose(results)
         return write_model_report(results, out, title=title, command=command,
                                   verdicts=verdicts)["html"]
     raise TypeError(f"write_report: expected a SweepResult, ProbeResult, ModelResult or "

@@ -117,9 +117,9 @@ def render_model_html(results: Sequence[Any], figures: Sequence[Any], *,
       title: shown at the top (escaped); default ``"initdiag report: <model>"``.
       timings: seconds per phase, shown in order.
       command: the command line that made the report (escaped).
-      verdicts: HOOK for the diagnosis of model results (``initdiag.diagnose`` of a
-        ModelResult, when it exists): each verdict is listed by its ``str()``; None: no
-        diagnosis section.
+      verdicts: the diagnosis (:func:`initdiag.diagnose` of the results, as
+        :func:`initdiag.write_report` passes by default): each verdict is listed by its
+        ``str()``; None: no diagnosis section.
     """
     from initdiag.probe import environment
     from initdiag.report.html import ENVIRONMENT_KEYS, data_uri, jinja_environment
