@@ -81,7 +81,10 @@ def make_model(init: str = "delta_orthogonal", depth: int = 1000, channels: int 
         kernel = jax.vmap(lambda k: draw(k, shape))(jax.random.split(k_w, depth))
     else:
         fan_in = kernel_size ** len(spatial) * channels
-        kernel = math.sqrt(weight_var / fan_in) * jax.random.normal(k_w, (depth, *shape))
+        # drawn flat (XLA compiles a draw of rank >= 4 slowly on a CPU), then shaped
+        n = depth * math.prod(shape)
+        kernel = math.sqrt(weight_var / fan_in) * jax.random.normal(k_w, (n,))
+        kernel = kernel.reshape(depth, *shape)
     params = {"kernel": kernel,
               "bias": math.sqrt(bias_var) * jax.random.normal(k_b, (depth, channels))}
     return forward, params, jax.random.normal(k_x, (batch, *spatial, channels))

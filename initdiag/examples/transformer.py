@@ -65,7 +65,8 @@ def _expand(v, ndim: int):
 def layer_norm(x, p):
     mean = jnp.mean(x, axis=-1, keepdims=True)
     var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
-    return (x - mean) * jax.lax.rsqrt(var + EPS) * _expand(p["scale"], x.ndim) + _expand(p["bias"], x.ndim)
+    scale, bias = _expand(p["scale"], x.ndim), _expand(p["bias"], x.ndim)
+    return (x - mean) * jax.lax.rsqrt(var + EPS) * scale + bias
 
 
 def block(p, h, heads: int):
@@ -117,7 +118,8 @@ def make_jax(layers: int = 2, d_model: int = 32, heads: int = 4, seq: int = 16, 
         return {"ln1": ln(), "query": init(kq, (d_model, d_model)),
                 "key": init(kk, (d_model, d_model)), "value": init(kv, (d_model, d_model)),
                 "out": init(ko, (d_model, d_model)), "ln2": ln(),
-                "fc1": {"kernel": init(k1, (d_model, 4 * d_model)), "bias": jnp.zeros((4 * d_model,))},
+                "fc1": {"kernel": init(k1, (d_model, 4 * d_model)),
+                        "bias": jnp.zeros((4 * d_model,))},
                 "fc2": {"kernel": init(k2, (4 * d_model, d_model)), "bias": jnp.zeros((d_model,))}}
 
     params = {"layers": [one(k) for k in jax.random.split(k_params, layers)], "ln_f": ln()}

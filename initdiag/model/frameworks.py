@@ -172,7 +172,8 @@ def _linen(module, variables, kwargs: dict, *, bound: bool) -> Adapted:
         new = {**fixed, "params": params}
         return module.bind(new) if bound else (module, new)
 
-    call = f"module.apply({{'params': params{''.join(f', {n!r}: fixed' for n in sorted(fixed))}}}, x"
+    held = "".join(f", {n!r}: fixed" for n in sorted(fixed))
+    call = f"module.apply({{'params': params{held}}}, x"
     call += f", mutable={mutable!r})[0]" if mutable else ")"
     form = "bound module" if bound else "(module, variables)"
     return Adapted(fn, params, rebuild, "flax.linen", "flax",
@@ -301,7 +302,8 @@ def _haiku(hk, transformed, rest: tuple, kwargs: dict) -> Adapted:
     def rebuild(params):
         return (transformed, params, state) if with_state else (transformed, params)
 
-    args = "params" + (", state" if with_state else "") + (", jax.random.key(0)" if takes_rng else "")
+    args = ("params" + (", state" if with_state else "")
+            + (", jax.random.key(0)" if takes_rng else ""))
     return Adapted(fn, params, rebuild, "haiku", "haiku",
                    f"haiku {type(transformed).__name__}, {_count(params)}: fn = apply({args}, x"
                    f"{_kwargs(kwargs, ', ')}){'[0]' if with_state else ''}")
@@ -327,9 +329,10 @@ def _function(f: Callable, params, kwargs: dict) -> Adapted:
 
     name = getattr(f, "__name__", type(f).__name__)
     return Adapted(fn, params, rebuild, "function", "flax",
-                   f"function {name}, {_count(params)}: fn = {name}(params, x{_kwargs(kwargs, ', ')})"
-                   f"; weight layout assumed 'flax' (kernels [fan_in, fan_out]; "
-                   f"dataclasses.replace(adapted, layout=...) to change it)")
+                   f"function {name}, {_count(params)}: "
+                   f"fn = {name}(params, x{_kwargs(kwargs, ', ')}); weight layout assumed 'flax' "
+                   f"(kernels [fan_in, fan_out]; dataclasses.replace(adapted, layout=...) to "
+                   f"change it)")
 
 
 # -- messages ---------------------------------------------------------------------------------
