@@ -356,8 +356,20 @@ def _kwargs(kwargs: dict, sep: str = "") -> str:
     """The apply kwargs as text: ``sep`` before them inside a call, else a trailing note."""
     if not kwargs:
         return ""
-    text = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    text = ", ".join(f"{k}={_short(v)}" for k, v in kwargs.items())
     return f"{sep}{text}" if sep else f" with {text}"
+
+
+class _Text(str):
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _short(value) -> str:
+    """``repr(value)`` on one line, arrays (keys too) shown as dtype and shape only."""
+    value = jax.tree.map(lambda a: _Text(f"{a.dtype}{list(a.shape)}") if hasattr(a, "shape")
+                         else a, value)
+    return " ".join(repr(value).split())
 
 
 def _shapes(tree) -> str:
