@@ -114,9 +114,6 @@ def adapt(model: Any, x: Any = None, *, apply_kwargs: dict | None = None,
     eqx = sys.modules.get("equinox")
     hk = sys.modules.get("haiku")
 
-    if vmap is not None and not (eqx is not None and _is_equinox(eqx, model)):
-        raise ValueError("vmap= applies to Equinox models only (their layers work on one sample); "
-                         f"got vmap={vmap!r} with {_kind(model)}")
     # a Haiku Transformed is itself a (named) tuple: recognised before tuples are taken apart
     if hk is not None and isinstance(model, (hk.Transformed, hk.TransformedWithState)):
         raise _type_error(model, "a Haiku transformed function needs its parameters: pass "
@@ -146,6 +143,9 @@ def adapt(model: Any, x: Any = None, *, apply_kwargs: dict | None = None,
             raise _type_error(model)
     else:
         raise _type_error(model)
+    if vmap is not None and adapted.framework != "equinox":
+        raise ValueError("vmap= applies to Equinox models only (their layers work on one sample); "
+                         f"got vmap={vmap!r} with a {adapted.framework} model")
 
     if x is not None:
         out = jax.eval_shape(adapted.fn, adapted.params, x)
@@ -206,12 +206,6 @@ def _nnx(nnx, model, kwargs: dict) -> Adapted:
 
 
 # -- equinox ----------------------------------------------------------------------------------
-
-def _is_equinox(eqx, model) -> bool:
-    return isinstance(model, eqx.Module) or (
-        type(model) is tuple and len(model) == 2 and isinstance(model[0], eqx.Module)
-        and isinstance(model[1], eqx.nn.State))
-
 
 def _equinox(eqx, module, state, x, kwargs: dict, vmap: bool | None) -> Adapted:
     params, static = eqx.partition(module, eqx.is_inexact_array)
