@@ -1,6 +1,5 @@
 """initdiag.write_report of model results and ``initdiag report --model FILE.py:FUNCTION``."""
 
-import importlib.util
 import re
 import textwrap
 
@@ -14,8 +13,6 @@ from initdiag import cli
 from initdiag.model.result import MODEL_METRICS, PARAM_COLUMNS, PARAM_DEFINITIONS
 from initdiag.report.model_figures import MODEL_FIGURES, short_site
 
-HAS_REINIT = importlib.util.find_spec("initdiag.model.reinit") is not None
-HAS_FRAMEWORKS = importlib.util.find_spec("initdiag.model.frameworks") is not None
 EVIL = "<script>alert(1)</script>"
 
 
@@ -235,23 +232,6 @@ def test_cli_model_rejects_stack_options(model_file, tmp_path, capsys):
     assert "--depth does not apply with --model" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(HAS_FRAMEWORKS, reason="initdiag.model.frameworks exists: (model, x) is "
-                                           "adapted, not refused")
-def test_cli_model_object_without_frameworks_exits_2(model_file, tmp_path, capsys):
-    assert cli.main(["report", "--model", f"{model_file}:make_pair",
-                     "--out", str(tmp_path / "o")]) == 2
-    assert "initdiag.model.frameworks" in capsys.readouterr().err
-
-
-@pytest.mark.skipif(HAS_REINIT, reason="initdiag.model.reinit exists: --inits works")
-def test_cli_model_inits_without_reinit_exits_2(model_file, tmp_path, capsys):
-    assert cli.main(["report", "--model", f"{model_file}:make_model", "--inits", "he_normal",
-                     "--out", str(tmp_path / "o")]) == 2
-    assert "initdiag.model.reinit" in capsys.readouterr().err
-
-
-@pytest.mark.skipif(not HAS_REINIT, reason="initdiag.model.reinit (weight redrawing for "
-                                           "sweep_fn) is not in this branch yet")
 def test_cli_model_inits_sweep(model_file, tmp_path, capsys):
     out = tmp_path / "out"
     assert cli.main(["report", "--model", f"{model_file}:make_model", "--inits",
@@ -276,7 +256,7 @@ def test_default_report_carries_the_diagnosis(tmp_path):
     x = jax.random.normal(key, (64, 32))
     res = initdiag.probe_fn(mlp, ws, x, name="zero_readout")
     page = initdiag.write_report(res, tmp_path / "z").read_text(encoding="utf-8")
-    verdicts = initdiag.diagnose(res)
+    verdicts = initdiag.diagnose(initdiag.ModelSweep([res]))
     assert any("all zeros" in str(v) for v in verdicts)
     for v in verdicts:
         assert str(escape(str(v))).split(";")[0] in page

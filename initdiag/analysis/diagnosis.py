@@ -166,12 +166,12 @@ class Verdict:
         return encode(d)
 
 
-def _pow10(x: float) -> float:
+def pow10(x: float) -> float:
     with np.errstate(over="ignore", invalid="ignore"):
         return float(np.power(10.0, x))
 
 
-def _log10_slope(values: np.ndarray) -> float:
+def log10_slope(values: np.ndarray) -> float:
     v = np.asarray(values, np.float64)
     keep = np.isfinite(v) & (v > 0)
     if keep.sum() < 2:
@@ -184,12 +184,12 @@ def _first(mask: np.ndarray, last: bool = False) -> int | None:
     return None if idx.size == 0 else int(idx[-1 if last else 0]) + 1
 
 
-def _nanmax(v: np.ndarray) -> float:
+def nanmax(v: np.ndarray) -> float:
     v = np.asarray(v, np.float64)
     return float(np.max(v[~np.isnan(v)])) if np.any(~np.isnan(v)) else math.nan
 
 
-def _name(label: Any) -> tuple[str, dict]:
+def spec_name(label: Any) -> tuple[str, dict]:
     try:
         return parse_spec(str(label))
     except ValueError:
@@ -197,7 +197,7 @@ def _name(label: Any) -> tuple[str, dict]:
 
 
 def _suggestion(kind: str, config: dict) -> str:
-    act, _ = _name(config.get("activation", ""))
+    act, _ = spec_name(config.get("activation", ""))
     if act == "relu":
         base = "He init (he_normal: variance 2/fan_in, gain sqrt 2) for ReLU"
     elif act in _RELU_LIKE:
@@ -215,7 +215,7 @@ def _suggestion(kind: str, config: dict) -> str:
     if kind == "symmetric":
         return f"a random init breaks the symmetry: {base}"
     if kind == "dead":
-        bias, _ = _name(config.get("bias_init", "zeros"))
+        bias, _ = spec_name(config.get("bias_init", "zeros"))
         fix = "zero biases (bias_init=zeros)" if bias not in ("zeros", "zero", "none") else "leaky_relu"
         return f"{fix} with He init (he_normal), so pre-activations are not pushed below 0"
     if kind in ("vanishing", "collapse") and act == "sigmoid":
@@ -246,7 +246,7 @@ def _edge_hint(config: dict) -> str:
     chi_1 = 1 at the run's bias variance, :func:`initdiag.theory.edge_of_chaos`), or '' where the
     theory gives none: relu and linear stacks with a bias (chi_1 < 1 wherever q* is finite),
     gelu/silu with small biases (chi_1 jumps past 1 where q* does), configs it does not model."""
-    act, _ = _name(config.get("activation", ""))
+    act, _ = spec_name(config.get("activation", ""))
     edge = _edge(config)
     if edge is None:
         return ""
@@ -293,7 +293,7 @@ def _alternatives(config: dict, verb: str = "use") -> str:
 BAND_SD = 3.0
 
 
-def _every(factor: float) -> str:
+def every_factor(factor: float) -> str:
     """'falls 10x every 6.6 layers' for a per-layer factor going back (< 1 falls, > 1 grows)."""
     if not (math.isfinite(factor) and factor > 0):
         return ""
@@ -348,10 +348,10 @@ def _theory_evidence(config: dict, g: np.ndarray, g_slope: float, seeds: int) ->
                               "projection loss's independent readout")
     keep = np.isfinite(g) & (g > 0)
     pg = np.asarray(p["grad_preact_rms"], np.float64)
-    t_slope = _log10_slope(np.where(keep, pg, np.nan))
+    t_slope = log10_slope(np.where(keep, pg, np.nan))
     if not math.isfinite(t_slope):
         return out
-    out["theory_grad_factor_fit"] = _pow10(-t_slope)
+    out["theory_grad_factor_fit"] = pow10(-t_slope)
     out["theory_layers_per_decade"] = 1.0 / abs(t_slope) if t_slope else math.inf
     q = np.asarray(p["preact_var"], np.float64)
     if len(q) < 2 or not np.all(np.isfinite(q) & (q > 0)):
@@ -363,9 +363,9 @@ def _theory_evidence(config: dict, g: np.ndarray, g_slope: float, seeds: int) ->
     f = out["theory_grad_factor_fit"]
     # one input's ln RMS drifts by -step_var per layer (E ln R < ln E R); a batch much less
     drift = math.exp(-float(np.mean(step[keep[:-1]]))) if keep[:-1].any() else 1.0
-    lo, hi = f * drift * _pow10(-BAND_SD * sd), f * _pow10(BAND_SD * sd)
+    lo, hi = f * drift * pow10(-BAND_SD * sd), f * pow10(BAND_SD * sd)
     out["theory_grad_band"] = (lo, hi)
-    measured = _pow10(-g_slope) if math.isfinite(g_slope) else math.nan
+    measured = pow10(-g_slope) if math.isfinite(g_slope) else math.nan
     out["theory_parts"] = bool(math.isfinite(measured) and not lo <= measured <= hi)
     return out
 
@@ -376,7 +376,7 @@ def _grad_text(ev: dict, v: dict[str, np.ndarray], verb: str, threshold: str) ->
     underflowed to 0)."""
     g = v["grad_preact_rms"]
     L, zeros, f = len(g), ev["grad_zero_layers"], ev["grad_factor_per_layer"]
-    every = _every(f)
+    every = every_factor(f)
     fit = (f"x{f:.3g} per layer going back (fitted)" + (f", {every}" if every else "")
            if math.isfinite(f) else "")
     if zeros == L:
@@ -403,7 +403,7 @@ def _theory_text(ev: dict, config: dict) -> str:
     if not math.isfinite(ev["theory_chi"]):
         return ""
     f = ev["theory_grad_factor_per_layer"]
-    every = _every(ev["theory_grad_factor_fit"] if math.isfinite(ev["theory_grad_factor_fit"]) else f)
+    every = every_factor(ev["theory_grad_factor_fit"] if math.isfinite(ev["theory_grad_factor_fit"]) else f)
     text = (f"; mean-field theory: chi = {ev['theory_chi']:.3g} per layer, so x{f:.3g} per layer "
             f"for the gradient RMS (sqrt(chi))" + (f", {every}" if every else ""))
     lo, hi = ev["theory_grad_band"]
@@ -441,16 +441,16 @@ def _diagnose_values(v: dict[str, np.ndarray], config: dict, seeds: tuple[int, .
     bad_fwd = ~np.all(np.isfinite(forward), axis=0)
     overflow = bool(bad_fwd.any() or not np.all(np.isfinite(g)))
     g_rel, av_rel, pre_rel = metrics.relative_to(g, g[-1]), metrics.relative_to(av, av[0]), metrics.relative_to(pre2, pre2[0])
-    g_slope, a_slope = _log10_slope(g), _log10_slope(av)
-    ev = {"grad_log10_slope": g_slope, "grad_factor_per_layer": _pow10(-g_slope),
-          "act_var_log10_slope": a_slope, "act_var_factor_per_layer": _pow10(a_slope),
+    g_slope, a_slope = log10_slope(g), log10_slope(av)
+    ev = {"grad_log10_slope": g_slope, "grad_factor_per_layer": pow10(-g_slope),
+          "act_var_log10_slope": a_slope, "act_var_factor_per_layer": pow10(a_slope),
           "grad_ratio": float(g_rel[0]), "act_var_ratio": float(av_rel[-1]),
-          "max_saturation": _nanmax(v["saturation"]), "max_dead_frac": _nanmax(v["dead_frac"]),
+          "max_saturation": nanmax(v["saturation"]), "max_dead_frac": nanmax(v["dead_frac"]),
           "grad_zero_layers": int(np.sum(g == 0)), "overflow": overflow,
           "first_nonfinite_layer": _first(bad_fwd) if bad_fwd.any() else _first(~np.isfinite(g), True),
           "depth": L}
     ev.update(_theory_evidence(config, g, g_slope, len(seeds)))
-    init, params = _name(config.get("init", ""))
+    init, params = spec_name(config.get("init", ""))
     found: dict[str, tuple[float, str, int | None, str]] = {}  # kind -> (key, label, layer, detail)
     zero_w = _first(v["weight_norm"] == 0)
     spread = v.get("unit_spread", np.full(L, np.nan))

@@ -41,8 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from initdiag.analysis.diagnosis import (PRIORITY, TITLES, Thresholds, Verdict, _every,
-                                         _log10_slope, _name, _nanmax, _pow10)
+from initdiag.analysis.diagnosis import (PRIORITY, TITLES, Thresholds, Verdict,
+                                         every_factor, log10_slope, nanmax, pow10, spec_name)
 from initdiag.jsonvalues import encode
 from initdiag.metrics import relative_to
 from initdiag.model.result import ModelResult, ModelSweep, model_metric_kind
@@ -120,7 +120,7 @@ def _main_activation(p: _Pooled) -> str:
     acts = [a for a, k in zip(p.activations, p.kinds) if k == "activation" and a]
     if not acts:
         return ""
-    names = [_name(a)[0] for a in acts]
+    names = [spec_name(a)[0] for a in acts]
     return max(dict.fromkeys(names), key=names.count)
 
 
@@ -154,7 +154,7 @@ def _finding_text_grad(p: _Pooled, idx: np.ndarray, g: np.ndarray, ev: dict, ver
     last, first = idx[-1], idx[0]
     zeros = [i for i in idx[:-1] if g[i] == 0]
     f = ev["grad_factor_per_layer"]
-    every = _every(f)
+    every = every_factor(f)
     fit = (f"x{f:.3g} per dense/conv layer going back (fitted over {ev['layers']} layers)"
            + (f", {every}" if every else "")) if math.isfinite(f) else ""
     if zeros:
@@ -178,7 +178,7 @@ def _diagnose_values(p: _Pooled, t: Thresholds) -> Verdict:
     layer_mask = np.array([k in _LAYER_KINDS for k in p.kinds], bool)
     g, var, sq = _col(p, "grad_rms"), _col(p, "var"), _col(p, "sq_mean")
     act = _main_activation(p)
-    init, init_params = _name(p.config.get("init", ""))
+    init, init_params = spec_name(p.config.get("init", ""))
 
     # overflow: inf anywhere; NaN where a value must exist
     inf_any = np.zeros(n, bool)
@@ -216,16 +216,16 @@ def _diagnose_values(p: _Pooled, t: Thresholds) -> Verdict:
     v_ref = var[vsites[0]] if vsites.size else math.nan
     v_rel = relative_to(var, v_ref)
     layers = np.flatnonzero(layer_mask & ~np.isnan(g))
-    g_slope = _log10_slope(g[layers][::-1])  # per layer going back from the output
+    g_slope = log10_slope(g[layers][::-1])  # per layer going back from the output
     v_layers = np.flatnonzero(layer_mask)
-    v_slope = _log10_slope(var[v_layers])
+    v_slope = log10_slope(var[v_layers])
     ev: dict[str, Any] = {
         "n_sites": n, "layers": int(layer_mask.sum()),
         "grad_ratio": float(g_rel[gidx[0]]) if gidx.size else math.nan,
         "var_ratio": float(v_rel[vsites[-1]]) if vsites.size else math.nan,
-        "grad_factor_per_layer": _pow10(g_slope), "var_factor_per_layer": _pow10(v_slope),
-        "max_saturation": _nanmax(_col(p, "saturation")),
-        "max_dead_frac": _nanmax(_col(p, "dead_frac")),
+        "grad_factor_per_layer": pow10(g_slope), "var_factor_per_layer": pow10(v_slope),
+        "max_saturation": nanmax(_col(p, "saturation")),
+        "max_dead_frac": nanmax(_col(p, "dead_frac")),
         "grad_zero_sites": int(np.sum(g == 0)), "overflow": overflow,
         "first_nonfinite_site": p.sites[bad_at] if overflow else None,
         "zero_weight_leaves": [p.leaves[i] for i in zero_sites],

@@ -15,7 +15,6 @@ options given on the command line win over the file.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -200,10 +199,6 @@ def probe_model(loaded: Any, inits: list | None, seeds: list[int] | None):
 
     seeds = list(seeds) if seeds else [0]
     if inits:
-        if importlib.util.find_spec("initdiag.model.reinit") is None:
-            raise ValueError("--inits with --model redraws the model's weights, which needs "
-                             "initdiag.model.reinit; this version of initdiag does not have it "
-                             "(leave out --inits to probe the weights as given)")
         return initdiag.sweep_fn(loaded.fn, loaded.params, loaded.x, inits=list(inits),
                                  seeds=seeds, layout=loaded.layout, name=loaded.name)
     return ModelSweep([initdiag.probe_fn(loaded.fn, loaded.params, loaded.x, seed=s,

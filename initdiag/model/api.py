@@ -118,7 +118,8 @@ def sweep_fn(fn: Callable, params: Any, x: Any, inits: Sequence[Any], seeds: Seq
     the layout does not name (a plain-JAX model's ``params["w1"]``) is drawn from how ``fn``
     uses it: a dense weight's contracted axis is its fan-in, a conv's is its input-feature axis
     times the receptive field; the bias added to such a layer follows ``bias_init``; a
-    normalization's scale becomes 1.
+    normalization's scale becomes 1. With ``layout="auto"`` and a pytree whose layout cannot be
+    told from its names, that use decides for every leaf.
 
     Returns:
       A :class:`initdiag.model.result.ModelSweep` in the order inits x seeds; its
@@ -139,6 +140,13 @@ def sweep_fn(fn: Callable, params: Any, x: Any, inits: Sequence[Any], seeds: Seq
     model = _model_name(fn, name)
     bias_label = getattr(resolve_initializer(bias_init), "label", str(bias_init))
     usage = prog.usage_plans(params)
+    if layout == "auto" and usage:
+        from initdiag.model.layout import resolve_layout
+
+        try:
+            resolve_layout(params, "auto")
+        except ValueError:  # no framework names (a plain-JAX model): how fn uses each leaf
+            layout = "flax"
     results: list[ModelResult] = []
     total = len(resolved) * len(list(seeds))
     try:

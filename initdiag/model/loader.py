@@ -4,7 +4,7 @@ The file is imported by its path (its folder is put first on ``sys.path`` while 
 and the function runs, so it may import its neighbours) and ``FUNCTION()`` is called with no
 arguments. It returns either ``(fn, params, x)`` (``fn(params, x) -> output``, as for
 :func:`initdiag.probe_fn`) or ``(model, x)``, a framework's model object adapted by
-``initdiag.model.frameworks.adapt(model, x)`` (when this version of initdiag has it).
+``initdiag.model.frameworks.adapt(model, x)``.
 
 A bad spec (no ``:``, no such file, no such function, a file that fails to import, a function
 that returns something else) is a ValueError or TypeError whose message quotes it as the
@@ -62,7 +62,7 @@ def load_model(spec: str) -> LoadedModel:
 
     Raises:
       ValueError: a bad spec, no such file, an import that fails, no such function, or
-        ``(model, x)`` without ``initdiag.model.frameworks``.
+        ``(model, x)`` that :func:`initdiag.model.frameworks.adapt` does not accept.
       TypeError: ``FUNCTION`` is not callable or returns something else.
     """
     path, name = split_spec(spec)
@@ -96,16 +96,10 @@ def load_model(spec: str) -> LoadedModel:
         return LoadedModel(fn, params, x, "auto", label)
     if isinstance(made, tuple) and len(made) == 2:
         model, x = made
-        if importlib.util.find_spec("initdiag.model.frameworks") is None:
-            raise ValueError(f"--model {spec!r}: {name}() returned (model, x), but this version "
-                             f"of initdiag cannot adapt model objects (no "
-                             f"initdiag.model.frameworks); return (fn, params, x) instead, with "
-                             f"fn(params, x) -> output")
         from initdiag.model.frameworks import adapt
 
         adapted = adapt(model, x)
-        return LoadedModel(adapted.fn, adapted.params, x,
-                           getattr(adapted, "layout", "auto") or "auto", label)
+        return LoadedModel(adapted.fn, adapted.params, x, adapted.layout, label)
     got = (f"a tuple of {len(made)}" if isinstance(made, tuple) else type(made).__name__)
     raise TypeError(f"--model {spec!r}: {name}() returned {got}; expected (fn, params, x) with "
                     f"fn(params, x) -> output, or (model, x)")

@@ -237,7 +237,7 @@ def compare(current: Any, baseline: Any, rtol: float | None = None, atol: float 
     base = _index(probe_list(as_results(baseline, "baseline")), "baseline")
     _check_seeds(cur, base)
     every = list(dict.fromkeys(m for idx in (base, cur) for r in idx.values() for m in r.metrics))
-    chosen = _chosen_metrics(metrics, every)
+    chosen = chosen_metrics(metrics, every)
     tols = tol_mod.resolve(chosen, rtol, atol, tolerances)
     devs: list[Deviation] = []
     miss_m: list[tuple[str, int, str]] = []
@@ -269,7 +269,7 @@ def compare(current: Any, baseline: Any, rtol: float | None = None, atol: float 
                       _changes(cur, base))
 
 
-def _chosen_metrics(metrics: str | Sequence[str] | None, every: list[str]) -> list[str]:
+def chosen_metrics(metrics: str | Sequence[str] | None, every: list[str]) -> list[str]:
     """The metrics to compare: ``every`` for None; a single string is one metric name.
 
     Raises:

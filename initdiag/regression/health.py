@@ -39,7 +39,7 @@ _KIND_OF_CHECK = {"grad": ("vanishing", "exploding"), "var": ("collapse",),
                   "saturation": ("saturation",), "dead": ("dead",)}
 
 
-def _worst(values: np.ndarray, bad: np.ndarray, lo: float, hi: float) -> int:
+def worst_deviation(values: np.ndarray, bad: np.ndarray, lo: float, hi: float) -> int:
     """Index of the failing layer farthest outside [lo, hi] in log10 (NaN counts as farthest)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         dist = np.where(np.isnan(values), np.inf,
@@ -57,7 +57,7 @@ def _checks(r: ProbeResult, max_grad_ratio, var_range, max_saturation, max_dead)
         lo, hi = 1.0 / max_grad_ratio, max_grad_ratio
         bad = ~((rel >= lo) & (rel <= hi))
         if bad.any():
-            i = _worst(rel, bad, lo, hi)
+            i = worst_deviation(rel, bad, lo, hi)
             out.append(("grad", f"{where}: layer {i + 1}: grad_preact_rms / its value at layer {L} "
                                 f"= {rel[i]:.3g}, outside [{lo:.3g}, {hi:.3g}] (max_grad_ratio="
                                 f"{max_grad_ratio:g}; {int(bad.sum())} of {L - 1} layers outside)"))
@@ -66,7 +66,7 @@ def _checks(r: ProbeResult, max_grad_ratio, var_range, max_saturation, max_dead)
         rel = relative_to(v, v[0])
         bad = ~((rel >= lo) & (rel <= hi))
         if bad.any():
-            i = _worst(rel, bad, max(lo, 1e-300), hi)
+            i = worst_deviation(rel, bad, max(lo, 1e-300), hi)
             out.append(("var", f"{where}: layer {i + 1}: act_var / act_var at layer 1 = "
                                f"{rel[i]:.3g}, outside [{lo:.3g}, {hi:.3g}] (var_range; "
                                f"{int(bad.sum())} of {L} layers outside)"))

@@ -162,14 +162,14 @@ def _param_values(r: ModelResult) -> tuple[list[str], dict[str, np.ndarray]]:
 
 def compare(current: Any, baseline: Any, rtol=None, atol=None, metrics=None, per_metric=None):
     """:func:`initdiag.compare` for model results (see the module docstring)."""
-    from initdiag.regression.compare import Comparison, Deviation, _chosen_metrics
+    from initdiag.regression.compare import Comparison, Deviation, chosen_metrics
 
     cur = _index(model_list(current), "current")
     base = _index(model_list(baseline), "baseline")
     every = list(dict.fromkeys(m for idx in (base, cur) for r in idx.values() for m in r.metrics))
     if any(r.param_rows for idx in (base, cur) for r in idx.values()):
         every += list(PARAM_METRICS)
-    chosen = _chosen_metrics(metrics, every)
+    chosen = chosen_metrics(metrics, every)
     tols = tolerances(chosen, rtol, atol, per_metric)
     devs: list = []
     miss_m: list = []
@@ -239,7 +239,7 @@ def checks(r: ModelResult, max_grad_ratio, var_range, max_saturation, max_dead) 
     ratio of every gradient-carrying site to the last one, var relative to the first site with a
     var, saturation and dead_frac; each message names the site."""
     from initdiag.metrics import relative_to
-    from initdiag.regression.health import _worst
+    from initdiag.regression.health import worst_deviation
 
     where = f"{label(r.config)}, seed {r.seed}"
     out = []
@@ -251,7 +251,7 @@ def checks(r: ModelResult, max_grad_ratio, var_range, max_saturation, max_dead) 
         lo, hi = 1.0 / max_grad_ratio, max_grad_ratio
         bad = ~((rel >= lo) & (rel <= hi))
         if bad.any():
-            j = _worst(rel, bad, lo, hi)
+            j = worst_deviation(rel, bad, lo, hi)
             out.append(("grad", f"{where}: site {r.sites[gi[j]]!r}: grad_rms / its value at site "
                                 f"{r.sites[gi[-1]]!r} = {rel[j]:.3g}, outside [{lo:.3g}, {hi:.3g}] "
                                 f"(max_grad_ratio={max_grad_ratio:g}; {int(bad.sum())} of "
@@ -263,7 +263,7 @@ def checks(r: ModelResult, max_grad_ratio, var_range, max_saturation, max_dead) 
         rel = relative_to(v[vi], v[vi[0]])
         bad = ~((rel >= lo) & (rel <= hi))
         if bad.any():
-            j = _worst(rel, bad, max(lo, 1e-300), hi)
+            j = worst_deviation(rel, bad, max(lo, 1e-300), hi)
             out.append(("var", f"{where}: site {r.sites[vi[j]]!r}: var / var at site "
                                f"{r.sites[vi[0]]!r} = {rel[j]:.3g}, outside [{lo:.3g}, {hi:.3g}] "
                                f"(var_range; {int(bad.sum())} of {vi.size} sites outside)"))
