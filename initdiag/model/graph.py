@@ -221,7 +221,8 @@ class Walk:
         for i, eqn in enumerate(jaxpr.eqns):
             p = path + (i,)
             infos = [read(v) for v in eqn.invars]
-            stack = names + str(eqn.source_info.name_stack)
+            stack = (names + str(eqn.source_info.name_stack) if names
+                     else _scope_name(eqn.source_info.name_stack))
             outs = self.eqn(eqn, infos, p, group, scans, stack, uses, env)
             for k, (v, info) in enumerate(zip(eqn.outvars, outs)):
                 info.shape = tuple(getattr(v.aval, "shape", ()))
@@ -687,6 +688,14 @@ def _namer(infos: list[Info]) -> str:
         if i.signal and i.namer:
             return i.namer
     return ""
+
+
+def _scope_name(name_stack: Any) -> str:
+    """A name stack as text without its root (a Flax model's class name: the parameter paths
+    that name the other sites start below it)."""
+    text = str(name_stack)
+    head, sep, tail = text.partition("/")
+    return tail if sep else text
 
 
 def _strip_label(name: str) -> str:

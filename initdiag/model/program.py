@@ -68,10 +68,11 @@ def _flatten_group(group: graph.Group, prefix: tuple, suffix: str, out: list) ->
 
 def _owners(with_path: list) -> list[str]:
     """Each leaf's owner name (:func:`initdiag.model.paths.owner_text`); matrices and kernels
-    (ndim >= 2) whose owners would coincide -- ``(weights, biases)`` lists: ``[0][3]`` -- keep
-    their whole path instead."""
+    (ndim >= 2) held in lists whose owners would coincide -- ``(weights, biases)``: ``[0][3]``
+    -- keep their whole path instead."""
     owners = [owner_text(p) for p, _ in with_path]
-    big = [i for i, (_, leaf) in enumerate(with_path) if np.ndim(leaf) >= 2]
+    big = [i for i, (p, leaf) in enumerate(with_path)
+           if np.ndim(leaf) >= 2 and p and isinstance(p[-1], jax.tree_util.SequenceKey)]
     counts: dict[str, int] = {}
     for i in big:
         counts[owners[i]] = counts.get(owners[i], 0) + 1
