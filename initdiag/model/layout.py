@@ -48,6 +48,7 @@ import jax
 import jax.numpy as jnp
 
 from initdiag.base import check_one_of
+from initdiag.model.paths import path_text as path_string
 
 LAYOUTS = ("auto", "flax", "haiku", "equinox")
 ROLES = ("dense", "conv", "embedding", "norm_scale", "bias", "unchanged")
@@ -98,20 +99,6 @@ def _key_text(k: Any) -> tuple[str, Any]:
     if isinstance(k, jax.tree_util.FlattenedIndexKey):
         return "index", k.key
     return "index", str(k)
-
-
-def path_string(path: tuple) -> str:
-    """A jax key path as text: dict keys joined by ``/``, ``[i]`` indices, ``.name`` attributes."""
-    out = ""
-    for k in path:
-        kind, name = _key_text(k)
-        if kind == "dict":
-            out += f"/{name}" if out else str(name)
-        elif kind == "attr":
-            out += f".{name}" if out else str(name)
-        else:
-            out += f"[{name}]"
-    return out
 
 
 def leaf_paths(params: Any) -> list[str]:

@@ -42,6 +42,3 @@ def owner_text(path: tuple) -> str:
     return path_text(path[:-1]) if len(path) > 1 else path_text(path)
 
 
-def leaf_paths(tree: Any, is_leaf: Any = None) -> list[str]:
-    """Readable paths of the leaves of ``tree``, in ``jax.tree_util`` flattening order."""
-    return [path_text(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)[0]]
