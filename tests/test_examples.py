@@ -79,3 +79,24 @@ def test_deep_cnn_delta_orthogonal_against_gaussian():
         assert g.size == 1000 and np.all(g > 0)
         spread[init] = float(np.std(np.log10(g)))
     assert spread["delta_orthogonal"] < 0.1 < 0.2 < spread["gaussian"]
+
+
+def test_probe_model_again_reuses_the_compiled_program():
+    """A framework adapter builds a new fn per call; the program is found by what it traces to
+    (same jaxpr, constants, structures), so the executable compiles once."""
+    from initdiag.model import api
+    from initdiag.model.frameworks import adapt
+
+    made = mlp.make_model(framework="equinox", depth=3, width=16, batch=8)
+    first = adapt(*made)
+    second = adapt(*made)
+    assert first.fn is not second.fn
+    p1 = api.program(first.fn, first.params, made[1])
+    p2 = api.program(second.fn, second.params, made[1])
+    assert p2 is p1
+    initdiag.probe_model(*made)
+    initdiag.probe_model(*made)
+    assert p1.compiled_count() == 1
+    # a different model (another depth) traces to another program
+    other = adapt(*mlp.make_model(framework="equinox", depth=4, width=16, batch=8))
+    assert api.program(other.fn, other.params, made[1]) is not p1

@@ -20,6 +20,7 @@ from initdiag.model.program import Program
 from initdiag.model.result import ModelResult, ModelSweep
 
 _PROGRAMS: "collections.OrderedDict[Any, Program]" = collections.OrderedDict()
+_BY_SIGNATURE: "collections.OrderedDict[Any, Program]" = collections.OrderedDict()
 _MAX_PROGRAMS = 16
 
 
@@ -34,23 +35,37 @@ def _aval_key(tree: Any) -> Any:
     return treedef, tuple(out)
 
 
+def _remember(cache: "collections.OrderedDict[Any, Program]", key: Any, prog: Program) -> None:
+    cache[key] = prog
+    while len(cache) > _MAX_PROGRAMS:
+        cache.popitem(last=False)
+
+
 def program(fn: Callable, params: Any, x: Any, *, sites: str = "auto", loss: str = "projection",
             saturation_threshold: float = 0.99) -> Program:
-    """The compiled probe of ``fn`` at these shapes, reused across calls (up to 16 kept)."""
+    """The compiled probe of ``fn`` at these shapes, reused across calls (up to 16 kept).
+
+    Found by ``fn`` itself, else by what ``fn`` traced to: a new function object that traces to
+    the same program (a framework adapter builds a fresh closure per call) reuses the compiled
+    executable too (:meth:`Program.signature`)."""
+    options = dict(sites=sites, loss=loss, saturation_threshold=saturation_threshold)
     try:
         key = (fn, _aval_key(params), _aval_key(x), sites, loss, float(saturation_threshold))
         hash(key)
-    except TypeError:  # an unhashable static leaf: trace afresh
-        return Program(fn, params, x, sites=sites, loss=loss,
-                       saturation_threshold=saturation_threshold)
-    if key in _PROGRAMS:
+    except TypeError:  # an unhashable static leaf: no reuse by function
+        key = None
+    if key is not None and key in _PROGRAMS:
         _PROGRAMS.move_to_end(key)
         return _PROGRAMS[key]
-    prog = Program(fn, params, x, sites=sites, loss=loss,
-                   saturation_threshold=saturation_threshold)
-    _PROGRAMS[key] = prog
-    while len(_PROGRAMS) > _MAX_PROGRAMS:
-        _PROGRAMS.popitem(last=False)
+    prog = Program(fn, params, x, **options)
+    signature = prog.signature()
+    if signature in _BY_SIGNATURE:
+        _BY_SIGNATURE.move_to_end(signature)
+        prog = _BY_SIGNATURE[signature]
+    else:
+        _remember(_BY_SIGNATURE, signature, prog)
+    if key is not None:
+        _remember(_PROGRAMS, key, prog)
     return prog
 
 

@@ -269,6 +269,22 @@ class Program:
                 "skipped": tuple(dataclasses.asdict(s) for s in self.walk.skipped),
                 "scalars": {"loss": loss}}
 
+    def signature(self) -> tuple:
+        """What the compiled probe depends on: the traced program's text (primitives, shapes,
+        parameters, literals), the bytes of its constants, the structures of params and x (leaf
+        paths and static leaves included) and the options. Two programs with one signature give
+        the same numbers for the same inputs."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for c in self.closed.consts:
+            arr = np.asarray(c)
+            digest.update(f"{arr.dtype}{arr.shape}".encode())
+            digest.update(arr.tobytes())
+        statics = tuple((i, repr(v)) for i, v in sorted(self.static.items()))
+        return (str(self.closed.jaxpr), digest.hexdigest(), str(self.treedef), str(self.x_treedef),
+                statics, self.mode, self.loss, self.threshold)
+
     def usage_plans(self, params: Any) -> dict:
         """How to redraw each weight leaf, from how the traced function uses it: ``{leaf number:
         initdiag.model.layout.LeafPlan}`` for :func:`initdiag.reinit`'s ``usage=`` (dense and
