@@ -1,9 +1,9 @@
 """initdiag.model.frameworks.adapt on every example model in every framework, and the examples.
 
-Equalities are exact where ``fn`` and the framework's own call compile the same computation
-(both jitted, the weights passed as arguments): the same jaxpr gives the same XLA program and
-the same float32 numbers. Where the order of operations differs (scan against unrolled layers),
-the bound is tests/reference.float32_rtol.
+``fn`` and the framework's own call run the same operations, but as two programs that another
+CPU may fuse differently, so outputs are compared to float32 rounding (tests/reference.
+float32_rtol), as are scanned against unrolled layers. Parameters passed through unchanged are
+compared exactly.
 """
 
 import ast
@@ -138,6 +138,16 @@ def own_forward(model, x, kwargs):
     return _jit(("fn", id(fn), kw), lambda: jax.jit(lambda p, x: fn(p, x, **kwargs)))(params, x)
 
 
+def _same(actual, desired):
+    """Equal to float32 rounding: the adapter's fn and the framework's own call run the same
+    operations, but the two programs may be fused differently on another CPU. Bound: every
+    example is <= 16 layers of fan-in <= 256 (float32_rtol), times the output's RMS."""
+    actual, desired = np.asarray(actual), np.asarray(desired)
+    rms = float(np.sqrt(np.mean(np.square(desired.astype(np.float64)))))
+    atol = float32_rtol(depth=16, width=256, batch=desired.size) * rms
+    np.testing.assert_allclose(actual, desired, rtol=0, atol=atol)
+
+
 def _double(params):
     return jax.tree.map(lambda w: 2 * w, params)
 
@@ -153,13 +163,13 @@ def test_fn_is_the_model(case):
     fn = jax.jit(a.fn)
     y = fn(a.params, x)
     assert y.shape[0] == x.shape[0] and np.isfinite(y).all()
-    np.testing.assert_array_equal(y, own_forward(model, x, kwargs))
-    np.testing.assert_array_equal(own_forward(a.rebuild(a.params), x, kwargs), y)
+    _same(y, own_forward(model, x, kwargs))
+    _same(own_forward(a.rebuild(a.params), x, kwargs), y)
     assert type(a.rebuild(a.params)) is type(model)
 
     # new weights reach the model's output both ways: through fn and through rebuild
     y2 = fn(_double(a.params), x)
-    np.testing.assert_array_equal(own_forward(a.rebuild(_double(a.params)), x, kwargs), y2)
+    _same(own_forward(a.rebuild(_double(a.params)), x, kwargs), y2)
     assert not np.allclose(y2, y)
 
 
@@ -197,7 +207,7 @@ def test_nnx_fn_does_not_touch_the_callers_module():
                                                         jax.tree.leaves(before)))
     # adapt took a snapshot: changing the caller's weights afterwards does not reach fn
     model.head.bias[...] = model.head.bias[...] + 1.0
-    np.testing.assert_array_equal(a.fn(a.params, x), y)
+    _same(a.fn(a.params, x), y)
 
 
 def test_linen_batch_stats_held_fixed_and_apply_kwargs_passed():
@@ -241,12 +251,12 @@ def test_equinox_batchnorm_with_state():
     a = adapt((model, state), x)
     assert "axis_name='i'" in a.description and "per-sample module" in a.description
     own = jax.vmap(model, axis_name="i", in_axes=(0, None), out_axes=(0, None))
-    np.testing.assert_array_equal(a.fn(a.params, x), own(x, state)[0])
+    _same(a.fn(a.params, x), own(x, state)[0])
     # the statistics are the whole batch's: a sample's output changes with the other samples
     assert not np.allclose(a.fn(a.params, x)[:2], a.fn(a.params, x[:2]))
     # and never the state's: fn is the same after the model's own call updated the state
     _, new_state = own(x, state)
-    np.testing.assert_array_equal(a.fn(a.params, x), own(x, new_state)[0])
+    _same(a.fn(a.params, x), own(x, new_state)[0])
     # without vmap the Linear runs on the whole batch, but the BatchNorm's axis name is unbound
     with pytest.raises(NameError):
         adapt((model, state), x, vmap=False)
@@ -267,7 +277,7 @@ def test_equinox_batch_module_is_not_vmapped():
     x = jax.random.normal(k2, (5, 3))
     a = adapt(model, x)
     assert "fn = model(x)" in a.description and "batch module" in a.description
-    np.testing.assert_array_equal(jax.jit(a.fn)(a.params, x), eqx.filter_jit(model)(x))
+    _same(jax.jit(a.fn)(a.params, x), eqx.filter_jit(model)(x))
     # neither per sample nor on the batch: a ValueError with both reasons
     with pytest.raises(ValueError, match="fails both per sample"):
         adapt(model, x[:, :2])
