@@ -77,14 +77,32 @@ def test_tapped_mlp_equals_probe_params(act, fn):
         assert np.all(err <= RTOL * rms), (prefix, err / rms)
         np.testing.assert_allclose(res["var"][sl], ref[f"{prefix}_var"], rtol=RTOL)
         np.testing.assert_allclose(res["grad_rms"][sl], ref[grad], rtol=RTOL)
+    # Fractions are counts. An entry within float32 rounding of a boundary (|tanh h| = 0.99 for
+    # saturation, h = 0 for relu) may land on either side, so the counts may differ by at most
+    # the number of such entries, found on a float64 forward pass of the same weights: h is
+    # within dh = RTOL rms(h) of it, so tanh(h) within sech^2(h) dh + one rounding (2**-24).
+    n = BATCH * WIDTH
+    h64 = np.asarray(x, np.float64)
+    for layer, (w, b) in enumerate(zip(ws, bs)):
+        h64 = h64 @ np.asarray(w, np.float64) + np.asarray(b, np.float64)
+        dh = RTOL * _rms64(h64)
+        i = 2 * layer + 1
+        if act == "tanh":
+            near = np.abs(np.abs(np.tanh(h64)) - 0.99) <= dh / np.cosh(h64) ** 2 + 2.0**-24
+            assert abs(res["saturation"][i] - ref["saturation"][layer]) * n <= near.sum()
+            h64 = np.tanh(h64)
+        else:
+            near = np.abs(h64) <= dh
+            assert abs(res["zero_frac"][i] - ref["zero_frac"][layer]) * n <= near.sum()
+            # a unit's death is in doubt only if its largest h is within dh of 0
+            doubtful = np.abs(h64.max(axis=0)) <= dh
+            assert abs(res["dead_frac"][i] - ref["dead_frac"][layer]) * WIDTH <= doubtful.sum()
+            h64 = np.maximum(h64, 0.0)
     if act == "tanh":
         assert ref["saturation"].max() > 0  # the comparison sees saturated units
-        np.testing.assert_array_equal(res["saturation"][post], ref["saturation"])
         assert np.all(np.isnan(res["saturation"][pre]))
     else:
-        np.testing.assert_array_equal(res["zero_frac"][post], ref["zero_frac"])
-        np.testing.assert_array_equal(res["dead_frac"][post], ref["dead_frac"])
-        assert res["dead_frac"][3] == 2 / WIDTH
+        assert res["dead_frac"][3] == ref["dead_frac"][1] == 2 / WIDTH
 
 
 # ------------------------------------------------------------------ 2. gradients by hand
@@ -305,8 +323,11 @@ def test_scan_equals_unrolled():
     u = initdiag.probe_fn(unrolled, (w, b), x)
     assert a.sites == u.sites == tuple(f"{k}/[{i}]" for i in range(4) for k in ("pre", "act"))
     rtol = float32_rtol(4, 32, 64)
-    for m in ("var", "sq_mean", "grad_rms", "saturation"):
+    for m in ("var", "sq_mean", "grad_rms"):
         np.testing.assert_allclose(a[m], u[m], rtol=rtol, err_msg=m)
+    # a count: an entry within rounding (~1e-7) of the threshold may fall either way; expected
+    # number of such entries ~ 2048 x density x 2e-7 << 1, so at most one is allowed to flip
+    np.testing.assert_allclose(a["saturation"], u["saturation"], rtol=0, atol=1 / (64 * 32))
     # discovered sites: the same kinds and values, site by site
     a = initdiag.probe_fn(scanned, (w, b), x, sites="discover")
     u = initdiag.probe_fn(unrolled, (w, b), x, sites="discover")
@@ -346,9 +367,11 @@ def test_nested_scan_with_checkpoint_under_jit_equals_unrolled():
     assert a.sites == u.sites
     assert a.sites[:4] == ("pre/[0]/[0]", "act/[0]/[0]", "pre/[0]/[1]", "act/[0]/[1]")
     rtol = float32_rtol(groups * per, 32, 64)
-    for m in ("mean", "var", "grad_rms", "saturation"):
+    for m in ("mean", "var", "grad_rms"):
         np.testing.assert_allclose(a[m], u[m], rtol=rtol, atol=rtol if m == "mean" else 0,
                                    err_msg=m)
+    # a count: at most one entry within rounding of the threshold may flip (see above)
+    np.testing.assert_allclose(a["saturation"], u["saturation"], rtol=0, atol=1 / (64 * 32))
 
 
 # ------------------------------------------------------------------ 5. dead channels of a conv
