@@ -14,7 +14,7 @@ pass, transfer and the host's assembly of the per-site numbers); the plain pass 
 ``jax.jit(jax.value_and_grad(L))`` with ``L`` the projection loss (a fixed readout ``g``), blocked
 until ready. The ratio is the median over rounds of t(probe) / t(plain) (target <= 2).
 
-Sweep: 10 weight scales drawn with ``jax.random`` (the initializer is data: the same shapes), each
+Sweep: ``initdiag.sweep_fn`` over 10 initializers (the initializer is data: the same shapes), each
 probed with the same Program; its ``compiled_count()`` must stay 1.
 """
 
@@ -33,7 +33,8 @@ from _bench import measure
 
 #: Target of issue 11: a probe costs at most twice a plain forward + backward pass.
 RATIO_TARGET = 2.0
-SWEEP_SCALES = tuple(float(s) for s in np.linspace(0.5, 2.0, 10))
+SWEEP_INITS = ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_normal",
+               "lecun_uniform", "orthogonal", "torch_default", "truncated_normal", "normal")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,15 +161,15 @@ def bench_model(wl: ModelWorkload, warmup: int = 1, reps: int = 5,
         on_time=(lambda s, i, dt: log(f"  ({wl.key}) {s} {'warm-up' if i < 0 else f'rep {i + 1}'}"
                                       f": {dt:.3f} s")) if log else None)
     ratio = measure.round_ratios(timed["probe_fn"]["times"], timed["jit(value_and_grad)"]["times"])
-    # the sweep: 10 initializers (scales) drawn as data, one executable
-    sweep_times, same = [], True
-    for k, scale in enumerate(SWEEP_SCALES):
-        drawn = wl.init(jax.random.key(k + 1), scale)
-        t = time.perf_counter()
-        p = api.program(wl.fn, drawn, wl.x)
-        p(drawn, wl.x, k)
-        sweep_times.append(time.perf_counter() - t)
-        same = same and p is prog
+    # the sweep: 10 initializers redrawn by sweep_fn (the initializer is data), one executable
+    import initdiag
+
+    sweep_times: list[float] = []
+    t = time.perf_counter()
+    swept = initdiag.sweep_fn(wl.fn, params, wl.x, inits=list(SWEEP_INITS), seeds=[0],
+                              progress=lambda *_: sweep_times.append(time.perf_counter() - t))
+    sweep_times = [b - a for a, b in zip([0.0] + sweep_times[:-1], sweep_times)]
+    same = api.program(wl.fn, params, wl.x) is prog and len(swept) == len(SWEEP_INITS)
     return {"title": wl.title, "shape": wl.shape, "sites": len(prog.flat),
             "kinds": sorted(set(f.site.kind for f in prog.flat)),
             "trace_s": trace_s, "probe_first_s": timed["probe_fn"]["first"],
@@ -176,7 +177,7 @@ def bench_model(wl: ModelWorkload, warmup: int = 1, reps: int = 5,
             "plain_first_s": timed["jit(value_and_grad)"]["first"],
             "plain_s": timed["jit(value_and_grad)"]["median"],
             "ratio": ratio["median"], "ratio_min": ratio["min"], "ratio_max": ratio["max"],
-            "ratio_rounds": ratio["rounds"], "sweep_n": len(SWEEP_SCALES),
+            "ratio_rounds": ratio["rounds"], "sweep_n": len(SWEEP_INITS),
             "sweep_s": sum(sweep_times), "sweep_median_s": statistics.median(sweep_times),
             "compiled": prog.compiled_count(), "same_program": same}
 
@@ -195,8 +196,8 @@ def markdown(rec: dict[str, Any]) -> list[str]:
     lines = ["## Models (issue 11)", "",
              "`probe_fn`'s compiled Program vs `jax.jit(jax.value_and_grad(L))` of the same model "
              "(projection loss), timed in interleaved rounds; ratio = median over rounds of "
-             f"t(probe) / t(plain), target <= {RATIO_TARGET:g}. Sweep: {len(SWEEP_SCALES)} "
-             "weight scales drawn as data, probed with one Program.", "",
+             f"t(probe) / t(plain), target <= {RATIO_TARGET:g}. Sweep: {len(SWEEP_INITS)} "
+             "initializers (sweep_fn: weights redrawn by reinit, probed with one Program).", "",
              "| model | shape | sites | probe s | plain s | ratio (min–max) | first call s | "
              "sweep of 10 s | executables |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rec.values():
