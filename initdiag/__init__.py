@@ -13,6 +13,7 @@ from initdiag.analysis.diagnosis import Verdict as Verdict
 from initdiag.analysis.diagnosis import diagnose as diagnose
 from initdiag.nn.initializers import STANDARD_INITIALIZERS as STANDARD_INITIALIZERS
 from initdiag.nn.initializers import initializer as initializer
+from initdiag.engine.cache import enable as enable_cache
 from initdiag.model.api import probe_fn as probe_fn
 from initdiag.model.api import probe_model as probe_model
 from initdiag.model.api import sweep_model as sweep_model

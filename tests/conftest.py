@@ -1,6 +1,9 @@
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# In-process `initdiag report` runs keep jax's persistent compilation cache off: the suite must not
+# depend on (or write to) the user's cache; tests/test_cache.py turns it on in subprocesses.
+os.environ["INITDIAG_CACHE_DIR"] = ""
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -74,6 +74,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help=f"read options from a TOML file; keys: "
                         f"{', '.join(config_keys(REPORT_KEYS))} (default: none; options given "
                         f"on the command line win)")
+    g.add_argument("--no-cache", action="store_true",
+                   help="do not use the persistent compilation cache (default: on, in "
+                        "$INITDIAG_CACHE_DIR, else $XDG_CACHE_HOME/initdiag or ~/.cache/initdiag; "
+                        "INITDIAG_CACHE_DIR= empty also turns it off)")
     g.add_argument("--quiet", action="store_true",
                    help="no progress bar and no summary (errors still go to stderr; default: "
                         "a progress bar on a terminal and the summary)")
@@ -135,9 +139,14 @@ def run(args: argparse.Namespace) -> int:
     ValueError, TypeError or OSError: exit status 2)."""
     import shlex
 
+    from initdiag.engine import cache as compile_cache
     from initdiag.report.build import build_report, slug
 
     t0 = time.perf_counter()
+    if getattr(args, "no_cache", False):
+        compile_cache.disable()
+    else:
+        compile_cache.enable()
     args = merge_config(args, REPORT_KEYS)
     if args.model:
         command = "initdiag " + " ".join(shlex.quote(a) for a in sys.argv[1:])

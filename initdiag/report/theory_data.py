@@ -17,6 +17,8 @@ import dataclasses
 import json
 from typing import Any, Iterable, Mapping, Sequence
 
+from pathlib import Path
+
 import numpy as np
 
 from initdiag.config import ProbeConfig
@@ -77,6 +79,24 @@ class PhasePlane:
     bias_lim: tuple[float, float]
 
 
+def _phase_grid(act: Any, W: np.ndarray, Bv: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`initdiag.theory.phase_grid`, kept in the compilation cache folder when it is on
+    (:func:`initdiag.engine.cache.stored_arrays`: keyed by the activation, the grid and the
+    theory's code, so the same grid is computed once per machine, and exactly)."""
+    from initdiag import theory
+    from initdiag.engine import cache
+    from initdiag.nn import activations
+
+    def compute() -> dict[str, np.ndarray]:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return theory.phase_grid(act, W, Bv)
+
+    if act.name.startswith("custom:"):  # a user callable: its code is not part of any key
+        return compute()
+    return cache.stored_arrays("phase_grid", (act.label, W, Bv),
+                               (*theory.code_files(), Path(activations.__file__)), compute)
+
+
 def phase_plane(activation: Any, points: Sequence[tuple[str, float, float]] = (),
                 weight_var_range: tuple[float, float] | None = None,
                 bias_var_range: tuple[float, float] = (0.0, 0.5),
@@ -105,7 +125,7 @@ def phase_plane(activation: Any, points: Sequence[tuple[str, float, float]] = ()
     W = np.logspace(np.log10(lo), np.log10(hi), grid[0])
     Bv = np.linspace(b_lo, b_hi, grid[1])
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        res = theory.phase_grid(act, W, Bv)
+        res = _phase_grid(act, W, Bv)
         log_chi = np.log2(res["chi1"])
     return PhasePlane(W, Bv, log_chi, np.isnan(res["chi1"]).astype(float),
                       np.where(np.isfinite(res["xi_c"]), res["xi_c"], 1e6), (lo, hi),

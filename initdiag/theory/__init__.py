@@ -32,3 +32,10 @@ from initdiag.theory._predict import predict_config as predict_config
 from initdiag.theory._predict import predict_result as predict_result
 from initdiag.theory._predict import saturation_at as saturation_at
 from initdiag.theory._quadrature import gaussian as gaussian
+
+
+def code_files() -> tuple:
+    """The files of the theory's code (for caches keyed by it: a change is a miss)."""
+    from pathlib import Path
+
+    return tuple(sorted(Path(__file__).parent.glob("*.py")))
