@@ -542,3 +542,64 @@ def test_bad_sites_and_loss_name_the_value_and_the_choices():
         initdiag.probe_fn(f, p, x, sites="everywhere")
     with pytest.raises(ValueError, match=r"loss='mse'.*projection, half_mse"):
         initdiag.probe_fn(f, p, x, loss="mse")
+
+
+# ------------------------------------------------------------------ review findings, pinned
+def _small(dtype=jnp.float32):
+    k = jax.random.split(jax.random.key(5), 3)
+    p = {"w": (jax.random.normal(k[0], (16, 16)) / 4).astype(dtype)}
+    return p, jax.random.normal(k[1], (8, 16)).astype(dtype)
+
+
+def test_programs_with_different_custom_rules_are_not_shared():
+    """Two closures whose custom_vjp backward rules differ trace to the same jaxpr text: the
+    second must not reuse the first's program (its gradient is 5x at the first site)."""
+    def make(scale):
+        @jax.custom_vjp
+        def f(h):
+            return jnp.sign(h)
+        f.defvjp(lambda h: (f(h), None), lambda r, g: (g * scale,))
+        return lambda p, x: f(x @ p["w"]) @ p["w"]
+
+    p, x = _small()
+    one = initdiag.probe_fn(make(1.0), p, x)["grad_rms"]
+    five = initdiag.probe_fn(make(5.0), p, x)["grad_rms"]
+    np.testing.assert_allclose(five[0], 5 * one[0], rtol=1e-6)
+
+
+def test_unusual_but_legitimate_models_run():
+    p, x = _small()
+    key = jax.random.key(42)  # a captured PRNG key (fixed dropout mask)
+    res = initdiag.probe_fn(lambda p, x: (jnp.tanh(x @ p["w"]), 1.0), p, x)  # a literal output
+    assert res.sites == ("w", "w/tanh")
+    drop = lambda p, x: jnp.tanh(x @ p["w"]) * jax.random.bernoulli(key, 0.9, (8, 16))  # noqa: E731
+    assert initdiag.probe_fn(drop, p, x).sites == ("w", "w/tanh")
+    # a PRNG key held in params is a fixed input, not a signal: jax's uniform is no "relu"
+    keyed = lambda q, x: jnp.tanh(x @ q["w"]) * jax.random.bernoulli(q["k"], 0.9, (8, 16))  # noqa: E731
+    assert initdiag.probe_fn(keyed, {**p, "k": key}, x).kinds == ("dense", "activation")
+
+
+def test_bfloat16_models_keep_their_activation_sites():
+    p, x = _small(jnp.bfloat16)
+    for fn, label in ((jnp.tanh, "tanh"), (jax.nn.relu, "relu"), (jax.nn.silu, "silu")):
+        res = initdiag.probe_fn(lambda q, x: fn(x @ q["w"]), p, x)
+        assert res.activations == (None, label)
+
+
+def test_cond_is_listed_as_skipped_and_names_stay_unique():
+    p, x = _small()
+    res = initdiag.probe_fn(
+        lambda q, x: jax.lax.cond(x.sum() > 0, lambda h: jnp.tanh(h @ q["w"]), lambda h: h, x),
+        p, x)
+    assert [s["construct"] for s in res.skipped] == ["cond"]
+    q = {"w": p["w"], "w_1": p["w"] * 0.5}
+    res = initdiag.probe_fn(lambda q, x: (x @ q["w"]) @ q["w"] @ q["w_1"], q, x)
+    assert len(set(res.sites)) == len(res.sites) == 3
+
+
+def test_projections_before_a_head_split_keep_their_channel_statistics():
+    from initdiag.examples import transformer
+
+    res = initdiag.probe_fn(*transformer.make_model(framework="jax"))
+    dense = np.array(res.kinds) == "dense"
+    assert np.all(np.isfinite(res["ch_var"][dense]))

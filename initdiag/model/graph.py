@@ -136,6 +136,7 @@ class Info:
     sub_of: "Info | None" = None
     namer: str = ""               # name of the nearest upstream named site
     kind_op: str = ""             # the primitive that produced it (elementwise outputs)
+    dtype: Any = np.float32
     norm_param: int | None = None  # a normalization factor's scale leaf (folded in)
     leaf_shape: tuple | None = None  # a parameter's shape before layout operations
 
@@ -177,7 +178,10 @@ class Walk:
         self._act_values: dict[tuple, list] = {}
 
     # ---------------------------------------------------------------- entry
-    def run(self, closed: ClosedJaxpr, param_positions: list[int]) -> list[Info]:
+    def run(self, closed: ClosedJaxpr, param_positions: list[int],
+            first_input: int = 0) -> list[Info]:
+        """Walk ``closed``; invars at ``param_positions`` are the weights, those from
+        ``first_input`` on are the input ``x`` (signals); others are fixed arrays."""
         jaxpr = closed.jaxpr
         ins = []
         params = set(param_positions)
@@ -185,14 +189,17 @@ class Walk:
             shape = tuple(v.aval.shape)
             if i in params:
                 ins.append(Info(shape=shape, param=param_positions.index(i), leaf_shape=shape))
-            else:
+            elif i >= first_input:
                 ins.append(Info(shape=shape, signal=True, chan=len(shape) - 1 if shape else None))
+            else:  # a fixed array of params (a mask, a PRNG key, position ids): not a signal
+                ins.append(Info(shape=shape))
         return self.scope(jaxpr, self._const_infos(closed), ins, (), self.root, (), "")
 
     def _const_infos(self, closed: ClosedJaxpr) -> list[Info]:
         out = []
         for c in closed.consts:
-            arr = np.asarray(c) if np.ndim(c) == 0 else None
+            numeric = jax.numpy.issubdtype(getattr(c, "dtype", np.float32), jax.numpy.number)
+            arr = np.asarray(c) if np.ndim(c) == 0 and numeric else None
             out.append(Info(shape=tuple(np.shape(c)), const=arr))
         return out
 
@@ -211,6 +218,7 @@ class Walk:
         for v, info in zip(jaxpr.constvars, consts):
             env[v] = info
         for v, info in zip(jaxpr.invars, ins):
+            info.dtype = getattr(v.aval, "dtype", np.float32)
             env[v] = info
 
         def read(v):
@@ -226,6 +234,7 @@ class Walk:
             outs = self.eqn(eqn, infos, p, group, scans, stack, uses, env)
             for k, (v, info) in enumerate(zip(eqn.outvars, outs)):
                 info.shape = tuple(getattr(v.aval, "shape", ()))
+                info.dtype = getattr(v.aval, "dtype", np.float32)
                 info.key = (path, v)
                 if info.site is not None and info.site.where == (p, k):
                     info.site.shape = info.shape
@@ -275,14 +284,15 @@ class Walk:
             out = self._layout(eqn, infos)
             src = infos[0]
             if (src.site is not None and src.site.kind in ("dense", "conv")
-                    and name in ("transpose", "reshape") and self._single_use(src, uses)):
+                    and name in ("transpose", "reshape") and out.chan is not None
+                    and self._single_use(src, uses)):
                 site = src.site  # a vmapped W @ x: the layer's output is after the transpose
                 site.where = (p, 0)
                 src.site = None
                 out.site, out.namer, out.level = site, src.namer, src.level
                 site.chan = out.chan
             return [out]
-        if any(isinstance(v, (ClosedJaxpr, Jaxpr)) for v in eqn.params.values()):
+        if any(_has_jaxpr(v) for v in eqn.params.values()):
             self._opaque(eqn, infos)
         signal = any(i.signal for i in infos)
         level = max((i.level for i in infos if i.signal), default=0)
@@ -327,8 +337,8 @@ class Walk:
                 return False
         return True
 
-    def _test_values(self, shape: tuple) -> np.ndarray:
-        return np.resize(TEST_POINTS, shape).astype(np.float32)
+    def _test_values(self, shape: tuple, dtype: Any = np.float32) -> np.ndarray:
+        return np.resize(TEST_POINTS, shape).astype(dtype)
 
     def _bind_numpy(self, eqn, args: list) -> Any:
         with jax.ensure_compile_time_eval():
@@ -363,8 +373,9 @@ class Walk:
         # a comparison's boolean output is part of a chain (the predicate of a where: leaky_relu,
         # elu, selu select between two branches of the same input), but never an activation
         if out.site is None and const_like and out_shape and all(
-                i.shape == out_shape for i in sig) and eqn.outvars[0].aval.dtype in (
-                np.float32, np.bool_):
+                i.shape == out_shape for i in sig) and (
+                jax.numpy.issubdtype(eqn.outvars[0].aval.dtype, jax.numpy.floating)
+                or eqn.outvars[0].aval.dtype == np.bool_):
             self._chain(eqn, infos, out, p, group, scans)
         return out
 
@@ -398,7 +409,7 @@ class Walk:
         sig = [i for i in infos if i.signal]
         bases: dict | None = None
         for i in sig:  # a signal's chain bases, oldest first, then the signal itself
-            own = {**(i.tests or {}), i: self._test_values(i.shape)}
+            own = {**(i.tests or {}), i: self._test_values(i.shape, i.dtype)}
             bases = own if bases is None else {b: v for b, v in bases.items() if b in own}
         if not bases:
             return
@@ -407,7 +418,8 @@ class Walk:
             args = []
             for i in infos:
                 if i.signal:
-                    args.append(self._test_values(i.shape) if i is base else (i.tests or {})[base])
+                    args.append(self._test_values(i.shape, i.dtype) if i is base
+                                else (i.tests or {})[base])
                 else:
                     args.append(i.const)
             try:
@@ -416,10 +428,10 @@ class Walk:
                 return
         out.tests = tests
         out.above = frozenset().union(*(i.above | ({i} if i.tests else set()) for i in sig))
-        if eqn.outvars[0].aval.dtype != np.float32:
-            return
+        if not jax.numpy.issubdtype(eqn.outvars[0].aval.dtype, jax.numpy.floating):
+            return  # a comparison: part of the chain, never an activation
         for base, values in tests.items():  # bases in insertion order: the longest chain first
-            act = self._match(values, base.shape)
+            act = self._match(values, base.shape, base.dtype)
             if act is None:
                 continue
             for m in out.above:  # an activation built from another: the outer one is the site
@@ -433,9 +445,14 @@ class Walk:
             out.namer = base.namer
             return
 
-    def _match(self, values: np.ndarray, shape: tuple):
-        t = self._test_values(shape)
-        key = shape
+    def _match(self, values: np.ndarray, shape: tuple, dtype: Any = np.float32):
+        """The known activation equal to ``values`` at the test points (in ``dtype``, compared in
+        float32 to ``dtype``'s rounding: 1e-4 relative for float32, 8 eps for 16-bit floats)."""
+        t = self._test_values(shape, dtype).astype(np.float32)
+        values = np.asarray(values).astype(np.float32)
+        eps = float(jax.numpy.finfo(dtype).eps)
+        rtol, atol = max(1e-4, 8 * eps), max(1e-5, 8 * eps)
+        key = (shape, str(np.dtype(dtype)))
         if key not in self._act_values:
             with jax.ensure_compile_time_eval():
                 self._act_values[key] = [np.asarray(a(t)) for a in self._acts]
@@ -453,7 +470,7 @@ class Walk:
                 a = make_activation("elu", alpha=_short(-low) if t.min() <= -20 else 1.0)
                 cands.append((a, np.asarray(jax.device_get(a(t)))))
         for act, ref in cands:
-            if np.all(np.abs(values - ref) <= 1e-5 + 1e-4 * np.abs(ref)):
+            if np.all(np.abs(values - ref) <= atol + rtol * np.abs(ref)):
                 return act
         return None
 
@@ -681,6 +698,13 @@ def _short(v: Any) -> float:
     """The shortest decimal that rounds to ``v`` in float32 (a slope of 0.2 read back from
     float32 test values is 0.2, not 0.20000000298023224), so labels read as the user wrote them."""
     return float(str(np.float32(v)))
+
+
+def _has_jaxpr(value: Any) -> bool:
+    """A jaxpr, or a tuple/list holding one (cond's ``branches``)."""
+    if isinstance(value, (ClosedJaxpr, Jaxpr)):
+        return True
+    return isinstance(value, (tuple, list)) and any(_has_jaxpr(v) for v in value)
 
 
 def _namer(infos: list[Info]) -> str:

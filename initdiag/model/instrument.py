@@ -115,7 +115,9 @@ class Instrumented:
         measured: dict = {}
 
         def read(v):
-            return v.val if isinstance(v, Literal) else env[v]
+            if isinstance(v, Literal):  # a typed array, even for a Python-number literal
+                return jnp.asarray(v.val, getattr(v.aval, "dtype", None))
+            return env[v]
 
         for v, c in zip(jaxpr.constvars, consts):
             env[v] = c

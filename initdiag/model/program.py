@@ -66,6 +66,22 @@ def _flatten_group(group: graph.Group, prefix: tuple, suffix: str, out: list) ->
             out.append((item, prefix, suffix))
 
 
+def _has_rules(jaxpr) -> bool:
+    """Whether an equation of ``jaxpr`` (or of a jaxpr inside it) has a callable parameter
+    that is not a jaxpr: a custom derivative rule or a callback."""
+    for eqn in jaxpr.eqns:
+        for value in eqn.params.values():
+            values = value if isinstance(value, (tuple, list)) else (value,)
+            for v in values:
+                inner = getattr(v, "jaxpr", v) if isinstance(v, graph.ClosedJaxpr) else v
+                if isinstance(inner, graph.Jaxpr):
+                    if _has_rules(inner):
+                        return True
+                elif callable(v):
+                    return True
+    return False
+
+
 def _owners(with_path: list) -> list[str]:
     """Each leaf's owner name (:func:`initdiag.model.paths.owner_text`); matrices and kernels
     (ndim >= 2) held in lists whose owners would coincide -- ``(weights, biases)``: ``[0][3]``
@@ -83,18 +99,22 @@ def _owners(with_path: list) -> list[str]:
 
 
 def _unique(names: list[str]) -> list[str]:
-    counts: dict[str, int] = {}
-    for n in names:
-        counts[n] = counts.get(n, 0) + 1
-    seen: dict[str, int] = {}
+    """``names`` with repeats suffixed ``_1``, ``_2``, ... in order (the first keeps its name),
+    skipping any suffixed name that is already taken."""
+    taken = set(names)
+    seen: set[str] = set()
     out = []
     for n in names:
-        if counts[n] == 1:
+        if n not in seen:
+            seen.add(n)
             out.append(n)
             continue
-        k = seen.get(n, 0)
-        seen[n] = k + 1
-        out.append(n if k == 0 else f"{n}_{k}")
+        k = 1
+        while f"{n}_{k}" in taken:
+            k += 1
+        name = f"{n}_{k}"
+        taken.add(name)
+        out.append(name)
     return out
 
 
@@ -134,7 +154,7 @@ class Program:
             self.closed = jax.make_jaxpr(flat_fn)(dyn, list(x_leaves))
         positions = [self.dynamic.index(i) for i in self.weights]
         walk = graph.Walk(len(self.weights), [self.owners[i] for i in self.weights])
-        walk.run(self.closed, positions)
+        walk.run(self.closed, positions, first_input=len(dyn))
         self.walk = walk
         discovered = [s for s in graph.sites_of(walk.root) if s.kind != "tap"]
         if sites == "taps" or (sites == "auto" and walk.taps):
@@ -273,11 +293,17 @@ class Program:
         """What the compiled probe depends on: the traced program's text (primitives, shapes,
         parameters, literals), the bytes of its constants, the structures of params and x (leaf
         paths and static leaves included) and the options. Two programs with one signature give
-        the same numbers for the same inputs."""
+        the same numbers for the same inputs. A program holding a rule that its text names only
+        by name (a ``custom_jvp``/``custom_vjp`` rule, a callback) gets a signature of its own:
+        it is never shared."""
         import hashlib
 
+        if _has_rules(self.closed.jaxpr):
+            return ("unshared", id(self))  # a custom_jvp/vjp rule prints by name only
         digest = hashlib.sha256()
         for c in self.closed.consts:
+            if jnp.issubdtype(getattr(c, "dtype", np.float32), jax.dtypes.prng_key):
+                c = jax.random.key_data(c)
             arr = np.asarray(c)
             digest.update(f"{arr.dtype}{arr.shape}".encode())
             digest.update(arr.tobytes())
