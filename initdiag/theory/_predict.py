@@ -34,6 +34,8 @@ variance (user callables), biases with a nonzero mean (constant), user-given inp
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import math
 from typing import Any, Mapping, Sequence
 
@@ -242,8 +244,16 @@ def predict_result(result: Any, band: bool = True) -> Prediction:
 
 def predict_config(cfg: Mapping[str, Any], band: bool = True) -> Prediction:
     """:func:`predict_result` from a result's ``config`` (a :class:`initdiag.ProbeConfig` or
-    its dict)."""
+    its dict). Computed once per distinct configuration and ``band`` in a process (the last 256
+    are kept; the diagnosis asks for each configuration's prediction up to three times); the
+    returned prediction is shared, so treat it as read-only."""
     c = ProbeConfig.from_dict(cfg)
+    return _predict_config(json.dumps(c.to_dict(), sort_keys=True, default=str), band)
+
+
+@functools.lru_cache(maxsize=256)
+def _predict_config(config_json: str, band: bool) -> Prediction:
+    c = ProbeConfig.from_dict(json.loads(config_json))
     for key in ("activation", "init", "bias_init"):
         _fail_if(str(c[key] if key in c else "").startswith(("custom:", "given")),
                  f"{key}={c.get(key)} is recorded by name only")
