@@ -196,20 +196,27 @@ def spec_name(label: Any) -> tuple[str, dict]:
         return str(label), {}
 
 
+def init_advice(act: str, unknown: str = "") -> str:
+    """The initializer to recommend for activation ``act`` (a registry name; ``""`` when not
+    known: ``unknown`` then, default "xavier_normal for this activation")."""
+    if act == "relu":
+        return "He init (he_normal: variance 2/fan_in, gain sqrt 2) for ReLU"
+    if act in _RELU_LIKE:
+        return f"He-like init (he_normal: variance 2/fan_in) for {act}"
+    if act == "tanh":
+        return "xavier_normal or lecun_normal for tanh (variance ~1/fan_in; gain at most 5/3)"
+    if act == "selu":
+        return "lecun_normal for SELU"
+    if act == "linear":
+        return "orthogonal (gain 1) or lecun_normal for a linear stack"
+    if not act and unknown:
+        return unknown
+    return f"xavier_normal for {act or 'this activation'}"
+
+
 def _suggestion(kind: str, config: dict) -> str:
     act, _ = spec_name(config.get("activation", ""))
-    if act == "relu":
-        base = "He init (he_normal: variance 2/fan_in, gain sqrt 2) for ReLU"
-    elif act in _RELU_LIKE:
-        base = f"He-like init (he_normal: variance 2/fan_in) for {act}"
-    elif act == "tanh":
-        base = "xavier_normal or lecun_normal for tanh (variance ~1/fan_in; gain at most 5/3)"
-    elif act == "selu":
-        base = "lecun_normal for SELU"
-    elif act == "linear":
-        base = "orthogonal (gain 1) or lecun_normal for a linear stack"
-    else:
-        base = f"xavier_normal for {act or 'this activation'}"
+    base = init_advice(act)
     if kind == "healthy":
         return "no change needed"
     if kind == "symmetric":

@@ -42,13 +42,13 @@ from typing import Any
 import numpy as np
 
 from initdiag.analysis.diagnosis import (PRIORITY, TITLES, Thresholds, Verdict,
-                                         every_factor, log10_slope, nanmax, pow10, spec_name)
+                                         every_factor, init_advice, log10_slope, nanmax, pow10,
+                                         spec_name)
 from initdiag.jsonvalues import encode
 from initdiag.metrics import relative_to
 from initdiag.model.result import ModelResult, ModelSweep, model_metric_kind
 
 _LAYER_KINDS = ("dense", "conv")
-_RELU_LIKE = ("relu", "leaky_relu", "elu", "gelu", "silu", "softplus")
 
 
 @dataclasses.dataclass
@@ -125,18 +125,8 @@ def _main_activation(p: _Pooled) -> str:
 
 
 def _suggestion(kind: str, act: str, config: dict) -> str:
-    if act == "relu":
-        base = "He init (he_normal: variance 2/fan_in) for the ReLU layers"
-    elif act in _RELU_LIKE:
-        base = f"He-like init (he_normal: variance 2/fan_in) for {act}"
-    elif act == "tanh":
-        base = "xavier_normal or lecun_normal for tanh (variance ~1/fan_in; gain at most 5/3)"
-    elif act == "selu":
-        base = "lecun_normal for SELU"
-    elif act:
-        base = f"xavier_normal for {act}"
-    else:
-        base = "lecun_normal or orthogonal (variance 1/fan_in) for the dense/conv weights"
+    base = init_advice(act, unknown="lecun_normal or orthogonal (variance 1/fan_in) for the "
+                                    "dense/conv weights")
     if kind == "healthy":
         return "no change needed"
     if kind == "symmetric":

@@ -240,7 +240,7 @@ class Program:
             values[metric][i] = value
 
         for i, f in enumerate(self.flat):
-            k = self.site_list.index(f.site)
+            k = self.instrumented.uid[id(f.site)]
             for metric, v in measured.get(k, {}).items():
                 if isinstance(v, tuple):
                     put(metric, i, float(stats.combine(np.asarray(v[0])[f.index],
