@@ -35,6 +35,10 @@ NORMS = ("batchnorm", "layernorm")
 LOSSES = ("projection", "half_mse")
 INPUTS = ("normal", "uniform")
 DTYPES = ("float32",)
+#: Most histogram bins a probe takes, and the narrowest bin of act_hist_range relative to
+#: max(|lo|, |hi|): within these, float32 bin indices are exact (initdiag.engine.stats.histogram).
+MAX_HIST_BINS = 100_000
+MIN_BIN_WIDTH = 1e-5
 
 
 # --- JSON types --------------------------------------------------------------------------------
@@ -330,12 +334,19 @@ class ProbeConfig(Mapping):
         v["saturation_threshold"] = t
         check_one_of("dtype", self.dtype, DTYPES)
         v["histograms"] = check_bool("histograms", self.histograms)
-        v["hist_bins"] = check_int("hist_bins", self.hist_bins)
+        bins = v["hist_bins"] = check_int("hist_bins", self.hist_bins)
+        if bins > MAX_HIST_BINS:
+            raise ValueError(f"hist_bins must be <= {MAX_HIST_BINS}; got {bins}")
         if self.act_hist_range is not None:
             lo, hi = (check_float("act_hist_range", x) for x in self.act_hist_range)
             if not lo < hi:
                 raise ValueError(f"act_hist_range must be [lo, hi] with lo < hi; got "
                                  f"{list(self.act_hist_range)}")
+            if (hi - lo) / bins < MIN_BIN_WIDTH * max(abs(lo), abs(hi)):
+                raise ValueError(
+                    f"act_hist_range {[lo, hi]} with hist_bins={bins} makes bins of width "
+                    f"{(hi - lo) / bins:.3g}, below {MIN_BIN_WIDTH:g} x max(|lo|, |hi|) (what "
+                    f"float32 resolves); widen the range or use fewer bins")
             v["act_hist_range"] = (lo, hi)
         return dataclasses.replace(self, **v)
 

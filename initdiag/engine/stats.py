@@ -124,11 +124,39 @@ def fractions(a: jax.Array, act: Activation, threshold: float,
     return {"saturation": sat, "zero_frac": zero_frac, "dead_frac": dead_frac}
 
 
+#: Steps by which :func:`histogram` corrects its arithmetic bin estimate each way.
+HIST_CORRECTION_STEPS = 1
+
+
 def histogram(values: jax.Array, edges: jax.Array) -> jax.Array:
-    """Counts of ``values`` in the bins ``edges`` (len n+1); outside values go to the end bins."""
+    """Counts of ``values`` in the bins ``edges`` (len n+1, evenly spaced: a ``linspace``);
+    values below ``edges[0]`` go to the first bin, values at or above ``edges[n]`` and NaN to
+    the last.
+
+    A value's bin is that of ``searchsorted(edges, v, side="right") - 1`` clipped to
+    [0, n-1]: bin j holds ``edges[j] <= v < edges[j+1]``. It is found without a binary search
+    (whose gathers cost 4x the whole histogram on CPU): ``floor((v - edges[0]) * n / (edges[n]
+    - edges[0]))`` estimates it, and :data:`HIST_CORRECTION_STEPS` comparisons with the edges
+    on each side correct it, so the counts equal the binary search's exactly whenever the
+    estimate is off by less than one bin. In float32 (unit roundoff u = 2**-24) the estimate is
+    off by at most ~4u n bins from its own rounding plus ~2u M / w bins from the edges'
+    (``linspace``'s) rounding, M = max(|edges[0]|, |edges[n]|), w the bin width: below 0.1 bin
+    for the n <= 10**5 bins and w >= 1e-5 M that :class:`initdiag.ProbeConfig` admits (tested
+    against ``jnp.searchsorted`` at every edge and its neighbouring floats, NaN and +-inf).
+    """
     n = edges.shape[0] - 1
-    idx = jnp.clip(jnp.searchsorted(edges, values.ravel(), side="right") - 1, 0, n - 1)
-    return jnp.zeros((n,), jnp.int32).at[idx].add(1)
+    v = values.ravel()
+    lo, hi = edges[0], edges[n]
+    est = jnp.floor((v - lo) * (n / (hi - lo)))
+    est = jnp.where(jnp.isnan(v), n - 1, jnp.clip(est, 0, n - 1)).astype(jnp.int32)
+    idx = est
+    for _ in range(HIST_CORRECTION_STEPS):  # move up while edges[idx + 1] <= v (NaN: up)
+        up = jnp.minimum(idx + 1, n)
+        idx = jnp.where(~(v < edges[up]) & (idx < n), idx + 1, idx)
+    for _ in range(HIST_CORRECTION_STEPS):  # move down while v < edges[idx]
+        idx = jnp.where((v < edges[jnp.clip(idx, 0, n)]) & (idx >= 0), idx - 1, idx)
+    idx = jnp.clip(idx, 0, n - 1)
+    return jnp.zeros((n,), jnp.int32).at[idx].add(1, mode="promise_in_bounds")
 
 
 def combine(value, exp, power: int = 1) -> np.ndarray:
