@@ -468,3 +468,45 @@ def test_event_probabilities_compile_once_whatever_the_threshold():
     np.testing.assert_allclose(theory.gaussian("relu").zero_probability(q), 0.5, rtol=1e-12)
     with pytest.raises(ValueError, match="invalid event 'dead'; valid events: saturated, zero"):
         g.probability(q, "dead")
+
+
+def test_predict_configs_batches_a_sweep_without_mixing_its_rows():
+    """A sweep's predictions computed together (one quadrature per layer over every stack of an
+    activation) equal those computed one stack at a time, row by row; NotApplicable entries
+    come back in place, not raised."""
+    base = initdiag.ProbeConfig(depth=6, batch=8)
+    configs = [initdiag.ProbeConfig.from_dict({**base.to_dict(), **kw}) for kw in (
+        dict(activation="tanh", init="he_normal", width=32),
+        dict(activation="tanh", init="orthogonal(gain=1.3)", width=[8, 64, 16, 16, 4, 32]),
+        dict(activation="relu", init="he_normal", width=16, bias_init="normal(std=0.3)"),
+        dict(activation="tanh", init="zeros", width=32),  # not applicable
+        dict(activation="tanh", init="glorot_normal", width=32, batch=3),
+        dict(activation="relu", init="glorot_uniform", width=64, depth=9),
+    )]
+    for c in configs:
+        c.validated()
+    for band in (True, False):
+        preds = theory.predict_configs(configs, band=band)
+        assert isinstance(preds[3], theory.NotApplicable) and "zeros" in preds[3].reason
+        for c, p in zip(configs, preds):
+            if isinstance(p, theory.NotApplicable):
+                continue
+            one = theory.predict(c.activation, c.init, c.depth, list(c.widths), c.bias_init,
+                                 batch=c.batch, band=band)
+            for m in theory.PREDICTED:
+                np.testing.assert_array_equal(p[m], one[m], err_msg=f"{c.label()} {m}")
+            # the band's pair sums run over all layers at once: equal to float64 rounding
+            np.testing.assert_allclose(p.log_sd, one.log_sd, rtol=1e-14, equal_nan=True)
+            assert np.all(np.isnan(p.log_sd)) == (not band)
+            assert p.q_star == one.q_star or (math.isnan(p.q_star) and math.isnan(one.q_star))
+
+
+def test_a_prediction_without_band_is_the_banded_one_minus_its_band():
+    c = initdiag.ProbeConfig(activation="sigmoid", init="lecun_uniform", depth=5, width=24,
+                             batch=16, bias_init="normal(std=0.2)")
+    with_band = theory.predict_config(c, band=True)
+    without = theory.predict_config(c, band=False)  # served from the banded one
+    fresh = theory.predict(c.activation, c.init, 5, 24, c.bias_init, batch=16, band=False)
+    assert np.all(np.isfinite(with_band.log_sd)) and np.all(np.isnan(without.log_sd))
+    for m in theory.PREDICTED:
+        np.testing.assert_array_equal(without[m], fresh[m])

@@ -558,4 +558,8 @@ def diagnose(result: ProbeResult | SweepResult | Iterable[ProbeResult],
         if not isinstance(r, ProbeResult):
             raise TypeError(f"diagnose takes ProbeResults; got an item of type {type(r).__name__}")
         groups.setdefault(json.dumps(encode(r.config), sort_keys=True), []).append(r)
+    from initdiag import theory
+
+    # every configuration's prediction in one vectorized call (cached for _theory_evidence)
+    theory.predict_configs([rs[0].config for rs in groups.values()], band=False)
     return [_diagnose(_pool(rs), rs[0].config, tuple(r.seed for r in rs), t) for rs in groups.values()]

@@ -163,14 +163,14 @@ def _write_sweep_files(sweep: Any, folder: ReportFolder, *, title: str | None,
     from initdiag.report.figures import Context, write_figures
     from initdiag.report.html import render_html
 
-    t = time.perf_counter()
-    verdicts = diagnose(sweep)
-    timings["diagnosis"] = time.perf_counter() - t
-    sweep.to_json(folder.tmp / "results.json")
     ctx = Context(sweep)
     t = time.perf_counter()
-    ctx.predictions  # noqa: B018 (computed once, shared by the figures)
+    ctx.predictions  # noqa: B018 (computed once, shared by the figures and the diagnosis)
     timings["theory: mean-field predictions"] = time.perf_counter() - t
+    t = time.perf_counter()
+    verdicts = diagnose(sweep)  # takes the predictions above from theory's cache
+    timings["diagnosis"] = time.perf_counter() - t
+    sweep.to_json(folder.tmp / "results.json")
     t = time.perf_counter()
     ctx.spectra  # noqa: B018
     timings["theory: Jacobian spectra"] = time.perf_counter() - t

@@ -238,23 +238,24 @@ def predictions(sweep: Any) -> dict[str, Any]:
     (glorot_normal and lecun_normal at equal widths) share one computation."""
     from initdiag import theory
 
-    out: dict[str, Any] = {}
-    done: dict[str, Any] = {}
-    for config, runs in configurations(sweep):
-        key = config_key(config)
+    configs = configurations(sweep)
+    same = {}
+    for config, runs in configs:
         try:
-            same = _prediction_key(config)
+            same[config_key(config)] = _prediction_key(config)
         except (KeyError, TypeError, ValueError):
-            same = key
-        try:
-            if same not in done:
-                done[same] = theory.predict_result(runs[0], band=True)
-            pred = done[same]
-            if isinstance(pred, theory.Prediction) and pred.config.get("init") != config["init"]:
-                pred = dataclasses.replace(pred, config={**pred.config, "init": config["init"]})
-            out[key] = pred
-        except theory.NotApplicable as e:
-            out[key] = e
+            same[config_key(config)] = config_key(config)
+    first: dict[str, Any] = {}  # one configuration per distinct prediction
+    for config, runs in configs:
+        first.setdefault(same[config_key(config)], runs[0].config)
+    computed = dict(zip(first, theory.predict_configs(list(first.values()), band=True)))
+    out: dict[str, Any] = {}
+    for config, _ in configs:
+        key = config_key(config)
+        pred = computed[same[key]]
+        if isinstance(pred, theory.Prediction) and pred.config.get("init") != config["init"]:
+            pred = dataclasses.replace(pred, config={**pred.config, "init": config["init"]})
+        out[key] = pred
     return out
 
 

@@ -29,6 +29,7 @@ from initdiag.theory._predict import NotApplicable as NotApplicable
 from initdiag.theory._predict import Prediction as Prediction
 from initdiag.theory._predict import predict as predict
 from initdiag.theory._predict import predict_config as predict_config
+from initdiag.theory._predict import predict_configs as predict_configs
 from initdiag.theory._predict import predict_result as predict_result
 from initdiag.theory._predict import saturation_at as saturation_at
 from initdiag.theory._quadrature import gaussian as gaussian

@@ -47,7 +47,7 @@ from initdiag.theory._quadrature import Gaussian
 
 
 def correlations(g: Gaussian, q: np.ndarray, w: np.ndarray, b: np.ndarray, widths,
-                 input_width: int) -> tuple[np.ndarray, np.ndarray]:
+                 input_width) -> tuple[np.ndarray, np.ndarray]:
     """Pairwise correlation of two independent inputs' pre-activations per layer: its
     mean-field value c_l and its finite-width spread nu_l = E[(c - c_l)^2] over pairs.
 
@@ -57,57 +57,73 @@ def correlations(g: Gaussian, q: np.ndarray, w: np.ndarray, b: np.ndarray, width
     C'(c) = sigma_w^2 q E[phi'(u1) phi'(u2)] / F carries the spread forward, and each layer's
     finite sample of weights and of units adds to it. At the edge of chaos C' ~ 1 near c = 0 and
     the spread grows like l / n: it raises the Wishart term of the one-step variance.
+
+    Layers are the last axis of ``q``, ``w``, ``b``, ``widths`` ([..., L]); leading axes are
+    independent stacks computed together (``input_width``: a number or one per stack). Where
+    q_{l+1} is not finite and > 0, c_{l+1} = 1 and nu_{l+1} = 0.
     """
-    widths = np.asarray(widths, np.float64)
+    q, w, b = (np.asarray(a, np.float64) for a in (q, w, b))
+    widths = np.broadcast_to(np.asarray(widths, np.float64), q.shape)
+    n0 = np.asarray(input_width, np.float64)
     c, nu = np.empty_like(q), np.empty_like(q)
-    c[0] = b[0] / q[0] if q[0] > 0 else 1.0  # independent inputs: only the bias is shared
+    pos = q[..., 0] > 0
+    safe0 = np.where(pos, q[..., 0], 1.0)
+    c[..., 0] = np.where(pos, b[..., 0] / safe0, 1.0)  # independent inputs: only the bias is shared
     # the inputs' own overlap (variance 1/n_0), carried by the share sigma_w^2 v of q_1
-    signal = (q[0] - b[0]) / q[0] if q[0] > 0 else 0.0
-    nu[0] = (1 - c[0] ** 2) ** 2 / widths[0] + signal**2 / input_width
-    for i in range(len(q) - 1):
-        if q[i + 1] <= 0 or not np.isfinite(q[i + 1]):
-            c[i + 1], nu[i + 1] = 1.0, 0.0
-            continue
-        pr = g.pair(q[i], c[i])
-        F = q[i + 1]
-        c[i + 1] = np.clip((w[i + 1] * pr["phiphi"] + b[i + 1]) / F, -1.0, 1.0)
-        slope = w[i + 1] * q[i] * pr["dd"] / F
-        unit = w[i + 1] ** 2 * max(pr["pp2"] - pr["phiphi"] ** 2, 0.0) / (widths[i] * F**2)
-        nu[i + 1] = slope**2 * nu[i] + (1 - c[i + 1] ** 2) ** 2 / widths[i + 1] + unit
+    signal = np.where(pos, (q[..., 0] - b[..., 0]) / safe0, 0.0)
+    nu[..., 0] = (1 - c[..., 0] ** 2) ** 2 / widths[..., 0] + signal**2 / n0
+    for i in range(q.shape[-1] - 1):
+        F = q[..., i + 1]
+        ok = (F > 0) & np.isfinite(F)
+        qi, ci = np.where(ok, q[..., i], 1.0), np.where(ok, c[..., i], 0.0)
+        F = np.where(ok, F, 1.0)
+        pr = g.pair(qi, ci)
+        c_next = np.clip((w[..., i + 1] * pr["phiphi"] + b[..., i + 1]) / F, -1.0, 1.0)
+        slope = w[..., i + 1] * qi * pr["dd"] / F
+        unit = (w[..., i + 1] ** 2 * np.maximum(pr["pp2"] - pr["phiphi"] ** 2, 0.0)
+                / (widths[..., i] * F**2))
+        nu_next = slope**2 * nu[..., i] + (1 - c_next**2) ** 2 / widths[..., i + 1] + unit
+        c[..., i + 1] = np.where(ok, c_next, 1.0)
+        nu[..., i + 1] = np.where(ok, nu_next, 0.0)
     return c, nu
 
 
 def step_variance(g: Gaussian, q: np.ndarray, c_mean: np.ndarray, nu: np.ndarray, w: np.ndarray,
-                  widths, batch: int, input_width: int, input_var: float) -> np.ndarray:
+                  widths, batch, input_width, input_var) -> np.ndarray:
     """Var(e_l) for each layer l = 1..L (index 0: the input -> layer 1 step); pairs enter at
-    their root-mean-square correlation sqrt(c_l^2 + nu_l)."""
-    widths = np.asarray(widths, np.float64)
+    their root-mean-square correlation sqrt(c_l^2 + nu_l). Layers are the last axis, leading
+    axes independent stacks (as :func:`correlations`; ``batch``, ``input_width`` and
+    ``input_var`` numbers or one per stack); every layer's pair expectations in one call."""
+    q, c_mean, nu, w = (np.asarray(a, np.float64) for a in (q, c_mean, nu, w))
+    widths = np.broadcast_to(np.asarray(widths, np.float64), q.shape)
+    batch, n0, v = (np.asarray(a, np.float64)[..., None] for a in (batch, input_width, input_var))
     c = np.sign(c_mean) * np.sqrt(np.minimum(c_mean**2 + nu, 1.0))
     c = np.where(c_mean == 0, np.sqrt(np.minimum(nu, 1.0)), c)
     inv_b = 1.0 / batch
     out = np.empty_like(q)
-    F0 = q[0]
-    wish = 2.0 * (F0**2 * inv_b + (1 - inv_b) * (F0 * c[0]) ** 2) / widths[0]
-    inp = w[0] ** 2 * 2.0 * input_var**2 / (input_width * batch)
-    out[0] = (wish + inp) / F0**2
-    for i in range(len(q) - 1):
-        F = q[i + 1]
-        pair_c = g.pair(q[i], c[i])["psi_cov"]
-        pair_1 = g.pair(q[i], 1.0)["psi_cov"]
-        V = inv_b * pair_1 + (1 - inv_b) * pair_c
-        wish = 2.0 * (F**2 * inv_b + (1 - inv_b) * (F * c[i + 1]) ** 2) / widths[i + 1]
-        out[i + 1] = (w[i + 1] ** 2 * V / widths[i] + wish) / F**2
+    F0 = q[..., :1]
+    wish = 2.0 * (F0**2 * inv_b + (1 - inv_b) * (F0 * c[..., :1]) ** 2) / widths[..., :1]
+    inp = w[..., :1] ** 2 * 2.0 * v**2 / (n0 * batch)
+    out[..., :1] = (wish + inp) / F0**2
+    F = q[..., 1:]
+    pair_c = g.pair(q[..., :-1], c[..., :-1])["psi_cov"]
+    pair_1 = g.pair(q[..., :-1], 1.0)["psi_cov"]
+    V = inv_b * pair_1 + (1 - inv_b) * pair_c
+    wish = 2.0 * (F**2 * inv_b + (1 - inv_b) * (F * c[..., 1:]) ** 2) / widths[..., 1:]
+    out[..., 1:] = (w[..., 1:] ** 2 * V / widths[..., :-1] + wish) / F**2
     return out
 
 
 def log_variance(g: Gaussian, q: np.ndarray, w: np.ndarray, step_var: np.ndarray) -> np.ndarray:
-    """Var(ln(Q_l / q_l)) per layer from the one-step variances (see the module docstring)."""
+    """Var(ln(Q_l / q_l)) per layer from the one-step variances (see the module docstring);
+    layers on the last axis, leading axes independent stacks."""
+    q, w, step_var = (np.asarray(a, np.float64) for a in (q, w, step_var))
     slope = g.moments(q)["slope"]
     out = np.empty_like(q)
-    out[0] = step_var[0]
-    for i in range(len(q) - 1):
-        s = q[i] * w[i + 1] * slope[i] / q[i + 1]
-        out[i + 1] = s**2 * out[i] + step_var[i + 1]
+    out[..., 0] = step_var[..., 0]
+    for i in range(q.shape[-1] - 1):
+        s = q[..., i] * w[..., i + 1] * slope[..., i] / q[..., i + 1]
+        out[..., i + 1] = s**2 * out[..., i] + step_var[..., i + 1]
     return out
 
 

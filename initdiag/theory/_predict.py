@@ -33,11 +33,12 @@ variance (user callables), biases with a nonzero mean (constant), user-given inp
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import json
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -143,6 +144,49 @@ def _variances(init, bias_init, use_bias: bool, shapes: Sequence[tuple[int, int]
     return w, b
 
 
+def _stack(activation: Any, init: Any, depth: int, width: int | Sequence[int], bias_init: Any,
+           input_var: float, *, input_width: int | None, use_bias: bool, batch: int | None,
+           norm: str | None, residual: float | None, saturation_threshold: float) -> "_Stack":
+    """Validate :func:`predict`'s arguments (raising as it does) into a :class:`_Stack`."""
+    _fail_if(norm is not None, f"norm={norm!r}: normalization is not modelled (it fixes each "
+             "layer's scale whatever the initializer)")
+    _fail_if(residual is not None, f"residual={residual!r}: residual stacks are not modelled")
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
+        raise ValueError(f"depth must be an integer >= 1; got {depth!r}")
+    depth = int(depth)
+    widths = [int(width)] * depth if np.isscalar(width) else [int(v) for v in width]
+    if len(widths) != depth or min(widths) < 1:
+        raise ValueError(f"width must be one width >= 1 or {depth} of them; got {width!r}")
+    n0 = widths[0] if input_width is None else int(input_width)
+    input_var = float(input_var)
+    if not (math.isfinite(input_var) and input_var > 0):
+        raise ValueError(f"input_var (E[x0^2], a variance) must be finite and > 0; got {input_var!r}")
+    batch = 1 if batch is None else int(batch)
+    t = float(saturation_threshold)
+    if not 0 < t < 1:
+        raise ValueError(f"saturation_threshold must be in (0, 1); got {t}")
+    act = resolve_activation(activation)
+    init_o, bias_o = resolve_initializer(init), resolve_initializer(bias_init)
+    shapes = list(zip([n0] + widths[:-1], widths))
+    w, b = _variances(init_o, bias_o, use_bias, shapes)
+    back = np.array([fo * init_o.weight_variance(fi, fo) for fi, fo in shapes])
+    config = {"activation": act.label, "init": init_o.label, "bias_init": bias_o.label,
+              "depth": depth, "widths": widths, "input_width": n0, "input_var": input_var,
+              "use_bias": bool(use_bias), "batch": batch, "saturation_threshold": t}
+    return _Stack(act, config, w, b, back)
+
+
+class _Stack(NamedTuple):
+    """A validated stack to predict: its activation, the prediction's ``config``, sigma_w^2 and
+    sigma_b^2 per layer and the backward weight variance fan_out Var(W) per layer."""
+
+    act: Any
+    config: dict[str, Any]
+    w: np.ndarray
+    b: np.ndarray
+    back: np.ndarray
+
+
 def predict(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
             width: int | Sequence[int] = 256, bias_init: Any = "zeros", input_var: float = 1.0,
             *, input_width: int | None = None, use_bias: bool = True, batch: int | None = None,
@@ -172,64 +216,95 @@ def predict(activation: Any = "relu", init: Any = "he_normal", depth: int = 50,
       NotApplicable: where mean-field theory does not describe the stack (with the reason).
       ValueError: for invalid arguments.
     """
-    _fail_if(norm is not None, f"norm={norm!r}: normalization is not modelled (it fixes each "
-             "layer's scale whatever the initializer)")
-    _fail_if(residual is not None, f"residual={residual!r}: residual stacks are not modelled")
-    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
-        raise ValueError(f"depth must be an integer >= 1; got {depth!r}")
-    depth = int(depth)
-    widths = [int(width)] * depth if np.isscalar(width) else [int(v) for v in width]
-    if len(widths) != depth or min(widths) < 1:
-        raise ValueError(f"width must be one width >= 1 or {depth} of them; got {width!r}")
-    n0 = widths[0] if input_width is None else int(input_width)
-    input_var = float(input_var)
-    if not (math.isfinite(input_var) and input_var > 0):
-        raise ValueError(f"input_var (E[x0^2], a variance) must be finite and > 0; got {input_var!r}")
-    batch = 1 if batch is None else int(batch)
-    t = float(saturation_threshold)
-    if not 0 < t < 1:
-        raise ValueError(f"saturation_threshold must be in (0, 1); got {t}")
-    act = resolve_activation(activation)
-    init_o, bias_o = resolve_initializer(init), resolve_initializer(bias_init)
-    shapes = list(zip([n0] + widths[:-1], widths))
-    w, b = _variances(init_o, bias_o, use_bias, shapes)
+    stack = _stack(activation, init, depth, width, bias_init, input_var,
+                   input_width=input_width, use_bias=use_bias, batch=batch, norm=norm,
+                   residual=residual, saturation_threshold=saturation_threshold)
+    return _predict_stacks([stack], band)[0]
+
+
+def _predict_stacks(stacks: Sequence[_Stack], band: bool) -> list[Prediction]:
+    """The predictions of ``stacks``; those sharing activation, depth and saturation threshold
+    are computed together, every recursion step as one vectorized quadrature over them (the
+    same numbers as one at a time: the rules are elementwise in q)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, st in enumerate(stacks):
+        key = (st.act, st.config["depth"], st.config["saturation_threshold"])
+        groups.setdefault(key, []).append(i)
+    out: list[Prediction | None] = [None] * len(stacks)
+    for idx in groups.values():
+        for i, pred in zip(idx, _predict_group([stacks[i] for i in idx], band)):
+            out[i] = pred
+    return out  # type: ignore[return-value]
+
+
+def _predict_group(stacks: Sequence[_Stack], band: bool) -> list[Prediction]:
+    """:func:`_predict_stacks` for stacks of one activation, depth and threshold: arrays
+    [stacks, layers]."""
+    act = stacks[0].act
+    depth, t = stacks[0].config["depth"], stacks[0].config["saturation_threshold"]
+    w = np.stack([st.w for st in stacks])
+    b = np.stack([st.b for st in stacks])
+    back = np.stack([st.back for st in stacks])
+    input_var = np.array([st.config["input_var"] for st in stacks], np.float64)
     g = gaussian(act)
 
-    q = np.empty(depth)
-    q[0] = w[0] * input_var + b[0]
+    q = np.empty((len(stacks), depth))
+    q[:, 0] = w[:, 0] * input_var + b[:, 0]
     for i in range(1, depth):
-        q[i] = w[i] * float(g.moments(q[i - 1])["phi2"]) + b[i] if np.isfinite(q[i - 1]) else np.inf
+        prev = q[:, i - 1]
+        finite = np.isfinite(prev)
+        phi2 = g.moments(np.where(finite, prev, 1.0))["phi2"]
+        q[:, i] = np.where(finite, w[:, i] * phi2 + b[:, i], np.inf)
     m = g.moments(q)
-    nan = np.full(depth, np.nan)
+    nan = np.full(q.shape, np.nan)
     values = {
-        "preact_mean": np.zeros(depth), "preact_var": q.copy(), "act_mean": m["phi"],
+        "preact_mean": np.zeros(q.shape), "preact_var": q.copy(), "act_mean": m["phi"],
         "act_var": np.maximum(m["phi2"] - m["phi"] ** 2, 0.0),
-        "saturation": g.saturated_probability(q, t) if act.saturates else nan,
-        "zero_frac": g.zero_probability(q) if act.can_die else nan.copy(),
+        "saturation": (g.saturated_probability(q.ravel(), t).reshape(q.shape) if act.saturates
+                       else nan),
+        "zero_frac": (g.zero_probability(q.ravel()).reshape(q.shape) if act.can_die
+                      else nan.copy()),
     }
-    back = np.array([fo * init_o.weight_variance(fi, fo) for fi, fo in shapes])
-    g2 = np.ones(depth)
+    g2 = np.ones(q.shape)
     with np.errstate(over="ignore", invalid="ignore"):  # products beyond 1e308 are inf
         for i in range(depth - 2, -1, -1):
-            g2[i] = g2[i + 1] * m["dphi2"][i] * back[i + 1]
+            g2[:, i] = g2[:, i + 1] * m["dphi2"][:, i] * back[:, i + 1]
     values["grad_preact_rms"] = np.sqrt(g2)
     values["chi"] = w * m["dphi2"]
 
-    scales = {}
-    if np.ptp(w) == 0 and np.ptp(b) == 0:
-        scales = depth_scales(act, w[0], b[0], q0=q[0])
-    step = nan
-    if band and np.all(np.isfinite(q)) and np.all(q > 0):
-        c, nu = _finite.correlations(g, q, w, b, widths, n0)
-        step = _finite.step_variance(g, q, c, nu, w, widths, batch, n0, input_var)
-    log_var = _finite.log_variance(g, q, w, step) if np.all(np.isfinite(step)) else nan
-    config = {"activation": act.label, "init": init_o.label, "bias_init": bias_o.label,
-              "depth": depth, "widths": widths, "input_width": n0, "input_var": input_var,
-              "use_bias": bool(use_bias), "batch": batch, "saturation_threshold": t}
-    return Prediction(config=config, values=values, weight_var=w, bias_var=b,
-                      q_star=scales.get("q_star", math.nan), chi1=scales.get("chi1", math.nan),
-                      xi_q=scales.get("xi_q", math.nan), xi_c=scales.get("xi_c", math.nan),
-                      log_sd=np.sqrt(log_var), step_sd=np.sqrt(step))
+    step = np.full(q.shape, np.nan)
+    log_var = np.full(q.shape, np.nan)
+    rows = np.flatnonzero(np.all(np.isfinite(q) & (q > 0), axis=1)) if band else np.zeros(0, int)
+    if rows.size:
+        cfg = [stacks[i].config for i in rows]
+        widths = np.array([c["widths"] for c in cfg], np.float64)
+        n0 = np.array([c["input_width"] for c in cfg], np.float64)
+        c, nu = _finite.correlations(g, q[rows], w[rows], b[rows], widths, n0)
+        step[rows] = _finite.step_variance(g, q[rows], c, nu, w[rows], widths,
+                                           np.array([c["batch"] for c in cfg], np.float64), n0,
+                                           input_var[rows])
+        ok = rows[np.all(np.isfinite(step[rows]), axis=1)]
+        if ok.size:
+            log_var[ok] = _finite.log_variance(g, q[ok], w[ok], step[ok])
+    preds = []
+    for i, st in enumerate(stacks):
+        scales = {}
+        if np.ptp(st.w) == 0 and np.ptp(st.b) == 0:
+            scales = _depth_scales(act, float(st.w[0]), float(st.b[0]), float(q[i, 0]))
+        preds.append(Prediction(
+            config=st.config, values={k: v[i].copy() for k, v in values.items()},
+            weight_var=st.w, bias_var=st.b, q_star=scales.get("q_star", math.nan),
+            chi1=scales.get("chi1", math.nan), xi_q=scales.get("xi_q", math.nan),
+            xi_c=scales.get("xi_c", math.nan), log_sd=np.sqrt(log_var[i]),
+            step_sd=np.sqrt(step[i])))
+    return preds
+
+
+@functools.lru_cache(maxsize=1024)
+def _depth_scales(act: Any, w: float, b: float, q0: float) -> dict[str, float]:
+    """:func:`depth_scales`, computed once per distinct argument (glorot_normal and lecun_normal
+    at equal widths share it); read-only."""
+    return depth_scales(act, w, b, q0=q0)
 
 
 def predict_result(result: Any, band: bool = True) -> Prediction:
@@ -244,25 +319,88 @@ def predict_result(result: Any, band: bool = True) -> Prediction:
 
 def predict_config(cfg: Mapping[str, Any], band: bool = True) -> Prediction:
     """:func:`predict_result` from a result's ``config`` (a :class:`initdiag.ProbeConfig` or
-    its dict). Computed once per distinct configuration and ``band`` in a process (the last 256
-    are kept; the diagnosis asks for each configuration's prediction up to three times); the
-    returned prediction is shared, so treat it as read-only."""
-    c = ProbeConfig.from_dict(cfg)
-    return _predict_config(json.dumps(c.to_dict(), sort_keys=True, default=str), band)
+    its dict), through the cache of :func:`predict_configs`; the returned prediction is shared,
+    so treat it as read-only.
+
+    Raises:
+      NotApplicable: as :func:`predict_result`.
+    """
+    (pred,) = predict_configs([cfg], band=band)
+    if isinstance(pred, NotApplicable):
+        raise pred
+    return pred
 
 
-@functools.lru_cache(maxsize=256)
-def _predict_config(config_json: str, band: bool) -> Prediction:
+def predict_configs(cfgs: Sequence[Mapping[str, Any]], band: bool = True
+                    ) -> list[Prediction | NotApplicable]:
+    """The predictions of many results' configurations at once (a whole sweep): each entry is
+    a :class:`Prediction`, or the :class:`NotApplicable` (not raised) saying why the theory
+    does not describe that configuration.
+
+    Configurations of one activation and depth are computed together (every layer's quadrature
+    over all of them in one call, :func:`predict`'s numbers exactly). Each distinct
+    configuration is computed once per process (:data:`PREDICTION_CACHE` are kept, shared and
+    read-only); a prediction without the band (``band=False``) is taken from one with it when
+    that was computed.
+    """
+    keys = [json.dumps(ProbeConfig.from_dict(c).to_dict(), sort_keys=True, default=str)
+            for c in cfgs]
+    todo: dict[str, _Stack | NotApplicable] = {}
+    for key in keys:
+        if key not in todo and _CACHE.get(key, band) is None:
+            try:
+                todo[key] = _config_stack(key)
+            except NotApplicable as e:
+                todo[key] = e
+    stacks = {k: v for k, v in todo.items() if isinstance(v, _Stack)}
+    for key, pred in zip(stacks, _predict_stacks(list(stacks.values()), band)):
+        _CACHE.put(key, band, pred)
+    return [todo[k] if isinstance(todo.get(k), NotApplicable) else _CACHE.get(k, band)
+            for k in keys]
+
+
+#: How many predictions :func:`predict_configs` keeps (per process).
+PREDICTION_CACHE = 1024
+
+
+class _PredictionCache:
+    """Least recently used predictions by (configuration JSON, band)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.items: collections.OrderedDict = collections.OrderedDict()
+
+    def get(self, key: str, band: bool) -> Prediction | None:
+        for k in ((key, band),) if band else ((key, False), (key, True)):
+            if k in self.items:
+                self.items.move_to_end(k)
+                pred = self.items[k]
+                if k[1] != band:  # the band's prediction without its band
+                    nan = np.full(len(pred.bias_var), np.nan)
+                    pred = dataclasses.replace(pred, log_sd=nan, step_sd=nan.copy())
+                return pred
+        return None
+
+    def put(self, key: str, band: bool, pred: Prediction) -> None:
+        self.items[(key, band)] = pred
+        self.items.move_to_end((key, band))
+        while len(self.items) > self.size:
+            self.items.popitem(last=False)
+
+
+_CACHE = _PredictionCache(PREDICTION_CACHE)
+
+
+def _config_stack(config_json: str) -> _Stack:
     c = ProbeConfig.from_dict(json.loads(config_json))
     for key in ("activation", "init", "bias_init"):
         _fail_if(str(c[key] if key in c else "").startswith(("custom:", "given")),
                  f"{key}={c.get(key)} is recorded by name only")
     _fail_if(c.input not in INPUTS,
              f"input={c.get('input')!r}: the input's variance is not recorded")
-    return predict(activation=c.activation, init=c.init, depth=int(c.depth),
-                   width=list(c.widths), bias_init=c.bias_init, input_var=1.0,
-                   input_width=c.input_width, use_bias=c.use_bias, batch=c.batch, norm=c.norm,
-                   residual=c.residual, saturation_threshold=c.saturation_threshold, band=band)
+    return _stack(c.activation, c.init, int(c.depth), list(c.widths), c.bias_init, 1.0,
+                  input_width=c.input_width, use_bias=c.use_bias, batch=c.batch, norm=c.norm,
+                  residual=c.residual, saturation_threshold=c.saturation_threshold)
 
 
 def saturation_at(activation: Any, q: float, cfg: Mapping[str, Any]) -> tuple[float, float]:

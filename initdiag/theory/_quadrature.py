@@ -168,6 +168,7 @@ class Gaussian:
         self._d1 = jax.jit(jax.vmap(d1))
         self._d2 = jax.jit(jax.vmap(d2))
         self._all = jax.jit(lambda z: (f(z), jax.vmap(d1)(z), jax.vmap(d2)(z)))
+        self._values_firsts = jax.jit(lambda z: (f(z), jax.vmap(d1)(z)))
         if breaks is None:
             breaks = not _is_builtin(act)
         self.breaks = find_breaks(self) if breaks else np.zeros(0)
@@ -244,15 +245,15 @@ class Gaussian:
         q, c = np.broadcast_arrays(np.asarray(q, np.float64), np.asarray(c, np.float64))
         c = np.clip(c, -1.0, 1.0)
         s = np.sqrt(q)[..., None, None]
-        u1 = s * PAIR_NODES[:, None] * np.ones_like(PAIR_NODES)[None, :]
+        u1 = s * PAIR_NODES[:, None]  # [..., n, 1]: u1 is constant along the z2 axis
         u2 = s * (c[..., None, None] * PAIR_NODES[:, None]
                   + np.sqrt(1 - c**2)[..., None, None] * PAIR_NODES[None, :])
         w = PAIR_WEIGHTS[:, None] * PAIR_WEIGHTS[None, :]
-        both = np.concatenate([u1.ravel(), np.broadcast_to(u2, u1.shape).ravel()])
-        values, firsts, _ = self._eval(self._all, both)
+        both = np.concatenate([u1.ravel(), np.broadcast_to(u2, s.shape[:-2] + w.shape).ravel()])
+        values, firsts = self._eval(self._values_firsts, both)  # one call: phi, phi'
         n = u1.size
-        p1, p2 = values[:n].reshape(u1.shape), values[n:].reshape(u1.shape)
-        d1, d2 = firsts[:n].reshape(u1.shape), firsts[n:].reshape(u1.shape)
+        p1, p2 = values[:n].reshape(u1.shape), values[n:].reshape(u1.shape[:-1] + w.shape[-1:])
+        d1, d2 = firsts[:n].reshape(u1.shape), firsts[n:].reshape(p2.shape)
         m = self.moments(q)
         k = m["slope"][..., None, None]
         psi1, psi2 = p1 * p1 - k * u1 * u1, p2 * p2 - k * u2 * u2
