@@ -107,7 +107,8 @@ def build_report(kwargs: dict[str, Any], out: Path, *, title: str | None = None,
     The folder is written atomically (:class:`ReportFolder`): on any error nothing is left
     behind. Timings on the page: the sweep, the diagnosis, the theory computations (mean-field
     predictions, Jacobian spectra), the figures, the page itself (the page is rendered twice:
-    the second rendering shows how long the first took) and the total.
+    the second rendering shows how long the first took) and the total; the same timings are
+    in ``sweep.meta["report"]["timings_s"]`` (seconds, in results.json).
 
     Returns:
       (sweep, verdicts, paths): the SweepResult, its verdicts and {"html", "results", figure
@@ -170,7 +171,6 @@ def _write_sweep_files(sweep: Any, folder: ReportFolder, *, title: str | None,
     t = time.perf_counter()
     verdicts = diagnose(sweep)  # takes the predictions above from theory's cache
     timings["diagnosis"] = time.perf_counter() - t
-    sweep.to_json(folder.tmp / "results.json")
     t = time.perf_counter()
     ctx.spectra  # noqa: B018
     timings["theory: Jacobian spectra"] = time.perf_counter() - t
@@ -183,6 +183,9 @@ def _write_sweep_files(sweep: Any, folder: ReportFolder, *, title: str | None,
     timings[TOTAL_TIMING] = time.perf_counter() - t0
     page = render_html(sweep, verdicts, figs, title=title, timings=timings, command=command)
     atomic_write_text(folder.tmp / "index.html", page)
+    if isinstance(sweep.meta.get("report"), dict):  # the page's timings, in seconds
+        sweep.meta["report"]["timings_s"] = dict(timings)
+    sweep.to_json(folder.tmp / "results.json")
     return verdicts, figs
 
 

@@ -143,8 +143,23 @@ def bench_workload(key: str, wl, args, roof: dict, naive_c_s: float | None) -> d
                 rec[field] = None
         if "memory" in w:
             rec["memory"] = w["memory"]
+        if s == "initdiag" and wl.sweep:
+            rec.update(_e2e_cached(key, args.quick))
         out["systems"][s] = rec
     return out
+
+
+def _e2e_cached(key: str, quick: bool) -> dict:
+    """initdiag's end to end with the persistent compilation cache: a fresh process with an
+    empty cache folder (cold), then another with the folder it filled (warm)."""
+    with tempfile.TemporaryDirectory(prefix="initdiag-bench-cache-") as cache:
+        extra = ["--cache", cache, *(["--quick"] if quick else [])]
+        log(f"  ({key}) initdiag: fresh process, empty compilation cache (cold)")
+        cold = _worker("run", "initdiag", key, *extra)
+        log(f"  ({key}) initdiag: fresh process, the cache the cold run filled (warm)")
+        warm = _worker("run", "initdiag", key, *extra)
+    return {"e2e_cold_s": cold["e2e_s"], "e2e_warm_s": warm["e2e_s"],
+            "import_warm_s": warm["import_s"], "first_warm_s": warm["first_s"]}
 
 
 def memory_row(key: str, rec: dict) -> dict:
@@ -155,18 +170,6 @@ def memory_row(key: str, rec: dict) -> dict:
     return {"workload": key, "plan": plan, "baseline": rec["baseline_rss"],
             "estimate": m["estimate"], "predicted": predicted, "measured": rec["peak_rss"],
             "error_pct": 100.0 * (predicted - rec["peak_rss"]) / rec["peak_rss"]}
-
-
-def run_report() -> dict:
-    with tempfile.TemporaryDirectory(prefix="initdiag-bench-report-") as tmp:
-        cmd = [sys.executable, "-m", "initdiag", "report", "--quiet", "--out", tmp]
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        log(f"initdiag report failed:\n{proc.stderr[-2000:]}")
-    return {"command": "python -m initdiag report --quiet --out <tmp>", "wall_s": wall,
-            "returncode": proc.returncode}
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -279,8 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         from _bench import models
         res["models"] = models.bench(args.quick, args.warmup, args.reps, log)
     if "report" in args.parts:
-        log("default report: python -m initdiag report --quiet (fresh process)")
-        res["report"] = run_report()
+        from _bench import report
+        log("default report: python -m initdiag report --quiet (fresh processes: cold, warm, "
+            "no cache)")
+        res["report"] = report.run(ROOT, 1 if args.quick else 3, log)
     res["machine"]["loadavg_end"] = list(os.getloadavg())
     res["targets"] = render.targets(res)
     out = Path(args.out)

@@ -12,6 +12,11 @@ the whole program (see :func:`_peak`); ``baseline_rss`` is the resident memory (
 VmRSS) just before the call, after the imports and the JAX backend's start.
 
 ``--in-scan`` (initdiag only) passes ``draw_weights="in_scan"`` instead of the automatic plan.
+``--cache DIR`` (initdiag only) turns on the persistent compilation cache in DIR
+(``INITDIAG_CACHE_DIR=DIR``, :func:`initdiag.enable_cache`, as ``initdiag report`` does): an
+empty DIR is a cold start, a DIR a previous run filled is a warm one. For a sweep workload
+initdiag's end to end includes the tidy frame (``SweepResult.to_frame``), as a user would
+take it.
 
 ``compile`` probes one config (tanh, glorot_normal) at the given shape: first call, then three
 more; ``compile_s`` = first − median of the rest.
@@ -47,7 +52,8 @@ def _peak() -> int:
     return _status("VmHWM")
 
 
-def run(system: str, key: str, quick: bool, in_scan: bool = False) -> dict:
+def run(system: str, key: str, quick: bool, in_scan: bool = False,
+        cache: str | None = None) -> dict:
     from _bench import systems
     from _bench.workloads import workloads
 
@@ -55,8 +61,14 @@ def run(system: str, key: str, quick: bool, in_scan: bool = False) -> dict:
     if system == "torch":
         from _bench import peer_torch  # noqa: F401  (the import is part of end to end)
     else:
+        import os
+
         import jax
+        if cache is not None:
+            os.environ["INITDIAG_CACHE_DIR"] = cache
         import initdiag  # noqa: F401
+        if cache is not None:
+            initdiag.enable_cache()
         jax.devices()
     t_import = time.perf_counter() - T0
     baseline = _rss()
@@ -68,6 +80,8 @@ def run(system: str, key: str, quick: bool, in_scan: bool = False) -> dict:
                    for a, i in wl.configs]
     else:
         results = systems.run(system, wl)
+        if system == "initdiag" and wl.sweep:
+            initdiag.SweepResult(results).to_frame()
     t_first = time.perf_counter() - t1
     out = {"system": system, "workload": key, "import_s": t_import, "first_s": t_first,
            "e2e_s": time.perf_counter() - T0, "baseline_rss": baseline, "peak_rss": _peak()}
@@ -96,7 +110,8 @@ def compile_time(depth: int, width: int, batch: int) -> dict:
 
 def main(argv: list[str]) -> None:
     if argv[0] == "run":
-        out = run(argv[1], argv[2], "--quick" in argv, "--in-scan" in argv)
+        cache = argv[argv.index("--cache") + 1] if "--cache" in argv else None
+        out = run(argv[1], argv[2], "--quick" in argv, "--in-scan" in argv, cache)
     elif argv[0] == "compile":
         out = compile_time(*(int(v) for v in argv[1:4]))
     else:

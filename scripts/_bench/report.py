@@ -1,0 +1,127 @@
+"""The default ``initdiag report`` as a user runs it: fresh processes, cold and warm cache.
+
+Each round runs ``python -m initdiag report --quiet`` three times, each a fresh process:
+
+* **cold**: ``INITDIAG_CACHE_DIR`` set to a new empty folder (every executable is compiled and
+  written to the cache);
+* **warm**: the same folder again (every executable is loaded from the cache);
+* **no cache**: ``--no-cache`` (compiled, nothing stored; what a run without the cache costs).
+
+Wall time is measured around the process (``time.perf_counter`` in this harness; the process's
+user+system CPU from ``resource.getrusage(RUSAGE_CHILDREN)``). The phases come from the report
+itself (``results.json``: ``meta["report"]["timings_s"]``, the page's timings table); *start-up*
+is the wall time not inside the report's own total: interpreter start, imports, argument parsing,
+and exit. Medians over the rounds are reported, with min–max.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+#: The report's phases (``meta["report"]["timings_s"]`` keys) -> short names for the table.
+PHASES = {
+    "sweep (probing, incl. compilation)": "sweep",
+    "theory: mean-field predictions": "predictions",
+    "diagnosis": "diagnosis",
+    "theory: Jacobian spectra": "Jacobian",
+    "figures": "figures",
+    "page (render + embed the PNGs; measured on a first rendering)": "page",
+    "total (until the page is written)": "total",
+}
+#: Modes in the order each round runs them.
+MODES = ("cold", "warm", "no cache")
+#: Targets of issue 12 (seconds of wall time, a fresh process).
+TARGETS = {"cold": 15.0, "warm": 10.0}
+
+
+def _run_once(root: Path, cache: str | None, log: Callable[[str], None]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="initdiag-bench-report-") as out:
+        env = dict(os.environ)
+        cmd = [sys.executable, "-m", "initdiag", "report", "--quiet", "--out", out]
+        if cache is None:
+            cmd.append("--no-cache")
+        else:
+            env["INITDIAG_CACHE_DIR"] = cache
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env=env)
+        wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if proc.returncode != 0:
+            log(f"initdiag report failed:\n{proc.stderr[-2000:]}")
+            return {"returncode": proc.returncode, "wall_s": wall}
+        meta = json.loads((Path(out) / "results.json").read_text())["meta"]["report"]
+    phases = {PHASES[k]: v for k, v in meta["timings_s"].items() if k in PHASES}
+    phases["start-up + exit"] = wall - phases["total"]
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"returncode": 0, "wall_s": wall, "cpu_s": cpu, "phases": phases}
+
+
+def run(root: Path, rounds: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """``rounds`` rounds of cold, warm and no-cache runs; medians per mode and phase."""
+    runs: dict[str, list[dict]] = {m: [] for m in MODES}
+    for i in range(rounds):
+        with tempfile.TemporaryDirectory(prefix="initdiag-bench-cache-") as cache:
+            for mode in MODES:
+                r = _run_once(root, None if mode == "no cache" else cache, log)
+                log(f"  report round {i + 1}/{rounds}, {mode}: {r['wall_s']:.1f} s wall")
+                runs[mode].append(r)
+    out: dict[str, Any] = {"command": "python -m initdiag report --quiet --out <tmp> "
+                                      "(INITDIAG_CACHE_DIR=<folder> / --no-cache)",
+                           "rounds": rounds, "modes": {}}
+    for mode, rs in runs.items():
+        ok = [r for r in rs if r["returncode"] == 0]
+        rec: dict[str, Any] = {"returncodes": [r["returncode"] for r in rs]}
+        if ok:
+            walls = [r["wall_s"] for r in ok]
+            rec.update(wall_s=statistics.median(walls), wall_min_s=min(walls),
+                       wall_max_s=max(walls), cpu_s=statistics.median(r["cpu_s"] for r in ok),
+                       phases={p: statistics.median(r["phases"][p] for r in ok)
+                               for p in ok[0]["phases"]})
+        out["modes"][mode] = rec
+    return out
+
+
+def targets(rep: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """(target, measured, met) of the report's wall-time targets."""
+    out = []
+    for mode, limit in TARGETS.items():
+        rec = rep["modes"].get(mode, {})
+        if "wall_s" in rec:
+            out.append((f"default `initdiag report` <= {limit:.0f} s, {mode} cache (fresh "
+                        f"process)", f"{rec['wall_s']:.1f} s", rec["wall_s"] <= limit))
+    return out
+
+
+def markdown(rep: dict[str, Any]) -> list[str]:
+    """The report section of bench.md: wall time per mode and each phase."""
+    modes = [m for m in MODES if "wall_s" in rep["modes"].get(m, {})]
+    if not modes:
+        return ["## Default report", "", "every run failed: "
+                + ", ".join(f"{m}: exit {rep['modes'][m]['returncodes']}" for m in rep["modes"])]
+    phases = list(rep["modes"][modes[0]]["phases"])
+    lines = ["## Default report", "",
+             f"`{rep['command']}`, each a fresh process; {rep['rounds']} round(s) of cold (an "
+             "empty compilation cache), warm (the folder the cold run filled) and no cache "
+             "(`--no-cache`); medians. Phases from the report's own timings "
+             "(`results.json`: `meta.report.timings_s`); start-up + exit = wall − the report's "
+             "total (interpreter, imports, exit).", "",
+             "| | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes),
+             "| wall s (min–max) | " + " | ".join(
+                 f"{rep['modes'][m]['wall_s']:.1f} ({rep['modes'][m]['wall_min_s']:.1f}–"
+                 f"{rep['modes'][m]['wall_max_s']:.1f})" for m in modes) + " |",
+             "| CPU s (user + system) | " + " | ".join(
+                 f"{rep['modes'][m]['cpu_s']:.1f}" for m in modes) + " |"]
+    for p in phases:
+        lines.append(f"| {p} s | " + " | ".join(f"{rep['modes'][m]['phases'][p]:.2f}"
+                                                 for m in modes) + " |")
+    return lines
