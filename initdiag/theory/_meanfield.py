@@ -18,12 +18,14 @@ chi_c = chi_1 when c* = 1). xi_c diverges at the edge of chaos chi_1 = 1.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 import numpy as np
 from scipy.optimize import brentq
 
+from initdiag.nn.activations import activation as resolve_activation
 from initdiag.theory._quadrature import gaussian
 
 #: Fixed points are searched on q in [Q_MIN, Q_MAX] (variances).
@@ -65,6 +67,12 @@ def fixed_point(activation: Any, weight_var: float, bias_var: float, q0: float =
       F(q0) = q0 (relu with sigma_w^2 = 2, sigma_b^2 = 0 keeps every q).
     """
     w, b = _check(weight_var, bias_var)
+    return _fixed_point(resolve_activation(activation), w, b, float(q0))
+
+
+@functools.lru_cache(maxsize=4096)
+def _fixed_point(activation: Any, w: float, b: float, q0: float) -> float:
+    """:func:`fixed_point`, computed once per distinct argument in a process."""
     g = gaussian(activation)
     G = lambda q: w * g.moments(q)["phi2"] + b - q  # noqa: E731
     g0 = float(G(q0))
@@ -131,6 +139,14 @@ def edge_of_chaos(activation: Any, bias_var: float, bracket: tuple[float, float]
         until the orbit from q0 = 1 starts to diverge at sigma_w^2 = 2.35).
     """
     _check(1.0, bias_var)
+    lo, hi = (float(v) for v in bracket)
+    return _edge_of_chaos(resolve_activation(activation), float(bias_var), (lo, hi))
+
+
+@functools.lru_cache(maxsize=1024)
+def _edge_of_chaos(activation: Any, bias_var: float, bracket: tuple[float, float]) -> float:
+    """:func:`edge_of_chaos`, computed once per distinct argument in a process (an argument
+    that raises is not remembered)."""
     memo: dict[float, tuple[float, float]] = {}
 
     def qf(w: float) -> tuple[float, float]:
