@@ -190,14 +190,14 @@ class Gaussian:
         return s[..., None] * x.reshape(shape), w.reshape(shape)
 
     def _eval(self, fn: Callable, z: np.ndarray):
-        """``fn`` on ``z`` in float64, the flat input zero-padded to a power of two (>= 512), so
-        the jitted functions compile for a handful of lengths, not one per call shape."""
+        """``fn`` on ``z`` in float64, elementwise, in blocks of the few lengths of
+        :func:`_blocks`, so the jitted functions compile for a handful of lengths, not one per
+        call shape."""
         z = np.asarray(z, np.float64)
-        flat = _padded(z.ravel())
         with jax.enable_x64(True):
-            out = jax.tree.map(lambda a: np.asarray(a, np.float64)[:z.size].reshape(z.shape),
-                               fn(flat))
-        return out
+            parts = [jax.tree.map(lambda a: np.asarray(a, np.float64), fn(block))
+                     for block in _blocks(z.ravel())]
+        return jax.tree.map(lambda *a: np.concatenate(a)[:z.size].reshape(z.shape), *parts)
 
     def phi(self, z):
         return self._eval(self._phi, z)
@@ -292,8 +292,9 @@ class Gaussian:
         def masked(z):
             z = np.asarray(z, np.float64)
             with jax.enable_x64(True):
-                out = fn(self.act, _padded(z.ravel()), np.float64(threshold))
-                return np.asarray(out)[:z.size].reshape(z.shape)
+                out = [np.asarray(fn(self.act, block, np.float64(threshold)))
+                       for block in _blocks(z.ravel())]
+                return np.concatenate(out)[:z.size].reshape(z.shape)
 
         inside = masked(np.sqrt(q)[:, None] * u[None, :])
         out = np.zeros(q.shape)
@@ -333,12 +334,19 @@ def _zero_mask(act: Activation, z: jax.Array, threshold: jax.Array) -> jax.Array
 _MASKS = {"saturated": _saturated_mask, "zero": _zero_mask}
 
 
-def _padded(flat: np.ndarray) -> np.ndarray:
-    """``flat`` zero-padded to the next power of two >= 512 (a few compiled shapes only)."""
-    size = max(512, 1 << max(flat.size - 1, 0).bit_length())
-    out = np.zeros(size, np.float64)
+#: Lengths the quadrature's jitted functions are called with (each compiled once per function):
+#: an input is zero-padded to the shortest that holds it, or cut into blocks of the longest.
+BLOCK_LENGTHS = (2**9, 2**12, 2**15, 2**18)
+
+
+def _blocks(flat: np.ndarray) -> list[np.ndarray]:
+    """``flat`` zero-padded to a length in :data:`BLOCK_LENGTHS`, or, when longer than the
+    longest, cut into blocks of that length (the last one zero-padded)."""
+    size = next((n for n in BLOCK_LENGTHS if n >= flat.size), BLOCK_LENGTHS[-1])
+    count = max(1, -(-flat.size // size))
+    out = np.zeros(count * size, np.float64)
     out[:flat.size] = flat
-    return out
+    return list(out.reshape(count, size))
 
 
 @functools.lru_cache(maxsize=64)
