@@ -19,7 +19,8 @@ Two methods:
   compiled once per activation and layer shapes (:func:`stack_jacobians`: the parameters are an
   argument, so every initializer shares the executable); :func:`jacobian_spectra` computes many
   stacks together, drawing weights shared by several of them (same seed, initializers and
-  shapes, any activation) once and batching the SVDs.
+  shapes, any activation) once and running each draw's SVDs (batched) in a worker thread while
+  XLA computes the next.
 * ``"lanczos"``: stochastic Lanczos quadrature (Ubaru, Chen & Saad 2017) on J^T J, applied
   matrix-free through ``jax.jvp`` and ``jax.vjp`` (``jax.linearize``). ``probes`` random unit
   starting vectors, ``steps`` Lanczos steps each with full reorthogonalization; the Ritz values
@@ -37,6 +38,7 @@ point, divided by the number of points).
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, Mapping, Sequence
 
 import jax
@@ -247,15 +249,15 @@ def singular_values(jacs: Any) -> np.ndarray:
     fights XLA's for the cores (a 256x256 SVD took 0.3-0.6 s instead of 5 ms on 2 busy cores;
     :mod:`initdiag.engine.threads`)."""
     with single_threaded_blas():
-        return np.linalg.svd(np.asarray(jacs, np.float64), compute_uv=False)
+        return _svd(jacs)
+
+
+def _svd(jacs: Any) -> np.ndarray:
+    # inside single_threaded_blas (entered by the caller's thread)
+    return np.linalg.svd(np.asarray(jacs, np.float64), compute_uv=False)
 
 
 # --- spectra ------------------------------------------------------------------------------------
-
-#: Jacobians converted to float64 and decomposed per batched SVD call (bounds its memory:
-#: 64 x 256 x 256 x 8 bytes = 32 MB at the report's width).
-SVD_CHUNK = 64
-
 
 def _draw_groups(setups: Sequence[SpectrumSetup]) -> list[list[int]]:
     """Indices of ``setups`` grouped by their weights (:meth:`SpectrumSetup.weights_key`), in
@@ -267,14 +269,29 @@ def _draw_groups(setups: Sequence[SpectrumSetup]) -> list[list[int]]:
     return list(groups.values())
 
 
-def _exact_jacobians(setups: Sequence[SpectrumSetup]) -> list[np.ndarray | ValueError]:
-    """Each setup's J (float32 numpy ``[points, n_L, n_0]``), or the ValueError its draw raised.
+def _decompose(jacs: Sequence[tuple[int, jax.Array]], out: list) -> None:
+    """``out[i]``: the singular values ``[points, k]`` of each ``(i, J [points, m, n])``, by one
+    batched SVD (the Jacobians of one draw share their shape)."""
+    mats = np.concatenate([np.asarray(j) for _, j in jacs])
+    svs = _svd(mats)
+    start = 0
+    for i, j in jacs:
+        out[i] = svs[start:start + j.shape[0]]
+        start += j.shape[0]
 
-    One draw per group of setups sharing weights; the Jacobians of one draw are dispatched
-    before those of the previous one are waited for, so that two draws at most are alive."""
+
+def _exact_singular_values(setups: Sequence[SpectrumSetup]) -> list[np.ndarray | ValueError]:
+    """Each setup's singular values (``[points, k]``), or the ValueError its draw raised.
+
+    One draw per group of setups sharing weights (:func:`_draw_groups`). XLA runs its work in
+    order on one core (its dots are single-threaded here), so: the main thread dispatches a
+    draw and its Jacobians, then waits for the previous draw's Jacobians and hands them to a
+    worker thread, whose SVD (numpy, one BLAS thread, without the GIL) runs while XLA computes
+    the next draw. Two draws at most are alive."""
     out: list[Any] = [None] * len(setups)
     pending: list[tuple[int, jax.Array]] = []
-    with single_threaded_blas():  # orthogonal's QR (initdiag.engine.threads)
+    with single_threaded_blas(), ThreadPoolExecutor(1) as worker:  # orthogonal's QR, the SVDs
+        done = []
         for group in _draw_groups(setups):
             try:
                 params = setups[group[0]].draw()
@@ -284,28 +301,13 @@ def _exact_jacobians(setups: Sequence[SpectrumSetup]) -> list[np.ndarray | Value
                 continue
             current = [(i, stack_jacobians(params, setups[i].inputs(), setups[i].spec))
                        for i in group]
-            for i, jac in pending:
-                out[i] = np.asarray(jac)
+            if pending:
+                done.append(worker.submit(_decompose, jax.block_until_ready(pending), out))
             pending = current
-        for i, jac in pending:
-            out[i] = np.asarray(jac)
-    return out
-
-
-def _batched_singular_values(jacs: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """:func:`singular_values` of each ``[points, m, n]`` array, batched over arrays of one
-    shape, :data:`SVD_CHUNK` matrices per call."""
-    by_shape: dict[tuple, list[int]] = {}
-    for i, j in enumerate(jacs):
-        by_shape.setdefault(j.shape, []).append(i)
-    out: list[Any] = [None] * len(jacs)
-    for shape, idx in by_shape.items():
-        per = max(1, SVD_CHUNK // shape[0])
-        for k in range(0, len(idx), per):
-            part = idx[k:k + per]
-            svs = singular_values(np.stack([jacs[i] for i in part]))
-            for i, s in zip(part, svs):
-                out[i] = s
+        if pending:
+            done.append(worker.submit(_decompose, jax.block_until_ready(pending), out))
+        for d in done:
+            d.result()
     return out
 
 
@@ -321,13 +323,11 @@ def exact_spectra(setups: Sequence[SpectrumSetup]) -> list[JacobianSpectrum | Va
 
     Each distinct weight draw is made once (:meth:`SpectrumSetup.weights_key`: a sweep's
     activations share it), each forward structure compiled once (:func:`stack_jacobians`), and
-    the SVDs of equally shaped Jacobians batched."""
-    jacs = _exact_jacobians(setups)
-    ok = [i for i, j in enumerate(jacs) if not isinstance(j, ValueError)]
-    svs = _batched_singular_values([jacs[i] for i in ok])
-    out: list[Any] = list(jacs)
-    for i, s in zip(ok, svs):
-        out[i] = _exact_spectrum(setups[i], s)
+    the SVDs of each draw's Jacobians batched, overlapping XLA's work on the next draw."""
+    out: list[Any] = _exact_singular_values(setups)
+    for i, s in enumerate(out):
+        if not isinstance(s, ValueError):
+            out[i] = _exact_spectrum(setups[i], s)
     return out
 
 
@@ -339,7 +339,7 @@ def jacobian_spectra(configs: Sequence[Mapping[str, Any]], *, return_errors: boo
     Each config holds :func:`jacobian_spectrum`'s stack arguments (activation, init, depth,
     width, seed, bias_init, points, input_width, input_var, batch; omitted ones take its
     defaults). Stacks sharing weights (same seed, initializers and shapes; any activation) are
-    drawn once, each activation and shape is compiled once, and the SVDs are batched
+    drawn once, each activation and shape is compiled once, and the SVDs run alongside
     (:func:`exact_spectra`).
 
     Args:
