@@ -237,9 +237,9 @@ def stack_jacobians(params, xs: jax.Array, spec: StackSpec) -> jax.Array:
     ``[points, n_L, n_0]``, by ``jax.jacfwd`` of :func:`apply_stack`.
 
     Compiled once per :func:`forward_spec` and array shapes (jax's jit cache): every
-    initializer of one activation and shape shares the executable. XLA fuses the elementwise
-    work, so J differs from an op-by-op evaluation in float32 rounding. Asynchronous (a jax
-    array)."""
+    initializer of one activation and shape shares the executable. XLA may fuse the
+    elementwise work differently from an op-by-op evaluation, so J may differ from one in
+    float32 rounding. Asynchronous (a jax array)."""
     return _jacobians_jit(params, jnp.asarray(xs), forward_spec(spec))
 
 
