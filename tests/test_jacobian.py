@@ -125,3 +125,97 @@ def test_several_points_pool_and_bad_method():
     assert s.singular_values.size == 48 and s.weights.sum() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="method"):
         jacobian_spectrum("tanh", method="svd")
+
+
+# --- jacobian_spectra: many stacks at once --------------------------------------------------------
+
+PHI64 = {"tanh": (np.tanh, lambda h: 1 - np.tanh(h) ** 2),
+         "relu": (lambda h: np.maximum(h, 0), lambda h: (h > 0).astype(np.float64))}
+
+
+def numpy64_jacobian(ws, bs, x, activation):
+    """J = F_L .. F_1, F_l = diag(phi'(h^l)) W^l^T, of the float32 weights in float64 numpy at the
+    point ``x``; with P = prod_l ||F_l||_2, and the margin of relu's kink: the smallest |h^l_i|
+    over the bound e_l on the float32 forward's error in h^l (so that phi' of the float32 h is
+    phi' of this h for relu; e_l = ||W^l||_2 (e_{l-1} + gamma_{n+2} ||x^{l-1}||) with e_0 = 0,
+    phi 1-Lipschitz, an n-term dot product plus bias per layer)."""
+    phi, dphi = PHI64[activation]
+    x_in, jac, prod_norms, err, margin = np.asarray(x, np.float64), None, 1.0, 0.0, np.inf
+    for w, b in zip(ws, bs):
+        w, b = np.asarray(w, np.float64), np.asarray(b, np.float64)
+        h = x_in @ w + b
+        w_norm = np.linalg.norm(w, 2)
+        err = w_norm * (err + gamma(w.shape[0] + 2) * np.linalg.norm(x_in))
+        margin = min(margin, np.abs(h).min() / err)
+        f = w.T * dphi(h)[:, None]
+        jac = f if jac is None else f @ jac
+        prod_norms *= np.linalg.norm(f, 2)
+        x_in = phi(h)
+    return jac, prod_norms, margin
+
+
+def test_batched_spectra_match_a_float64_reference():
+    from initdiag.analysis.jacobian import jacobian_spectra
+    from initdiag.nn.stacks import init_stack, make_input, make_spec, split_seed
+    from reference import layers_of
+
+    # two activations sharing a draw; a bias. relu only where its kink is clear of rounding
+    # (the margin below: its normwise forward bound is loose, > 1 for orthogonal weights only)
+    L, n = 8, 48
+    stacks = [("tanh", "orthogonal", "zeros", 0), ("relu", "orthogonal", "zeros", 0),
+              ("tanh", "he_normal", "normal(std=0.1)", 1), ("tanh", "glorot_uniform", "zeros", 2)]
+    configs = [dict(activation=a, init=i, bias_init=b, seed=s, depth=L, width=n)
+               for a, i, b, s in stacks]
+    spectra = jacobian_spectra(configs)
+    for c, s in zip(configs, spectra):
+        spec = make_spec(activation=c["activation"], init=c["init"], bias_init=c["bias_init"],
+                         depth=L, width=n)
+        x = make_input(split_seed(c["seed"])["input"], 1, n)[0]
+        ws, bs = layers_of(init_stack(c["seed"], spec))
+        jac, prod_norms, margin = numpy64_jacobian(ws, bs, x, c["activation"])
+        assert margin > 1 or c["activation"] != "relu", c  # relu: no |h| within rounding of 0
+        # Weyl: |sigma_hat_i - sigma_i| <= ||J_hat - J||_2 <= L gamma_{2n+4} P, as derived in
+        # test_lsuv_spectrum_is_that_of_the_rescaled_weights (P = prod_l ||F_l||_2)
+        ref = np.linalg.svd(jac, compute_uv=False)
+        assert s.singular_values.size == ref.size == n
+        np.testing.assert_allclose(np.sort(s.singular_values), np.sort(ref), rtol=0,
+                                   atol=L * gamma(2 * n + 4) * prod_norms, err_msg=str(c))
+        assert s.config["init"] == spec.init.label and s.config["seed"] == c["seed"]
+
+
+def test_batched_linear_orthogonal_stacks_are_isometries():
+    from initdiag.analysis.jacobian import jacobian_spectra
+
+    # as in test_deep_linear_orthogonal_stack_is_an_exact_isometry: within L gamma_n of 1
+    spectra = jacobian_spectra([dict(activation="linear", init="orthogonal", depth=30, width=64,
+                                     seed=seed) for seed in (0, 1, 2)])
+    for s in spectra:
+        assert s.singular_values.size == 64
+        np.testing.assert_allclose(s.singular_values, 1.0, rtol=0, atol=30 * gamma(64))
+
+
+def test_batched_spectra_are_those_of_jacobian_spectrum_and_keep_errors_in_place():
+    from initdiag.analysis.jacobian import jacobian_spectra
+
+    # configs that differ only in activation, bias, seed or points: each has its own weights
+    # or input points (a wrong sharing of draws would show)
+    base = dict(init="glorot_normal", depth=4, width=16)
+    configs = [dict(base, activation="tanh"), dict(base, activation="relu"),
+               dict(base, activation="tanh", bias_init="normal(std=0.5)"),
+               dict(base, activation="tanh", seed=3), dict(base, activation="tanh", points=2),
+               dict(base, activation="tanh", input_var=0.25)]
+    spectra = jacobian_spectra(configs)
+    for c, s in zip(configs, spectra):
+        one = jacobian_spectrum(**c, method="exact")
+        np.testing.assert_array_equal(s.singular_values, one.singular_values)
+        np.testing.assert_array_equal(s.weights, one.weights)
+        assert s.config == one.config and s.extremes == one.extremes
+    assert len({s.singular_values.tobytes() for s in spectra}) == len(configs)
+    bad = [dict(base, activation="tanh", init="nope"),
+           dict(base, activation="tanh", bias_init="lsuv")]
+    out = jacobian_spectra(bad + configs[:1], return_errors=True)
+    assert isinstance(out[0], ValueError) and "nope" in str(out[0])
+    assert isinstance(out[1], ValueError) and "lsuv" in str(out[1])
+    np.testing.assert_array_equal(out[2].singular_values, spectra[0].singular_values)
+    with pytest.raises(ValueError, match="nope"):
+        jacobian_spectra(bad[:1])

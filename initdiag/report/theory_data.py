@@ -345,28 +345,39 @@ def spectrum_width(config: Mapping[str, Any], max_width: int = JACOBIAN_MAX_WIDT
     return min(int(w), max_width)
 
 
+def spectrum_config(config: Mapping[str, Any], seed: int, max_width: int = JACOBIAN_MAX_WIDTH
+                    ) -> dict[str, Any]:
+    """The arguments of :func:`initdiag.analysis.jacobian.jacobian_spectrum` the report computes a
+    configuration's spectrum with: its stack at :func:`spectrum_width`, seed ``seed``, one point."""
+    return {"activation": config["activation"], "init": config["init"],
+            "depth": int(config["depth"]), "width": spectrum_width(config, max_width),
+            "seed": seed, "bias_init": config.bias or "zeros",
+            "input_width": None if config.get("input_width") == config["width"]
+            else min(int(config["input_width"]), max_width)}
+
+
 def report_spectra(sweep: Any, max_width: int = JACOBIAN_MAX_WIDTH) -> tuple[dict, dict]:
     """Exact Jacobian spectra (one input point, the first seed) of every configuration of the
-    sweep the report can compute them for: ``({config_key: spectrum}, {config_key: reason})``."""
-    from initdiag.analysis.jacobian import jacobian_spectrum
+    sweep the report can compute them for: ``({config_key: spectrum}, {config_key: reason})``.
 
+    Computed together (:func:`initdiag.analysis.jacobian.jacobian_spectra`): the activations
+    share each weight draw, every initializer of an activation and shape one compiled Jacobian."""
+    from initdiag.analysis.jacobian import jacobian_spectra
+
+    entries = [(config_key(config), jacobian_reason(config), config, runs[0].seed)
+               for config, runs in configurations(sweep)]
+    todo = [spectrum_config(config, seed, max_width)
+            for _, reason, config, seed in entries if reason is None]
+    computed = iter(jacobian_spectra(todo, return_errors=True))
     spectra, skipped = {}, {}
-    for config, runs in configurations(sweep):
-        key = config_key(config)
-        reason = jacobian_reason(config)
-        if reason is not None:
-            skipped[key] = reason
-            continue
-        try:
-            spectra[key] = jacobian_spectrum(
-                config["activation"], config["init"], depth=int(config["depth"]),
-                width=spectrum_width(config, max_width), seed=runs[0].seed,
-                bias_init=config.bias or "zeros",
-                input_width=None if config.get("input_width") == config["width"]
-                else min(int(config["input_width"]), max_width),
-                method="exact")
-        except ValueError as e:
-            skipped[key] = str(e)
+    for key, reason, _, _ in entries:
+        result = reason if reason is not None else next(computed)
+        if isinstance(result, ValueError):
+            result = str(result)
+        if isinstance(result, str):
+            skipped[key] = result
+        else:
+            spectra[key] = result
     return spectra, skipped
 
 
