@@ -688,3 +688,50 @@ def test_zero_gradient_below_the_last_layer_is_named_in_the_panel(sweep2):
     fig2, ax2 = plt.subplots()
     plots.plot_act_var(sweep2, activation="tanh", ax=ax2)  # tanh(0) = 0 at every layer
     assert "zeros: = 0 at every layer" in " ".join(t.get_text() for t in ax2.texts)
+
+
+# --- log axes: tick labels as plain text -------------------------------------------------------
+
+def _tick_texts(ax, axis="y"):
+    """(major, minor) non-empty tick label texts of a drawn axes."""
+    which = getattr(ax, f"{axis}axis")
+    return tuple([t.get_text() for t in which.get_ticklabels(minor=m) if t.get_text()]
+                 for m in (False, True))
+
+
+def test_plain_log_formatter_writes_matplotlibs_labels_with_superscripts():
+    from initdiag.report.ticks import PlainLogFormatter, log_scale, plain_math
+
+    f = PlainLogFormatter(10.0)
+    assert [f(v) for v in (1e-5, 1.0, 1e12, 0.1)] == ["10⁻⁵", "10⁰", "10¹²", "10⁻¹"]
+    assert plain_math(r"$\mathdefault{2\times10^{-3}}$") == "2×10⁻³"
+    assert plain_math("layer $l$") == "layer $l$"  # anything else is left alone
+    # the same ticks and the same choice of labels (minor ones on a range below a decade) as
+    # matplotlib's default log axis, each written without mathtext
+    minor = {}
+    for lo, hi in [(1e-5, 1e12), (3e-3, 2e-2), (0.5, 3.0)]:
+        drawn = []
+        for plain in (False, True):
+            fig, ax = plt.subplots()
+            ax.plot([1, 2], [lo, hi])
+            if plain:
+                log_scale(ax, "y")
+            else:
+                ax.set_yscale("log")
+            fig.canvas.draw()
+            drawn.append(_tick_texts(ax))
+        default, ours = drawn
+        assert ours == tuple([plain_math(t) for t in ts] for ts in default), (lo, hi)
+        assert not any("$" in t for ts in ours for t in ts)
+        minor[lo] = ours[1]
+    assert minor[1e-5] == [] and "2×10⁻³" in minor[3e-3] and "2×10⁰" in minor[0.5]
+
+
+def test_report_log_axes_use_no_mathtext(sweep2):
+    for name, axis in (("act_var", "y"), ("act_hist", "y"), ("jacobian", "x")):
+        fig = figures.draw_figure(name, sweep2)
+        fig.canvas.draw()
+        texts = [t for ax in fig.axes if getattr(ax, f"get_{axis}scale")() == "log"
+                 for ts in _tick_texts(ax, axis) for t in ts]
+        assert texts and not any("$" in t for t in texts), (name, texts)
+        assert any("⁻" in t or "⁰" in t for t in texts), name
