@@ -735,3 +735,39 @@ def test_report_log_axes_use_no_mathtext(sweep2):
                  for ts in _tick_texts(ax, axis) for t in ts]
         assert texts and not any("$" in t for t in texts), (name, texts)
         assert any("⁻" in t or "⁰" in t for t in texts), name
+
+
+# --- PNG files -------------------------------------------------------------------------------
+
+def _png_chunks(data):
+    """The chunk types of a PNG file, in order."""
+    import struct
+
+    out, k = [], 8
+    while k < len(data):
+        n, kind = struct.unpack(">I4s", data[k:k + 8])
+        out.append(kind.decode())
+        k += 12 + n
+    return out
+
+
+def test_png_is_a_palette_image_of_the_canvas_pixels_without_metadata(sweep2):
+    import io
+
+    from initdiag.report import png
+
+    fig = figures.draw_figure("act_var", sweep2)
+    data = png.png_bytes(fig)
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.mode == "P" and im.size == fig.canvas.get_width_height(physical=True)
+        assert len(im.getpalette()) // 3 <= 256
+    assert set(_png_chunks(data)) <= {"IHDR", "PLTE", "IDAT", "IEND"}  # no text, time, dpi
+    assert png.png_bytes(fig) == data  # equal figures, equal bytes
+    again = figures.draw_figure("act_var", sweep2)
+    assert png.png_bytes(again) == data
+    # the pixels taken from the canvas are those savefig writes
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=layout.DPI)
+    buf.seek(0)
+    with Image.open(buf) as saved:
+        assert np.array_equal(np.asarray(saved.convert("RGB")), np.asarray(png.rendered_rgb(fig)))
