@@ -518,6 +518,29 @@ def test_grad_panel_with_minor_tick_labels_keeps_its_y_label(sweep_long):
     assert ax.yaxis.label in texts and bb.x0 >= 0
 
 
+def test_layout_measures_once_and_still_fits_everything(sweep_long):
+    """finish_layout checks the fit with the extents it measured before moving the axes; a full
+    measurement of the finished figure agrees, and grow_to_fit measures what it is not given."""
+    for name in ("act_var", "act_hist", "phase_diagram"):
+        fig = figures.draw_figure(name, sweep_long)
+        full = fig.get_tightbbox(fig.canvas.get_renderer())
+        W, H = fig.get_size_inches()
+        half = layout.PAD / 2 - 1e-6
+        assert full.x0 >= half and full.y0 >= half and full.x1 <= W - half \
+            and full.y1 <= H - half, (name, full.extents, (W, H))
+    fig = plt.figure(figsize=(3, 2), dpi=layout.DPI)
+    ax = fig.add_axes((0.2, 0.2, 0.6, 0.6))
+    ax.set_title("a title much wider than its axes " * 2)
+    assert np.allclose(layout.tight_bbox(fig, {}).extents,
+                       fig.get_tightbbox(fig.canvas.get_renderer()).extents)
+    layout.grow_to_fit(fig, measured={ax: ax.get_window_extent().frozen()})  # title left out
+    assert tuple(fig.get_size_inches()) == (3, 2)
+    layout.grow_to_fit(fig)
+    W, H = fig.get_size_inches()
+    bb = ax.title.get_window_extent(fig.canvas.get_renderer())
+    assert W > 3 and bb.x0 >= 0 and bb.x1 <= W * layout.DPI
+
+
 # --- palette ----------------------------------------------------------------------------------
 
 def _contrast_with_white(rgb):
