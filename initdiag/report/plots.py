@@ -81,7 +81,7 @@ def plot_metric(data: Any, metric: str, *, activation: str | None = None, ax=Non
     summary = seed_summary(frame, metric, act)
     palette = palette or style.init_palette(frame["init"].unique())
     log = metric in LOG_METRICS if log is None else log
-    variants = list(dict.fromkeys(summary["variant"]))
+    variants = list(summary["variant"].unique())
     order = sorted(palette)
     zero_notes = []
     for (init, variant), g in summary.groupby(["init", "variant"], sort=False):
