@@ -504,6 +504,18 @@ def test_no_text_is_clipped_with_long_labels_and_one_activation(sweep_long, name
     every = " ".join(t.get_text() for t in texts)
     if name in ("act_var", "grad_rms", "act_hist", "grad_heatmap", "jacobian"):
         assert "variance_scaling(" in every and "orthogonal(gain=2.0)" in every
+    # panel titles sit at the top of their axes (style.RC, no automatic placement): nothing of
+    # the axes' own that matplotlib would move a title for is there
+    drawn = {id(t) for t in texts}
+    for ax in fig.axes:
+        if ax.get_title():
+            title = ax.title.get_window_extent(renderer)
+            assert ax.title.get_position()[1] == 1.0
+            for t in ax.get_xticklabels(which="both") + ax.get_yticklabels(which="both") + [
+                    ax.yaxis.offsetText, ax.xaxis.offsetText]:
+                if id(t) in drawn:
+                    assert not title.overlaps(t.get_window_extent(renderer)), (
+                        name, ax.get_title(), t.get_text())
 
 
 def test_grad_panel_with_minor_tick_labels_keeps_its_y_label(sweep_long):
