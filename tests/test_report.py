@@ -806,3 +806,16 @@ def test_png_is_a_palette_image_of_the_canvas_pixels_without_metadata(sweep2):
     buf.seek(0)
     with Image.open(buf) as saved:
         assert np.array_equal(np.asarray(saved.convert("RGB")), np.asarray(png.rendered_rgb(fig)))
+
+
+def test_theme_is_seaborns_whitegrid_without_importing_seaborn():
+    import seaborn as sns
+
+    want = dict(sns.axes_style(*style.AXES_STYLE))
+    assert want.pop("image.cmap") == "rocket"  # a seaborn colormap; report figures name theirs
+    assert style.AXES_STYLE_RC == want
+    code = ("import sys, matplotlib; matplotlib.use('Agg'); from initdiag.report import style\n"
+            "with style.theme(): import matplotlib.pyplot as plt; plt.figure()\n"
+            "print('seaborn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr
