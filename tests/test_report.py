@@ -504,6 +504,18 @@ def test_no_text_is_clipped_with_long_labels_and_one_activation(sweep_long, name
     every = " ".join(t.get_text() for t in texts)
     if name in ("act_var", "grad_rms", "act_hist", "grad_heatmap", "jacobian"):
         assert "variance_scaling(" in every and "orthogonal(gain=2.0)" in every
+    # panel titles sit at the top of their axes (style.RC, no automatic placement): nothing of
+    # the axes' own that matplotlib would move a title for is there
+    drawn = {id(t) for t in texts}
+    for ax in fig.axes:
+        if ax.get_title():
+            title = ax.title.get_window_extent(renderer)
+            assert ax.title.get_position()[1] == 1.0
+            for t in ax.get_xticklabels(which="both") + ax.get_yticklabels(which="both") + [
+                    ax.yaxis.offsetText, ax.xaxis.offsetText]:
+                if id(t) in drawn:
+                    assert not title.overlaps(t.get_window_extent(renderer)), (
+                        name, ax.get_title(), t.get_text())
 
 
 def test_grad_panel_with_minor_tick_labels_keeps_its_y_label(sweep_long):
@@ -516,6 +528,29 @@ def test_grad_panel_with_minor_tick_labels_keeps_its_y_label(sweep_long):
     assert minor, "expected minor tick labels on a range below one decade"
     bb = ax.yaxis.label.get_window_extent(fig.canvas.get_renderer())
     assert ax.yaxis.label in texts and bb.x0 >= 0
+
+
+def test_layout_measures_once_and_still_fits_everything(sweep_long):
+    """finish_layout checks the fit with the extents it measured before moving the axes; a full
+    measurement of the finished figure agrees, and grow_to_fit measures what it is not given."""
+    for name in ("act_var", "act_hist", "phase_diagram"):
+        fig = figures.draw_figure(name, sweep_long)
+        full = fig.get_tightbbox(fig.canvas.get_renderer())
+        W, H = fig.get_size_inches()
+        half = layout.PAD / 2 - 1e-6
+        assert full.x0 >= half and full.y0 >= half and full.x1 <= W - half \
+            and full.y1 <= H - half, (name, full.extents, (W, H))
+    fig = plt.figure(figsize=(3, 2), dpi=layout.DPI)
+    ax = fig.add_axes((0.2, 0.2, 0.6, 0.6))
+    ax.set_title("a title much wider than its axes " * 2)
+    assert np.allclose(layout.tight_bbox(fig, {}).extents,
+                       fig.get_tightbbox(fig.canvas.get_renderer()).extents)
+    layout.grow_to_fit(fig, measured={ax: ax.get_window_extent().frozen()})  # title left out
+    assert tuple(fig.get_size_inches()) == (3, 2)
+    layout.grow_to_fit(fig)
+    W, H = fig.get_size_inches()
+    bb = ax.title.get_window_extent(fig.canvas.get_renderer())
+    assert W > 3 and bb.x0 >= 0 and bb.x1 <= W * layout.DPI
 
 
 # --- palette ----------------------------------------------------------------------------------
@@ -688,3 +723,99 @@ def test_zero_gradient_below_the_last_layer_is_named_in_the_panel(sweep2):
     fig2, ax2 = plt.subplots()
     plots.plot_act_var(sweep2, activation="tanh", ax=ax2)  # tanh(0) = 0 at every layer
     assert "zeros: = 0 at every layer" in " ".join(t.get_text() for t in ax2.texts)
+
+
+# --- log axes: tick labels as plain text -------------------------------------------------------
+
+def _tick_texts(ax, axis="y"):
+    """(major, minor) non-empty tick label texts of a drawn axes."""
+    which = getattr(ax, f"{axis}axis")
+    return tuple([t.get_text() for t in which.get_ticklabels(minor=m) if t.get_text()]
+                 for m in (False, True))
+
+
+def test_plain_log_formatter_writes_matplotlibs_labels_with_superscripts():
+    from initdiag.report.ticks import PlainLogFormatter, log_scale, plain_math
+
+    f = PlainLogFormatter(10.0)
+    assert [f(v) for v in (1e-5, 1.0, 1e12, 0.1)] == ["10⁻⁵", "10⁰", "10¹²", "10⁻¹"]
+    assert plain_math(r"$\mathdefault{2\times10^{-3}}$") == "2×10⁻³"
+    assert plain_math("layer $l$") == "layer $l$"  # anything else is left alone
+    # the same ticks and the same choice of labels (minor ones on a range below a decade) as
+    # matplotlib's default log axis, each written without mathtext
+    minor = {}
+    for lo, hi in [(1e-5, 1e12), (3e-3, 2e-2), (0.5, 3.0)]:
+        drawn = []
+        for plain in (False, True):
+            fig, ax = plt.subplots()
+            ax.plot([1, 2], [lo, hi])
+            if plain:
+                log_scale(ax, "y")
+            else:
+                ax.set_yscale("log")
+            fig.canvas.draw()
+            drawn.append(_tick_texts(ax))
+        default, ours = drawn
+        assert ours == tuple([plain_math(t) for t in ts] for ts in default), (lo, hi)
+        assert not any("$" in t for ts in ours for t in ts)
+        minor[lo] = ours[1]
+    assert minor[1e-5] == [] and "2×10⁻³" in minor[3e-3] and "2×10⁰" in minor[0.5]
+
+
+def test_report_log_axes_use_no_mathtext(sweep2):
+    for name, axis in (("act_var", "y"), ("act_hist", "y"), ("jacobian", "x")):
+        fig = figures.draw_figure(name, sweep2)
+        fig.canvas.draw()
+        texts = [t for ax in fig.axes if getattr(ax, f"get_{axis}scale")() == "log"
+                 for ts in _tick_texts(ax, axis) for t in ts]
+        assert texts and not any("$" in t for t in texts), (name, texts)
+        assert any("⁻" in t or "⁰" in t for t in texts), name
+
+
+# --- PNG files -------------------------------------------------------------------------------
+
+def _png_chunks(data):
+    """The chunk types of a PNG file, in order."""
+    import struct
+
+    out, k = [], 8
+    while k < len(data):
+        n, kind = struct.unpack(">I4s", data[k:k + 8])
+        out.append(kind.decode())
+        k += 12 + n
+    return out
+
+
+def test_png_is_a_palette_image_of_the_canvas_pixels_without_metadata(sweep2):
+    import io
+
+    from initdiag.report import png
+
+    fig = figures.draw_figure("act_var", sweep2)
+    data = png.png_bytes(fig)
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.mode == "P" and im.size == fig.canvas.get_width_height(physical=True)
+        assert len(im.getpalette()) // 3 <= 256
+    assert set(_png_chunks(data)) <= {"IHDR", "PLTE", "IDAT", "IEND"}  # no text, time, dpi
+    assert png.png_bytes(fig) == data  # equal figures, equal bytes
+    again = figures.draw_figure("act_var", sweep2)
+    assert png.png_bytes(again) == data
+    # the pixels taken from the canvas are those savefig writes
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=layout.DPI)
+    buf.seek(0)
+    with Image.open(buf) as saved:
+        assert np.array_equal(np.asarray(saved.convert("RGB")), np.asarray(png.rendered_rgb(fig)))
+
+
+def test_theme_is_seaborns_whitegrid_without_importing_seaborn():
+    import seaborn as sns
+
+    want = dict(sns.axes_style(*style.AXES_STYLE))
+    assert want.pop("image.cmap") == "rocket"  # a seaborn colormap; report figures name theirs
+    assert style.AXES_STYLE_RC == want
+    code = ("import sys, matplotlib; matplotlib.use('Agg'); from initdiag.report import style\n"
+            "with style.theme(): import matplotlib.pyplot as plt; plt.figure()\n"
+            "print('seaborn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr

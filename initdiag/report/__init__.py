@@ -7,9 +7,10 @@ summaries, configurations), :mod:`.theory_data` (mean-field predictions, Jacobia
 phase plane), :mod:`.captions`. Drawing (matplotlib): the look (:mod:`.style`), the panels
 (:mod:`.plots`, :mod:`.theory_figures`), the report figures (:mod:`.figures` lists them;
 :mod:`.figures_measured`, :mod:`.figures_theory` draw them; :mod:`.context` holds what they
-share), their layout (:mod:`.layout`) and PNG files (:mod:`.png`). The page: :mod:`.html` and
-:mod:`.summary`.
+share), log-axis tick labels (:mod:`.ticks`), their layout (:mod:`.layout`) and PNG files
+(:mod:`.png`). The page: :mod:`.html` and :mod:`.summary`.
 
-This package imports matplotlib and seaborn; the core of initdiag never imports it. It does not
+This package imports matplotlib (seaborn's whitegrid style is written out in :mod:`.style`);
+the core of initdiag never imports it. It does not
 import :mod:`initdiag.cli`.
 """

@@ -77,7 +77,7 @@ def variant_label(row: Mapping[str, Any], cols: Iterable[str]) -> str:
 
 def pick_activation(frame: pd.DataFrame, activation: str | None) -> str:
     """``activation`` if present, or the only activation of the frame; else a clear error."""
-    present = list(dict.fromkeys(frame["activation"]))
+    present = list(frame["activation"].unique())  # in order of appearance
     if activation is None:
         if len(present) != 1:
             raise ValueError(f"the data holds several activations ({', '.join(present)}); "
@@ -278,9 +278,10 @@ def grad_log10_matrix(data: Any, activation: str | None = None,
     frame = to_frame(data)
     act = pick_activation(frame, activation)
     s = seed_summary(frame, metric, act)
-    s["row"] = [i + (f", {v}" if v else "") for i, v in zip(s["init"], s["variant"])]
+    variant = s["variant"].astype(str)
+    s["row"] = s["init"].astype(str) + variant.where(variant == "", ", " + variant)
     table = s.pivot_table(index="row", columns="layer", values="median", dropna=False)
-    table = table.reindex(list(dict.fromkeys(s["row"])))  # order of appearance
+    table = table.reindex(s["row"].unique())  # order of appearance
     with np.errstate(divide="ignore", invalid="ignore"):
         mat = np.log10(table.to_numpy(dtype=float))
     return list(table.index), mat

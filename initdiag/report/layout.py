@@ -5,11 +5,13 @@ Every panel's plotting area (the axes box) has a fixed size in inches (:data:`PA
 labels, axis labels, titles, legends: ``Axes.get_tightbbox``) and the figure is sized to hold them
 plus :data:`PAD`, so no text is clipped whatever the labels (long initializer names are also
 wrapped, :func:`initdiag.report.style.wrap_label`). A PNG's pixel size is therefore known after
-drawing: at least the panels' area, growing with the text.
+drawing: at least the panels' area, growing with the text. The text is measured once: moving an
+axes does not change what surrounds it, so the final check (:func:`grow_to_fit`) shifts the
+extents measured before the move instead of laying out every tick label again.
 
 Here: the sizes (:data:`DPI`, panel sizes, gaps), a grid of axes (:func:`new_grid`), the final
-layout (:func:`finish_layout`, :func:`grow_to_fit`), the figure title (:func:`suptitle`) and the
-initializer legend beside the last panel (:func:`side_legend`).
+layout (:func:`finish_layout`, :func:`grow_to_fit`, :func:`tight_bbox`), the figure title
+(:func:`suptitle`) and the initializer legend beside the last panel (:func:`side_legend`).
 """
 
 from __future__ import annotations
@@ -63,11 +65,13 @@ def finish_layout(fig, grid, col_w: Sequence[float], row_h: Sequence[float], *,
     dpi = fig.dpi
     nr, nc = len(grid), len(grid[0])
     left, right, top, bottom = [0.0] * nc, [0.0] * nc, [0.0] * nr, [0.0] * nr
+    measured = {}  # axes -> (tight bbox, axes box) in pixels, before the axes move
     for i, row in enumerate(grid):
         for j, ax in enumerate(row):
             if ax is None or not ax.get_visible():
                 continue
-            tb, bb = ax.get_tightbbox(renderer), ax.get_window_extent(renderer)
+            tb, bb = ax.get_tightbbox(renderer), ax.get_window_extent(renderer).frozen()
+            measured[ax] = (tb, bb)
             left[j] = max(left[j], (bb.x0 - tb.x0) / dpi)
             right[j] = max(right[j], (tb.x1 - bb.x1) / dpi)
             bottom[i] = max(bottom[i], (bb.y0 - tb.y0) / dpi)
@@ -96,14 +100,24 @@ def finish_layout(fig, grid, col_w: Sequence[float], row_h: Sequence[float], *,
         t.set_horizontalalignment("center")
         t.set_verticalalignment("top")
         y -= b.height / dpi + 0.08
-    grow_to_fit(fig, pad)
+    # The axes moved but kept their sizes, so what they hold kept its extent around them: the
+    # check below needs no second measurement of their ticks and texts, only a shift.
+    moved = {}
+    for ax, (tb, bb) in measured.items():
+        now = ax.get_window_extent()
+        moved[ax] = tb.translated(now.x0 - bb.x0, now.y0 - bb.y0)
+    grow_to_fit(fig, pad, measured=moved)
 
 
-def grow_to_fit(fig, pad: float = PAD) -> None:
+def grow_to_fit(fig, pad: float = PAD, measured: Mapping[Any, Any] | None = None) -> None:
     """Safety net: if any artist still reaches beyond the figure (measured), enlarge the figure
-    by the overflow and shift axes and figure texts so that nothing moves relative to another."""
-    renderer = fig.canvas.get_renderer()
-    bb = fig.get_tightbbox(renderer)  # inches
+    by the overflow and shift axes and figure texts so that nothing moves relative to another.
+
+    ``measured``: axes -> their tight bounding box (a matplotlib ``Bbox`` in pixels at the
+    figure's current size and the axes' current place), already measured by the caller; those
+    axes are not measured again (:func:`finish_layout` passes what it measured, shifted to where
+    it moved the axes). Every other axes and figure-level artist is measured here."""
+    bb = tight_bbox(fig, measured or {})  # inches
     W, H = fig.get_size_inches()
     dl, db = max(0.0, pad / 2 - bb.x0), max(0.0, pad / 2 - bb.y0)
     dr, dt = max(0.0, bb.x1 + pad / 2 - W), max(0.0, bb.y1 + pad / 2 - H)
@@ -118,6 +132,24 @@ def grow_to_fit(fig, pad: float = PAD) -> None:
         x, y = t.get_position()
         t.set_position(((x * W + dl) / W2, (y * H + db) / H2))
     fig.set_size_inches(W2, H2)
+
+
+def tight_bbox(fig, measured: Mapping[Any, Any]):
+    """``fig.get_tightbbox()`` (inches: the box around every visible artist that takes part in
+    the layout), with the axes in ``measured`` (axes -> tight bbox in pixels) taken from there
+    instead of measured again."""
+    from matplotlib.transforms import Bbox
+
+    renderer = fig.canvas.get_renderer()
+    boxes = [a.get_tightbbox(renderer) for a in fig.get_children()
+             if a not in fig.axes and a.get_visible() and a.get_in_layout()]
+    boxes += [measured[ax] if ax in measured else ax.get_tightbbox(renderer)
+              for ax in fig.axes if ax.get_visible()]
+    boxes = [b for b in boxes if b is not None and np.isfinite(b.width)
+             and np.isfinite(b.height) and (b.width != 0 or b.height != 0)]
+    if not boxes:
+        return fig.bbox_inches
+    return Bbox.union(boxes).transformed(fig.dpi_scale_trans.inverted())
 
 
 def _whole_pixels(inches: float, dpi: float) -> float:

@@ -118,6 +118,7 @@ def draw_metric(ax, results: Sequence[Any], metric: str, palette: dict, *,
     """One line per initializer of ``metric`` at the sites ``idx`` (default: where it is
     defined), median over seeds with a min-max band."""
     from initdiag.report import style
+    from initdiag.report.ticks import log_scale
 
     log = metric in LOG_METRICS if log is None else log
     idx = defined(results, metric) if idx is None else idx
@@ -137,7 +138,7 @@ def draw_metric(ax, results: Sequence[Any], metric: str, palette: dict, *,
             ax.fill_between(idx, lo, hi, color=st.color, alpha=0.2, linewidth=0,
                             label="_nolegend_")
     if log:
-        ax.set_yscale("log")
+        log_scale(ax, "y")
     if notes:
         ax.text(0.01, 0.01, "not drawn on the log scale: " + "; ".join(notes),
                 transform=ax.transAxes, fontsize="x-small", color="0.35", va="bottom")

@@ -73,13 +73,15 @@ def plot_metric(data: Any, metric: str, *, activation: str | None = None, ax=Non
     Returns:
       The axes.
     """
+    from initdiag.report.ticks import log_scale
+
     ax = _ax(ax)
     frame = to_frame(data)
     act = pick_activation(frame, activation)
     summary = seed_summary(frame, metric, act)
     palette = palette or style.init_palette(frame["init"].unique())
     log = metric in LOG_METRICS if log is None else log
-    variants = list(dict.fromkeys(summary["variant"]))
+    variants = list(summary["variant"].unique())
     order = sorted(palette)
     zero_notes = []
     for (init, variant), g in summary.groupby(["init", "variant"], sort=False):
@@ -110,7 +112,7 @@ def plot_metric(data: Any, metric: str, *, activation: str | None = None, ax=Non
                 lo, hi = np.where(lo > 0, lo, np.nan), np.where(hi > 0, hi, np.nan)
             ax.fill_between(x, lo, hi, color=st.color, alpha=0.2, linewidth=0, label="_nolegend_")
     if log:
-        ax.set_yscale("log")
+        log_scale(ax, "y")
         if zero_notes:
             sep = "\n" if len(zero_notes) > 1 else " "
             ax.text(0.01, 0.01, "not drawn on the log scale:" + sep + "\n".join(zero_notes),
@@ -211,6 +213,8 @@ def plot_act_hist(data: Any, *, activation: str | None = None, init: str | None 
     Raises:
       ValueError: when the selection holds several configurations (naming what differs).
     """
+    from initdiag.report.ticks import log_scale
+
     ax = _ax(ax)
     rs = probe_results(data)
     if activation is not None:
@@ -230,7 +234,7 @@ def plot_act_hist(data: Any, *, activation: str | None = None, init: str | None 
     for color, l, lab in zip(colors, layers, labels):
         y = np.where(frac[l - 1] > 0, frac[l - 1], np.nan)
         ax.stairs(y, edges, color=color, linewidth=1.4, label=lab, baseline=None)
-    ax.set_yscale("log")
+    log_scale(ax, "y")
     ax.set_ylim(0.5 / max(float(total.max()), 1.0), 1.5)
     if used.size:
         ax.set_xlim(edges[used[0]], edges[used[-1] + 1])

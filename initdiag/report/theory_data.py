@@ -97,6 +97,30 @@ def _phase_grid(act: Any, W: np.ndarray, Bv: np.ndarray) -> dict[str, np.ndarray
                                (*theory.code_files(), Path(activations.__file__)), compute)
 
 
+def _edge_of_chaos(act: Any, bias_vars: Sequence[float]) -> float:
+    """:func:`initdiag.theory.edge_of_chaos` at the first of ``bias_vars`` that has one (NaN:
+    none has), kept in the cache folder like :func:`_phase_grid` (relu's search at
+    sigma_b^2 > 0, which finds none, alone takes ~0.5 s)."""
+    from initdiag import theory
+    from initdiag.engine import cache
+    from initdiag.nn import activations
+
+    def compute() -> dict[str, np.ndarray]:
+        for b in bias_vars:
+            try:
+                return {"edge": np.float64(theory.edge_of_chaos(act, b))}
+            except ValueError:  # no edge with a finite q* at this bias variance
+                pass
+        return {"edge": np.float64(np.nan)}
+
+    if act.name.startswith("custom:"):
+        return float(compute()["edge"])
+    key = (act.label, tuple(float(b) for b in bias_vars))
+    return float(cache.stored_arrays("edge_of_chaos", key,
+                                     (*theory.code_files(), Path(activations.__file__)),
+                                     compute)["edge"])
+
+
 def phase_plane(activation: Any, points: Sequence[tuple[str, float, float]] = (),
                 weight_var_range: tuple[float, float] | None = None,
                 bias_var_range: tuple[float, float] = (0.0, 0.5),
@@ -104,8 +128,6 @@ def phase_plane(activation: Any, points: Sequence[tuple[str, float, float]] = ()
     """The mean-field phase plane of ``activation`` (:func:`initdiag.theory.phase_grid`) over
     ``weight_var_range`` (log spaced; default (0.25, 8) widened to hold the points and the edge
     of chaos over the bias range) x ``bias_var_range`` (widened to hold the points)."""
-    from initdiag import theory
-
     act = resolve_activation(activation)
     pts = list(points)
     lo, hi = weight_var_range or (0.25, 8.0)
@@ -116,12 +138,10 @@ def phase_plane(activation: Any, points: Sequence[tuple[str, float, float]] = ()
     if pts:
         b_hi = max(b_hi, max(p[2] for p in pts) * 1.1)
     if weight_var_range is None:  # show the edge of chaos, wherever it is (sigmoid: ~100)
-        for b in (b_hi, b_lo):  # it moves right with sigma_b^2 (tanh: 1 at 0, 2.8 at 0.5)
-            try:
-                hi = max(hi, 1.3 * theory.edge_of_chaos(act, b))
-                break
-            except ValueError:  # no edge with a finite q* at this bias variance
-                pass
+        # it moves right with sigma_b^2 (tanh: 1 at 0, 2.8 at 0.5)
+        edge = _edge_of_chaos(act, (b_hi, b_lo))
+        if np.isfinite(edge):
+            hi = max(hi, 1.3 * edge)
     W = np.logspace(np.log10(lo), np.log10(hi), grid[0])
     Bv = np.linspace(b_lo, b_hi, grid[1])
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):

@@ -208,6 +208,8 @@ def jacobian_histogram(spectra: Mapping[str, Any] | Sequence[Any], *, bins: int 
     Returns:
       The axes (log x); a dotted vertical line marks sigma = 1 (isometry).
     """
+    from initdiag.report.ticks import log_scale
+
     ax = _ax(ax)
     if not isinstance(spectra, Mapping):
         spectra = {s.config["init"]: s for s in spectra}
@@ -220,7 +222,7 @@ def jacobian_histogram(spectra: Mapping[str, Any] | Sequence[Any], *, bins: int 
         kw = {"color": st.color, "linestyle": st.dash} if st is not None else {}
         ax.stairs(d.densities[label], 10.0 ** edges, baseline=0.0, linewidth=1.3, fill=False,
                   label=f"{label} (spread {s.spread():.3g})" if d.drawn[label] else label, **kw)
-    ax.set_xscale("log")
+    log_scale(ax, "x")
     ax.set_xlim(10.0 ** edges[0], 10.0 ** edges[-1])
     ax.set_ylim(bottom=0.0)
     ax.axvline(1.0, color="0.3", linestyle=":", linewidth=1)
