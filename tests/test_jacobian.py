@@ -219,3 +219,27 @@ def test_batched_spectra_are_those_of_jacobian_spectrum_and_keep_errors_in_place
     np.testing.assert_array_equal(out[2].singular_values, spectra[0].singular_values)
     with pytest.raises(ValueError, match="nope"):
         jacobian_spectra(bad[:1])
+
+
+def test_spectra_of_stacks_that_change_width_match_a_float64_reference():
+    """A width change (input width != width, or a list of widths) is a layer whose output has
+    another shape than its input: its spectrum is that of the float64 product of its layers."""
+    from initdiag.analysis.jacobian import jacobian_spectra
+    from initdiag.nn.stacks import init_stack, make_input, make_spec, split_seed
+    from reference import layers_of
+
+    configs = [dict(activation="tanh", init="orthogonal", depth=4, width=[24, 40, 40, 16],
+                    seed=3),
+               dict(activation="tanh", init="he_normal", depth=3, width=32, input_width=20,
+                    seed=4)]
+    for c, s in zip(configs, jacobian_spectra(configs)):
+        spec = make_spec(activation=c["activation"], init=c["init"], depth=c["depth"],
+                         width=c["width"], input_width=c.get("input_width"))
+        x = make_input(split_seed(c["seed"])["input"], 1, spec.input_width)[0]
+        ws, bs = layers_of(init_stack(c["seed"], spec))
+        jac, prod_norms, _ = numpy64_jacobian(ws, bs, x, "tanh")
+        ref = np.linalg.svd(jac, compute_uv=False)
+        assert jac.shape == (spec.widths[-1], spec.input_width) and s.singular_values.size == ref.size
+        n = max(max(spec.widths), spec.input_width)
+        np.testing.assert_allclose(np.sort(s.singular_values), np.sort(ref), rtol=0,
+                                   atol=c["depth"] * gamma(2 * n + 4) * prod_norms, err_msg=str(c))

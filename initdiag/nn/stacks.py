@@ -240,10 +240,17 @@ def layer_output(x_prev: jax.Array, a: jax.Array, residual: float | None) -> jax
 
 
 def apply_stack(params, x: jax.Array, spec: StackSpec) -> jax.Array:
-    """The stack's output x^L for input ``x`` (a ``lax.scan`` per segment)."""
+    """The stack's output x^L for input ``x`` (a ``lax.scan`` per segment of equal fans; a
+    layer that changes the width, whose output has another shape than its input, is applied
+    directly)."""
+    def step(x, wb):
+        h = x @ wb[0] + wb[1][None, :]
+        return layer_output(x, branch(h, spec.activation, spec.norm), spec.residual), None
+
     for w, b in params:
-        def step(x, wb):
-            h = x @ wb[0] + wb[1][None, :]
-            return layer_output(x, branch(h, spec.activation, spec.norm), spec.residual), None
-        x, _ = jax.lax.scan(step, x, (w, b))
+        if w.shape[1] == w.shape[2]:
+            x, _ = jax.lax.scan(step, x, (w, b))
+        else:
+            for i in range(w.shape[0]):
+                x, _ = step(x, (w[i], b[i]))
     return x
