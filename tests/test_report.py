@@ -806,6 +806,9 @@ def test_png_is_a_palette_image_of_the_canvas_pixels_without_metadata(sweep2):
     buf.seek(0)
     with Image.open(buf) as saved:
         assert np.array_equal(np.asarray(saved.convert("RGB")), np.asarray(png.rendered_rgb(fig)))
+    other = plt.figure(figsize=(2, 1.5), dpi=72)  # another resolution: rendered at layout.DPI
+    with Image.open(io.BytesIO(png.png_bytes(other))) as im:
+        assert im.mode == "P" and im.size == (2 * layout.DPI, int(1.5 * layout.DPI))
 
 
 def test_theme_is_seaborns_whitegrid_without_importing_seaborn():
