@@ -166,6 +166,12 @@ def test_edge_of_chaos_refuses_jumps_and_divergence():
     # relu with a bias: chi_1 = sigma_w^2 / 2 < 1 wherever q* is finite (q* = b / (1 - w/2))
     with pytest.raises(ValueError, match="stays below 1.*no edge of chaos"):
         theory.edge_of_chaos("relu", 0.1)
+    # the same for every positively homogeneous phi: chi_1 = 1 - sigma_b^2 / q* (by quadrature)
+    for act, w in (("leaky_relu(slope=0.2)", 1.8), ("linear", 0.7), ("relu", 1.9)):
+        with pytest.raises(ValueError, match="stays below 1.*no edge of chaos"):
+            theory.edge_of_chaos(act, 0.5)
+        q = theory.fixed_point(act, w, 0.5)
+        assert theory.chi1(act, w, 0.5) == pytest.approx(1 - 0.5 / q, rel=1e-12)
     # gelu without bias: q* = 0 and chi_1 = sigma_w^2 / 4 until the orbit from q0 = 1 stops
     # decaying (an unstable fixed point passes q0) and q jumps to infinity: no chi_1 = 1 on the way
     with pytest.raises(ValueError, match="jumps past 1"):

@@ -160,6 +160,14 @@ def _edge_of_chaos(activation: Any, bias_var: float, bracket: tuple[float, float
         return qf(w)[1]
 
     lo, hi = float(bracket[0]), float(bracket[1])
+    if activation.homogeneous and bias_var > 0:
+        # phi(z) = z phi'(z), so E[phi^2] = q E[phi'^2]: q* = sigma_w^2 E[phi'^2] q* + sigma_b^2
+        # gives chi_1 = 1 - sigma_b^2 / q* < 1 wherever q* is finite (the search below finds the
+        # same after bisecting where q diverges, ~0.5 s)
+        raise ValueError(
+            f"chi_1 stays below 1 for {activation} with bias_var={bias_var} wherever q* is "
+            f"finite: phi is positively homogeneous, so chi_1 = 1 - bias_var / q* < 1, and 1 "
+            f"only as q* diverges: no edge of chaos with a finite q*")
     g = gaussian(activation)
     if float(bias_var) == 0.0 and float(g.phi(0.0)) == 0.0:
         e0 = float(g.moments(0.0)["dphi2"])
