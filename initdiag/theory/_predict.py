@@ -279,9 +279,9 @@ def _predict_group(stacks: Sequence[_Stack], band: bool) -> list[Prediction]:
         cfg = [stacks[i].config for i in rows]
         widths = np.array([c["widths"] for c in cfg], np.float64)
         n0 = np.array([c["input_width"] for c in cfg], np.float64)
-        c, nu = _finite.correlations(g, q[rows], w[rows], b[rows], widths, n0)
-        step[rows] = _finite.step_variance(g, q[rows], c, nu, w[rows], widths,
-                                           np.array([c["batch"] for c in cfg], np.float64), n0,
+        batch = np.array([c["batch"] for c in cfg], np.float64)
+        corr, nu = _finite.correlations(g, q[rows], w[rows], b[rows], widths, n0)
+        step[rows] = _finite.step_variance(g, q[rows], corr, nu, w[rows], widths, batch, n0,
                                            input_var[rows])
         ok = rows[np.all(np.isfinite(step[rows]), axis=1)]
         if ok.size:
