@@ -44,7 +44,8 @@ from initdiag.nn.activations import activation as resolve_activation
 from initdiag.nn.initializers import initializer as resolve_initializer
 from initdiag.nn.initializers import STANDARD_INITIALIZERS
 from initdiag.results import ProbeResult, SweepResult
-from initdiag.nn.stacks import StackSpec, init_stack, make_input, make_spec, split_seed
+from initdiag.nn.stacks import (StackSpec, draw_key, init_stack, make_input, make_spec,
+                                 split_seed)
 
 #: Fixed bins of log10 |dL/dh| for grad_hist: 1e-45 .. 1e5.
 GRAD_HIST_RANGE = (-45.0, 5.0)
@@ -323,9 +324,7 @@ def recorded(config: ProbeConfig, spec: StackSpec, **values: Any) -> ProbeConfig
 def _weights_key(seed: Any, spec: StackSpec) -> tuple | None:
     """What a stack's drawn weights depend on, or None when they are not reusable (LSUV rescales
     them on the data; a key object as seed)."""
-    if spec.init.data_dependent or not isinstance(seed, (int, np.integer)):
-        return None
-    return (int(seed), spec.init, spec.bias_init, spec.use_bias, tuple(spec.layer_shapes()))
+    return None if spec.init.data_dependent else draw_key(seed, spec)
 
 
 def probe_params(weights: Sequence[Any], biases: Sequence[Any] | None, x: Any, activation: Any,

@@ -47,8 +47,8 @@ import numpy as np
 
 from initdiag.base import check_float, check_int, check_one_of
 from initdiag.engine.threads import single_threaded_blas
-from initdiag.nn.stacks import (StackSpec, apply_stack, init_stack, make_input, make_spec,
-                                 split_seed)
+from initdiag.nn.stacks import (StackSpec, apply_stack, draw_key, init_stack, make_input,
+                                 make_spec, split_seed)
 
 METHODS = ("auto", "exact", "lanczos")
 #: ``method="auto"`` uses the exact SVD up to this input width.
@@ -159,15 +159,13 @@ class SpectrumSetup:
     def weights_key(self) -> tuple | None:
         """What the stack's weights depend on, or None (a key object as seed): setups with equal
         keys have the same weights, bit for bit. A named initializer draws from the seed, the
-        initializers and the layer shapes alone (:func:`initdiag.nn.stacks.init_stack`), so the
+        initializers and the layer shapes alone (:func:`initdiag.nn.stacks.draw_key`), so the
         activations of a sweep share one draw; LSUV rescales on this stack's activations of
         this input batch, so its key is the whole setup."""
-        if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool):
-            return None
-        s = self.spec
-        if s.init.data_dependent:
-            return (int(self.seed), s, self.input_var, self.batch)
-        return (int(self.seed), s.init, s.bias_init, s.use_bias, tuple(s.layer_shapes()))
+        key = draw_key(self.seed, self.spec)
+        if key is None or not self.spec.init.data_dependent:
+            return key
+        return (key[0], self.spec, self.input_var, self.batch)
 
     def inputs(self, rows: int | None = None) -> jax.Array:
         """The first ``rows`` (default ``points``) rows of the probe's input batch (N(0, 1)

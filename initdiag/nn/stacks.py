@@ -210,6 +210,16 @@ def init_stack(key: int | PRNGKey, spec: StackSpec, dtype: Any = jnp.float32):
 _init_segment_jit = jax.jit(_init_segment, static_argnums=(2, 3, 6, 7, 8))
 
 
+def draw_key(seed: Any, spec: StackSpec) -> tuple | None:
+    """What :func:`init_stack`'s weights for ``seed`` depend on: the seed, the initializers, the
+    use of biases and the layer shapes (not the activation, norm or residual). Equal keys give
+    the same weights, bit for bit, so probes that share one can share one draw. None for a seed
+    that is a key object (not compared)."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        return None
+    return (int(seed), spec.init, spec.bias_init, spec.use_bias, tuple(spec.layer_shapes()))
+
+
 def make_input(key: PRNGKey, batch: int, width: int, kind: str = "normal", dtype: Any = jnp.float32):
     """The input batch x^0, ``[batch, width]``: ``normal`` is N(0, 1) entries; ``uniform`` is
     U(-sqrt(3), sqrt(3)) entries (also unit variance)."""

@@ -79,31 +79,32 @@ class PhasePlane:
     bias_lim: tuple[float, float]
 
 
-def _phase_grid(act: Any, W: np.ndarray, Bv: np.ndarray) -> dict[str, np.ndarray]:
-    """:func:`initdiag.theory.phase_grid`, kept in the compilation cache folder when it is on
-    (:func:`initdiag.engine.cache.stored_arrays`: keyed by the activation, the grid and the
-    theory's code, so the same grid is computed once per machine, and exactly)."""
+def _stored(name: str, act: Any, key: Any, compute: Any) -> dict[str, np.ndarray]:
+    """``compute()`` (a dict of arrays), kept in the compilation cache folder when it is on
+    (:func:`initdiag.engine.cache.stored_arrays`: keyed by ``name``, the activation, ``key`` and
+    the theory's code, so it is computed once per machine, and exactly); a user callable's code
+    is part of no key, so its values are always computed."""
     from initdiag import theory
     from initdiag.engine import cache
     from initdiag.nn import activations
 
-    def compute() -> dict[str, np.ndarray]:
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            return theory.phase_grid(act, W, Bv)
-
-    if act.name.startswith("custom:"):  # a user callable: its code is not part of any key
+    if act.name.startswith("custom:"):
         return compute()
-    return cache.stored_arrays("phase_grid", (act.label, W, Bv),
+    return cache.stored_arrays(name, (act.label, *key),
                                (*theory.code_files(), Path(activations.__file__)), compute)
+
+
+def _phase_grid(act: Any, W: np.ndarray, Bv: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`initdiag.theory.phase_grid`, stored (:func:`_stored`)."""
+    from initdiag import theory
+
+    return _stored("phase_grid", act, (W, Bv), lambda: theory.phase_grid(act, W, Bv))
 
 
 def _edge_of_chaos(act: Any, bias_vars: Sequence[float]) -> float:
     """:func:`initdiag.theory.edge_of_chaos` at the first of ``bias_vars`` that has one (NaN:
-    none has), kept in the cache folder like :func:`_phase_grid` (relu's search at
-    sigma_b^2 > 0, which finds none, alone takes ~0.5 s)."""
+    none has), stored (:func:`_stored`)."""
     from initdiag import theory
-    from initdiag.engine import cache
-    from initdiag.nn import activations
 
     def compute() -> dict[str, np.ndarray]:
         for b in bias_vars:
@@ -113,12 +114,8 @@ def _edge_of_chaos(act: Any, bias_vars: Sequence[float]) -> float:
                 pass
         return {"edge": np.float64(np.nan)}
 
-    if act.name.startswith("custom:"):
-        return float(compute()["edge"])
-    key = (act.label, tuple(float(b) for b in bias_vars))
-    return float(cache.stored_arrays("edge_of_chaos", key,
-                                     (*theory.code_files(), Path(activations.__file__)),
-                                     compute)["edge"])
+    return float(_stored("edge_of_chaos", act, tuple(float(b) for b in bias_vars),
+                         compute)["edge"])
 
 
 def phase_plane(activation: Any, points: Sequence[tuple[str, float, float]] = (),
@@ -259,15 +256,15 @@ def predictions(sweep: Any) -> dict[str, Any]:
     from initdiag import theory
 
     configs = configurations(sweep)
-    same = {}
-    for config, runs in configs:
-        try:
-            same[config_key(config)] = _prediction_key(config)
-        except (KeyError, TypeError, ValueError):
-            same[config_key(config)] = config_key(config)
+    same: dict[str, str] = {}  # config_key -> the key of its distinct prediction
     first: dict[str, Any] = {}  # one configuration per distinct prediction
     for config, runs in configs:
-        first.setdefault(same[config_key(config)], runs[0].config)
+        key = config_key(config)
+        try:
+            same[key] = _prediction_key(config)
+        except (KeyError, TypeError, ValueError):
+            same[key] = key
+        first.setdefault(same[key], runs[0].config)
     computed = dict(zip(first, theory.predict_configs(list(first.values()), band=True)))
     out: dict[str, Any] = {}
     for config, _ in configs:
