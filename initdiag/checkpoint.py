@@ -217,6 +217,9 @@ def _complete_lines(path: Path, data: bytes) -> tuple[list[tuple[int, Any]], int
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             if number == len(lines) - 1 and not lines[-1]:  # the last line: torn, dropped
                 break
+            if number == 1:
+                raise CheckpointError(f"{path}: not an initdiag checkpoint (line 1 is not a JSON "
+                                      f"header)") from None
             raise CheckpointError(f"{path}: line {number} is not valid JSON ({e}); the file is "
                                   f"corrupt (only its last line may be torn by a crash)") from None
         out.append((number, obj))
