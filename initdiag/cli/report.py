@@ -48,6 +48,9 @@ examples:
   initdiag report --model models.py:make_model      your own JAX model: make_model() returns
                                                     (fn, params, x) or (model, x)
   initdiag report --model models.py:make_model --inits he_normal,orthogonal --seeds 0,1
+  initdiag report --out my-report ... --resume      continue a run stopped by Ctrl-C, SIGTERM,
+                                                    an error or SIGKILL (its probes are kept in
+                                                    my-report/.initdiag-work/)
 
 sweep.toml:
   title = "deep tanh"
@@ -133,8 +136,10 @@ class _Progress:
     def __call__(self, done: int, total: int, result: Any) -> None:
         if self.bar is None:
             return
-        self.bar.update(self.task, completed=done, total=total,
-                        description=result.label if done < total else "writing the report")
+        text = result.label if done < total else "writing the report"
+        if self.already:
+            text = f"{self.already} of {total} already done; {text}"
+        self.bar.update(self.task, completed=done, total=total, description=text)
 
 
 def _print_summary(verdicts, header: str, footer: str) -> None:
@@ -181,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
     OSError: exit status 2)."""
     import shlex
 
+    from initdiag.checkpoint import CheckpointError
     from initdiag.engine import cache as compile_cache
     from initdiag.report.build import WorkFolder, slug
 
@@ -205,19 +211,37 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print(_interrupted(work, command), file=sys.stderr)
             return 130
+        except CheckpointError:
+            raise
+        except BaseException as e:  # a failure after probing began: say what was kept
+            kept = _kept(work, command) if work is not None and work.created else None
+            if kept is None:
+                raise
+            if not isinstance(e, (ValueError, TypeError, OSError)):
+                print(f"initdiag: {kept}", file=sys.stderr)
+                raise
+            print(f"initdiag: error: {e}\ninitdiag: {kept}", file=sys.stderr)
+            return 2
     if not args.quiet:
         summary()
     return 0
 
 
+def _kept(work: Any, command: str) -> str | None:
+    """``k of n probes kept in FILE; resume with: COMMAND --resume``, or None if none is."""
+    k, n = work.kept()
+    if k == 0:
+        return None
+    resume = command if " --resume" in f" {command} " else f"{command} --resume"
+    return f"{k} of {n} probes kept in {work.checkpoint}; resume with: {resume}"
+
+
 def _interrupted(work: Any, command: str) -> str:
     """The one line printed on an interruption: what was kept and how to resume."""
-    k, n = work.kept() if work is not None else (0, 0)
-    if k == 0:
+    kept = _kept(work, command) if work is not None else None
+    if kept is None:
         return "initdiag: interrupted; no report written, no probe finished"
-    resume = command if " --resume" in f" {command} " else f"{command} --resume"
-    return (f"initdiag: interrupted; no report written; {k} of {n} probes kept in "
-            f"{work.checkpoint}; resume with: {resume}")
+    return f"initdiag: interrupted; no report written; {kept}"
 
 
 def _start(work: Any, resume: bool, quiet: bool, total: int) -> int:
@@ -255,10 +279,11 @@ def run_stack(args: argparse.Namespace, command: str, work: Any) -> Callable[[],
     for key in ("activations", "inits", "depths", "widths", "seeds"):
         total *= len(kwargs[key])
     already = _start(work, args.resume, args.quiet, total)
+    work.create()
     with _Progress(show, total, already) as progress:
         sweep, verdicts, paths = build_report(kwargs, work.out, title=args.title,
                                               command=command, progress=progress,
-                                              checkpoint=True)
+                                              work=work)
     seconds = time.perf_counter() - t0
 
     def summary() -> None:

@@ -123,25 +123,31 @@ class WorkFolder:
     Made before probing (:meth:`create`); after the report is in place it is removed
     (:meth:`remove`); after a failure or an interruption it stays if its checkpoint holds a
     finished probe (``initdiag report --resume`` continues from it) and is removed otherwise
-    (:meth:`release`), with ``out`` itself when this run made it and it is left empty.
+    (:meth:`release`), with ``out`` itself (and the parents made with it) when this run made it
+    and it is left empty.
     """
 
     def __init__(self, out: str | Path):
         self.out = Path(out)
         self.path = self.out / WORK_FOLDER
         self.checkpoint = self.path / "checkpoint.jsonl"
-        self.made_out = False
+        self.made: list[Path] = []  # folders made for the run: out, then missing parents
+        self.created = False  # by this object's create()
 
     def create(self) -> "WorkFolder":
         """Make the folder (and ``out``), after checking ``out`` can be written
         (:func:`check_output_folder`)."""
-        check_output_folder(self.out)
-        self.made_out = not self.out.exists() or {p.name for p in self.out.iterdir()} <= {
-            WORK_FOLDER}
+        anchor = check_output_folder(self.out)
+        out = self.out.absolute()
+        if not self.out.exists():  # out and the missing folders above it
+            self.made = [out, *[p for p in out.parents if p != anchor and anchor in p.parents]]
+        elif {p.name for p in self.out.iterdir()} <= {WORK_FOLDER}:  # a former run's
+            self.made = [out]
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise OSError(f"cannot write the report to {self.out}: {e.strerror or e}") from None
+        self.created = True
         return self
 
     def kept(self) -> tuple[int, int]:
@@ -155,14 +161,14 @@ class WorkFolder:
             return 0, 0
 
     def remove(self) -> None:
-        """Delete the folder (the run is complete, or has nothing to keep), and ``out`` too if
-        this run made it and it is now empty."""
+        """Delete the folder (the run is complete, or has nothing to keep), and ``out`` and the
+        parents made with it if they are now empty."""
         shutil.rmtree(self.path, ignore_errors=True)
-        if self.made_out:
+        for folder in self.made:
             try:
-                self.out.rmdir()  # only if empty
+                folder.rmdir()  # only if empty
             except OSError:
-                pass
+                break
 
     def release(self) -> None:
         """After a failure or an interruption: :meth:`remove` unless the checkpoint holds a
@@ -178,17 +184,19 @@ TOTAL_TIMING = "total (until the page is written)"
 
 
 def build_report(kwargs: dict[str, Any], out: Path, *, title: str | None = None,
-                 command: str | None = None, progress: Any = None, checkpoint: bool = False):
+                 command: str | None = None, progress: Any = None,
+                 work: WorkFolder | None = None):
     """Probe ``kwargs`` (for :func:`initdiag.sweep`), diagnose, write the report into ``out``.
 
     The folder is written atomically (:class:`ReportFolder`): on any error no report is left
-    behind. ``checkpoint``: each probe is also appended to ``out``'s work folder's checkpoint
-    (:class:`WorkFolder`) as it finishes, and probes already there (of the same sweep) are not
-    run again; the work folder is removed once the report is in place, and kept after an error
-    or an interruption when it holds a finished probe. Timings on the page: the sweep, the diagnosis, the theory computations (mean-field
-    predictions, Jacobian spectra), the figures, the page itself (the page is rendered twice:
-    the second rendering shows how long the first took) and the total; the same timings are
-    in ``sweep.meta["report"]["timings_s"]`` (seconds, in results.json).
+    behind. ``work``: a :class:`WorkFolder` of ``out`` (made here if it is not yet): each probe
+    is also appended to its checkpoint as it finishes, and probes already there (of the same
+    sweep) are not run again; it is removed once the report is in place, and kept after an
+    error or an interruption when it holds a finished probe. Timings on the page: the sweep, the
+    diagnosis, the theory computations (mean-field predictions, Jacobian spectra), the figures,
+    the page itself (the page is rendered twice: the second rendering shows how long the first
+    took) and the total; the same timings are in ``sweep.meta["report"]["timings_s"]`` (seconds,
+    in results.json).
 
     Returns:
       (sweep, verdicts, paths): the SweepResult, its verdicts and {"html", "results", figure
@@ -198,7 +206,11 @@ def build_report(kwargs: dict[str, Any], out: Path, *, title: str | None = None,
     from initdiag.probe import sweep as run_sweep
 
     t0 = time.perf_counter()
-    work = WorkFolder(out).create() if checkpoint else None
+    if work is not None:
+        if Path(work.out).absolute() != Path(out).absolute():
+            raise ValueError(f"work folder {work.path} is not {out}'s")
+        if not work.created:
+            work.create()
     try:
         folder = ReportFolder(out)
     except BaseException:
