@@ -8,6 +8,7 @@ from initdiag.version import __version__ as __version__
 from initdiag.nn.activations import Activation as Activation
 from initdiag.nn.activations import activation as activation
 from initdiag.config import ProbeConfig as ProbeConfig
+from initdiag.checkpoint import CheckpointError as CheckpointError
 from initdiag.analysis.diagnosis import Thresholds as Thresholds
 from initdiag.analysis.diagnosis import Verdict as Verdict
 from initdiag.analysis.diagnosis import diagnose as diagnose

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import platform
 import time
 from typing import Any, Callable, Sequence
@@ -37,6 +38,7 @@ from initdiag.engine import memory
 
 from initdiag.engine import stats
 from initdiag import metrics
+from initdiag import resume
 from initdiag.engine.threads import single_threaded_blas
 from initdiag.base import check_one_of
 from initdiag.config import DEFAULTS, FIELD_NAMES, ProbeConfig
@@ -387,16 +389,29 @@ def sweep(activations: Sequence[Any] = DEFAULT_SWEEP["activations"],
           inits: Sequence[Any] = DEFAULT_SWEEP["inits"], depths: Sequence[int] = (50,),
           widths: Sequence[Any] = (256,), seeds: Sequence[int] = (0,), batch: int = 256,
           progress: Callable[[int, int, ProbeResult], None] | None = None,
-          devices: Any = None, **options: Any) -> SweepResult:
+          devices: Any = None, checkpoint: str | os.PathLike | None = None,
+          **options: Any) -> SweepResult:
     """Probe every combination of activations x depths x widths x inits x seeds.
 
     Args:
       activations, inits, depths, widths, seeds: lists of values (see :func:`probe`).
       batch: batch size of every probe.
-      progress: called as ``progress(done, total, result)`` after each probe.
+      progress: called as ``progress(done, total, result)`` after each probe computed by this
+        call; ``done`` counts the probes restored from ``checkpoint`` too.
       devices: None uses every device when there is more than one (one probe per device at a
         time, see :mod:`initdiag.engine.sharding`) and runs probes one by one on a single
         device; a list of devices uses those; 1 forces one device. Numbers do not depend on it.
+      checkpoint: None, or a file (JSON lines, :mod:`initdiag.checkpoint`) to which each probe is
+        appended as it finishes (flushed and fsynced). A later call with the same file and the
+        same sweep skips (does not dispatch) every probe already there and returns the same
+        result as an uninterrupted run (the same numbers, bit for bit; the restored probes keep
+        their ``meta``, timings included). A torn last line (a crash mid-write) is dropped; a
+        file written for another sweep raises :class:`initdiag.checkpoint.CheckpointError`
+        naming the first difference (:mod:`initdiag.resume` says what identifies a sweep; not
+        ``devices`` or the run options). Seeds must be integers. With several processes
+        (``jax.process_count() > 1``) only process 0 writes the file; every process reads it,
+        so it must be on a file system they all see, and they check that they read the same
+        probes as done.
       **options: the other fields of :class:`initdiag.ProbeConfig` (bias_init, norm, residual,
         loss, histograms, ...) and :data:`RUN_OPTIONS` (remat, draw_weights, memory_budget),
         as in :func:`probe`.
@@ -404,7 +419,8 @@ def sweep(activations: Sequence[Any] = DEFAULT_SWEEP["activations"],
     Returns:
       A SweepResult in the nesting order activation, depth, width, init, seed. On
       KeyboardInterrupt the results so far are kept: the exception is re-raised with them
-      attached as ``partial`` (a SweepResult).
+      attached as ``partial`` (a SweepResult; the restored probes included), and with a
+      checkpoint they are in the file.
     """
     for name, seq in (("activations", activations), ("inits", inits), ("depths", depths),
                       ("widths", widths), ("seeds", seeds)):
@@ -427,31 +443,65 @@ def sweep(activations: Sequence[Any] = DEFAULT_SWEEP["activations"],
     combos = [(dataclasses.replace(base, activation=a, init=i, depth=d, width=w), s)
               for a in activations for d in depths for w in widths for i in inits for s in seeds]
     results: list[ProbeResult | None] = [None] * len(combos)
+    mesh_devices = _sweep_devices(devices)
+    ckpt = None
+    if checkpoint is not None:
+        for c, _ in combos:  # a bad configuration fails before the file is written
+            stack_spec(c.validated())
+        ckpt = resume.open_shared(checkpoint, _sweep_header(activations, inits, depths, widths,
+                                                            seeds, base),
+                                  ProbeResult.from_dict)
+        for n, r in ckpt.done.items():
+            results[n] = r
 
     def record(index: int, r: ProbeResult) -> None:
         results[index] = r
+        if ckpt is not None:
+            ckpt.append(index, r.to_dict())
         if progress is not None:
             progress(sum(x is not None for x in results), len(combos), r)
 
-    mesh_devices = _sweep_devices(devices)
     try:
         if mesh_devices is None:
             # probes that differ only in the activation run one after another and reuse the
-            # drawn weights (bit for bit); results keep the documented order
+            # drawn weights (bit for bit; a skipped probe's weights are drawn again, the same
+            # numbers); results keep the documented order
             cache: dict = {}
             n_act = len(activations)
             for n in sorted(range(len(combos)), key=lambda n: (n % (len(combos) // n_act),
                                                                 n // (len(combos) // n_act))):
-                record(n, run_job(prepare(*combos[n], **run_options, weights_cache=cache)))
+                if results[n] is None:
+                    record(n, run_job(prepare(*combos[n], **run_options, weights_cache=cache)))
         else:
             from initdiag.engine import sharding
-            sharding.run_sharded([functools.partial(prepare, c, s, **run_options)
-                                  for c, s in combos], finish,
-                                 devices=mesh_devices, on_result=record)
+            todo = [n for n in range(len(combos)) if results[n] is None]
+            if todo:
+                sharding.run_sharded([functools.partial(prepare, *combos[n], **run_options)
+                                      for n in todo], finish, devices=mesh_devices,
+                                     on_result=lambda i, r: record(todo[i], r))
     except KeyboardInterrupt as e:
         e.partial = SweepResult([r for r in results if r is not None])  # type: ignore[attr-defined]
         raise
+    finally:
+        if ckpt is not None:
+            ckpt.close()
     return SweepResult(results)
+
+
+def _sweep_header(activations: Sequence[Any], inits: Sequence[Any], depths: Sequence[Any],
+                  widths: Sequence[Any], seeds: Sequence[Any],
+                  base: ProbeConfig) -> dict[str, Any]:
+    """The checkpoint header of a sweep (:func:`initdiag.resume.sweep_header`)."""
+    acts = [resolve_activation(a).label for a in activations]
+    labels = [resolve_initializer(i).label for i in inits]
+    ints = resume.integer_seeds(seeds)
+    axes = ("activation", "init", "depth", "width")
+    options = {f: getattr(base, f) for f in FIELD_NAMES if f not in axes}
+    options["bias_init"] = resolve_initializer(base.bias_init).label
+    options["input"] = resume.input_option(base.input)
+    keys = [[a, i, d, w, s] for a in acts for d in depths for w in widths for i in labels
+            for s in ints]  # the order of the sweep's probes
+    return resume.sweep_header(acts, labels, depths, widths, ints, options, keys)
 
 
 def _sweep_devices(devices: Any) -> list | None:

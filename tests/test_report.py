@@ -1,9 +1,12 @@
 """Report: plot panels (artists, not pixels), figures, HTML and the ``initdiag report`` CLI."""
 
 import html as htmllib
+import importlib
 import os
 import pty
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -434,15 +437,29 @@ def test_failed_report_leaves_no_folder_and_an_existing_one_untouched(tmp_path, 
     monkeypatch.setattr(figures, "write_figures", boom)
     new = tmp_path / "sub" / "new"
     assert cli.main([*args, "--out", str(new)]) == 2
-    assert "figure drawing failed" in capsys.readouterr().err
-    assert list(tmp_path.iterdir()) == []  # neither the folder nor a temporary one
+    work = new / ".initdiag-work"
+    assert capsys.readouterr().err.splitlines() == [
+        "initdiag: error: figure drawing failed",
+        f"initdiag: 1 of 1 probes kept in {work / 'checkpoint.jsonl'}; resume with: initdiag "
+        + " ".join(shlex.quote(a) for a in sys.argv[1:]) + " --resume"]  # (pytest's argv)
+    # no report and no temporary folder: only the probe that finished, kept for --resume
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "sub", "sub/new", "sub/new/.initdiag-work", "sub/new/.initdiag-work/checkpoint.jsonl"]
+    shutil.rmtree(tmp_path / "sub")
     old = tmp_path / "old"
     old.mkdir()
     (old / "notes.txt").write_text("mine")
     (old / "index.html").write_text("previous report")
     assert cli.main([*args, "--out", str(old)]) == 2
-    assert sorted(p.name for p in old.iterdir()) == ["index.html", "notes.txt"]
+    assert "1 of 1 probes kept" in capsys.readouterr().err
+    assert sorted(p.name for p in old.iterdir()) == [".initdiag-work", "index.html", "notes.txt"]
     assert (old / "index.html").read_text() == "previous report"
+    shutil.rmtree(old / ".initdiag-work")  # start over: this is not the same sweep
+    # a failure before any probe finished leaves nothing, not even a folder made for it
+    monkeypatch.setattr(importlib.import_module("initdiag.probe"), "run_job", boom)
+    assert cli.main([*args, "--out", str(tmp_path / "a" / "b")]) == 2
+    assert capsys.readouterr().err == "initdiag: error: figure drawing failed\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
     monkeypatch.undo()
     # a report into an existing folder replaces the report's files, keeps the user's, and
     # removes PNGs of figures this run does not draw (no theory figures with normalization)

@@ -10,15 +10,25 @@ Output folder: ``--out DIR``, by default ``reports/<slug of --title, or "default
 ``--model``: of the title or the function's name). Options can
 also come from a TOML file (``--config``) whose keys are the option names (with ``_`` or ``-``);
 options given on the command line win over the file.
+
+Interruptions: every probe is appended to a checkpoint in ``DIR/.initdiag-work/`` as it finishes
+(:class:`initdiag.report.build.WorkFolder`). Ctrl-C or SIGTERM exit with status 130 and one line
+on stderr (how many probes were kept, and the command that resumes); a crash or SIGKILL keeps
+them too. ``--resume`` continues from the checkpoint; without it a checkpoint holding a finished
+probe is refused (exit status 2, saying how to resume or start over). The work folder is
+removed once the report is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from initdiag.cli.options import (add_probe_options, check_probe_args, config_keys,
                                   merge_config, sweep_kwargs)
@@ -38,6 +48,9 @@ examples:
   initdiag report --model models.py:make_model      your own JAX model: make_model() returns
                                                     (fn, params, x) or (model, x)
   initdiag report --model models.py:make_model --inits he_normal,orthogonal --seeds 0,1
+  initdiag report --out my-report ... --resume      continue a run stopped by Ctrl-C, SIGTERM,
+                                                    an error or SIGKILL (its probes are kept in
+                                                    my-report/.initdiag-work/)
 
 sweep.toml:
   title = "deep tanh"
@@ -78,6 +91,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="do not use the persistent compilation cache (default: on, in "
                         "$INITDIAG_CACHE_DIR, else $XDG_CACHE_HOME/initdiag or ~/.cache/initdiag; "
                         "INITDIAG_CACHE_DIR= empty also turns it off)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run (Ctrl-C, SIGTERM, a crash, SIGKILL) of the "
+                        "same report from its checkpoint in DIR/.initdiag-work/, without running "
+                        "the probes it finished again (default: off; without it an existing "
+                        "checkpoint is refused with exit status 2)")
     g.add_argument("--quiet", action="store_true",
                    help="no progress bar and no summary (errors still go to stderr; default: "
                         "a progress bar on a terminal and the summary)")
@@ -86,11 +104,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 class _Progress:
-    """A rich progress bar on stderr when it is a terminal; nothing otherwise."""
+    """A rich progress bar on stderr when it is a terminal; nothing otherwise. ``already``:
+    the probes restored from a checkpoint, shown as done from the start."""
 
-    def __init__(self, enabled: bool, total: int):
+    def __init__(self, enabled: bool, total: int, already: int = 0):
         self.bar = None
         self.task = None
+        self.already = already
         if enabled:
             from rich.console import Console
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
@@ -104,7 +124,9 @@ class _Progress:
     def __enter__(self):
         if self.bar is not None:
             self.bar.__enter__()
-            self.task = self.bar.add_task("compiling", total=self.total)
+            start = f"{self.already} of {self.total} already done; " if self.already else ""
+            self.task = self.bar.add_task(start + "compiling", total=self.total,
+                                          completed=self.already)
         return self
 
     def __exit__(self, *exc):
@@ -114,8 +136,10 @@ class _Progress:
     def __call__(self, done: int, total: int, result: Any) -> None:
         if self.bar is None:
             return
-        self.bar.update(self.task, completed=done, total=total,
-                        description=result.label if done < total else "writing the report")
+        text = result.label if done < total else "writing the report"
+        if self.already:
+            text = f"{self.already} of {total} already done; {text}"
+        self.bar.update(self.task, completed=done, total=total, description=text)
 
 
 def _print_summary(verdicts, header: str, footer: str) -> None:
@@ -134,51 +158,143 @@ def _print_summary(verdicts, header: str, footer: str) -> None:
     Console(highlight=False, soft_wrap=True).print(text, end="")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM received during ``initdiag report``: handled as Ctrl-C is."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within: SIGTERM raises :class:`Terminated` in the main thread (the previous handler is
+    restored after). Outside the main thread (no signal handlers there), nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run ``initdiag report``: exit status 0, 130 when interrupted (bad input raises
-    ValueError, TypeError or OSError: exit status 2)."""
+    """Run ``initdiag report``: exit status 0, 130 when interrupted by Ctrl-C or SIGTERM (one
+    line on stderr: the probes kept and how to resume; bad input raises ValueError, TypeError or
+    OSError: exit status 2)."""
     import shlex
 
+    from initdiag.checkpoint import CheckpointError
     from initdiag.engine import cache as compile_cache
-    from initdiag.report.build import build_report, slug
+    from initdiag.report.build import WorkFolder, slug
+
+    command = "initdiag " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    work = None
+    with _sigterm_as_interrupt():
+        try:
+            if getattr(args, "no_cache", False):
+                compile_cache.disable()
+            else:
+                compile_cache.enable()
+            args = merge_config(args, REPORT_KEYS)
+            if args.model:
+                from initdiag.model.loader import split_spec
+
+                _, func = split_spec(args.model)
+                out = Path(args.out) if args.out else Path("reports") / slug(args.title or func)
+            else:
+                out = Path(args.out) if args.out else Path("reports") / slug(args.title)
+            work = WorkFolder(out)
+            summary = (run_model if args.model else run_stack)(args, command, work)
+        except KeyboardInterrupt:
+            print(_interrupted(work, command), file=sys.stderr)
+            return 130
+        except CheckpointError:
+            raise
+        except BaseException as e:  # a failure after probing began: say what was kept
+            kept = _kept(work, command) if work is not None and work.created else None
+            if kept is None:
+                raise
+            if not isinstance(e, (ValueError, TypeError, OSError)):
+                print(f"initdiag: {kept}", file=sys.stderr)
+                raise
+            print(f"initdiag: error: {e}\ninitdiag: {kept}", file=sys.stderr)
+            return 2
+    if not args.quiet:
+        summary()
+    return 0
+
+
+def _kept(work: Any, command: str) -> str | None:
+    """``k of n probes kept in FILE; resume with: COMMAND --resume``, or None if none is."""
+    k, n = work.kept()
+    if k == 0:
+        return None
+    resume = command if " --resume" in f" {command} " else f"{command} --resume"
+    return f"{k} of {n} probes kept in {work.checkpoint}; resume with: {resume}"
+
+
+def _interrupted(work: Any, command: str) -> str:
+    """The one line printed on an interruption: what was kept and how to resume."""
+    kept = _kept(work, command) if work is not None else None
+    if kept is None:
+        return "initdiag: interrupted; no report written, no probe finished"
+    return f"initdiag: interrupted; no report written; {kept}"
+
+
+def _start(work: Any, resume: bool, quiet: bool, total: int) -> int:
+    """Check the work folder before probing: a checkpoint with a finished probe is refused
+    without ``--resume`` (one with none is removed: nothing to lose); returns the probes it
+    holds (``k of n already done`` is said on stderr unless ``quiet``). A checkpoint that is not
+    one, or is corrupt, raises :class:`initdiag.checkpoint.CheckpointError` (never deleted)."""
+    from initdiag.checkpoint import count
+
+    k, n = count(work.checkpoint) if work.checkpoint.is_file() else (0, 0)
+    if work.checkpoint.is_file() and k == 0 and not resume:
+        work.remove()
+    if k and not resume:
+        raise ValueError(f"{work.checkpoint} holds {k} of {n} probes of an interrupted run; "
+                         f"pass --resume to continue it, or delete {work.path} (or use another "
+                         f"--out) to start over")
+    if resume and not quiet:
+        print(f"initdiag: resuming: {k} of {n or total} probes already done ({work.checkpoint})"
+              if work.checkpoint.is_file() else
+              f"initdiag: nothing to resume in {work.path}; starting from the beginning",
+              file=sys.stderr)
+    return k
+
+
+def run_stack(args: argparse.Namespace, command: str, work: Any) -> Callable[[], None]:
+    """``initdiag report`` of a stack sweep into ``work.out``: probe (checkpointed in ``work``),
+    diagnose, write the report; returns the function that prints the summary."""
+    from initdiag.report.build import build_report
 
     t0 = time.perf_counter()
-    if getattr(args, "no_cache", False):
-        compile_cache.disable()
-    else:
-        compile_cache.enable()
-    args = merge_config(args, REPORT_KEYS)
-    if args.model:
-        command = "initdiag " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        try:
-            return run_model(args, command)
-        except KeyboardInterrupt:
-            print("initdiag: interrupted; no report written", file=sys.stderr)
-            return 130
     check_probe_args(args)
     kwargs = sweep_kwargs(args)
-    out = Path(args.out) if args.out else Path("reports") / slug(args.title)
-    command = "initdiag " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     show = not args.quiet and sys.stderr.isatty()
-    try:
-        total = 1
-        for key in ("activations", "inits", "depths", "widths", "seeds"):
-            total *= len(kwargs[key])
-        with _Progress(show, total) as progress:
-            sweep, verdicts, paths = build_report(kwargs, out, title=args.title,
-                                                  command=command, progress=progress)
-    except KeyboardInterrupt:
-        print("initdiag: interrupted; no report written", file=sys.stderr)
-        return 130
-    if not args.quiet:
+    total = 1
+    for key in ("activations", "inits", "depths", "widths", "seeds"):
+        total *= len(kwargs[key])
+    already = _start(work, args.resume, args.quiet, total)
+    work.create()
+    with _Progress(show, total, already) as progress:
+        sweep, verdicts, paths = build_report(kwargs, work.out, title=args.title,
+                                              command=command, progress=progress,
+                                              work=work)
+    seconds = time.perf_counter() - t0
+
+    def summary() -> None:
         from initdiag.report.summary import setup_text
 
         header = (f"initdiag report: {len(verdicts)} configurations, {len(sweep)} probes "
                   f"({setup_text(sweep)})")
         footer = (f"report: {paths['html']}  (results: {paths['results'].name}, "
-                  f"{len(paths) - 2} figures; {time.perf_counter() - t0:.1f} s)")
+                  f"{len(paths) - 2} figures; {seconds:.1f} s)")
         _print_summary(verdicts, header, footer)
-    return 0
+    return summary
 
 
 #: The probe options that apply with ``--model`` (argparse dests); the others are refused.
@@ -199,38 +315,51 @@ def check_model_args(args: argparse.Namespace) -> None:
                              f"report takes --inits and --seeds only)")
 
 
-def probe_model(loaded: Any, inits: list | None, seeds: list[int] | None):
+def probe_model(loaded: Any, inits: list | None, seeds: list[int] | None, *,
+                checkpoint: Any = None, progress: Any = None):
     """A ``ModelSweep`` of ``loaded`` (:func:`initdiag.model.loader.load_model`): ``sweep_fn``
     over inits x seeds with ``inits``, else ``probe_fn`` of the weights as given, once per seed
-    (the seed draws the projection loss's readout; default seed 0)."""
+    (the seed draws the projection loss's readout; default seed 0;
+    :func:`initdiag.model.api.probe_seeds`); ``checkpoint`` and ``progress`` as there."""
     import initdiag
-    from initdiag.model.result import ModelSweep
+    from initdiag.model.api import probe_seeds
 
     seeds = list(seeds) if seeds else [0]
     if inits:
         return initdiag.sweep_fn(loaded.fn, loaded.params, loaded.x, inits=list(inits),
-                                 seeds=seeds, layout=loaded.layout, name=loaded.name)
-    return ModelSweep([initdiag.probe_fn(loaded.fn, loaded.params, loaded.x, seed=s,
-                                         name=loaded.name) for s in seeds])
+                                 seeds=seeds, layout=loaded.layout, name=loaded.name,
+                                 checkpoint=checkpoint, progress=progress)
+    return probe_seeds(loaded.fn, loaded.params, loaded.x, seeds, name=loaded.name,
+                       checkpoint=checkpoint, progress=progress)
 
 
-def run_model(args: argparse.Namespace, command: str) -> int:
-    """``initdiag report --model ...``: load, probe, write the report; exit status 0."""
-    from initdiag.model.loader import load_model, split_spec
+def run_model(args: argparse.Namespace, command: str, work: Any) -> Callable[[], None]:
+    """``initdiag report --model ...`` into ``work.out``: load, probe (checkpointed in
+    ``work``), write the report; returns the function that prints the summary."""
+    from initdiag.model.loader import load_model
     from initdiag.report.api import write_model_report
-    from initdiag.report.build import slug
 
     t0 = time.perf_counter()
     check_model_args(args)
-    _, func = split_spec(args.model)
-    out = Path(args.out) if args.out else Path("reports") / slug(args.title or func)
+    total = len(args.inits or [None]) * len(args.seeds or [0])
+    already = _start(work, args.resume, args.quiet, total)
     loaded = load_model(args.model)
-    sweep = probe_model(loaded, args.inits, args.seeds)
-    paths = write_model_report(sweep, out, title=args.title, command=command)
-    if not args.quiet:
+    work.create()
+    try:
+        with _Progress(not args.quiet and sys.stderr.isatty(), total, already) as progress:
+            sweep = probe_model(loaded, args.inits, args.seeds, checkpoint=work.checkpoint,
+                                progress=progress)
+        paths = write_model_report(sweep, work.out, title=args.title, command=command)
+    except BaseException:
+        work.release()
+        raise
+    work.remove()
+    seconds = time.perf_counter() - t0
+
+    def summary() -> None:
         first = sweep[0]
         print(f"initdiag report: model {loaded.name}, {len(first.sites)} sites, "
               f"{len(first.param_rows)} parameter leaves, {len(sweep)} probes")
         print(f"report: {paths['html']}  (results: {paths['results'].name}, "
-              f"{len(paths) - 2} figures; {time.perf_counter() - t0:.1f} s)")
-    return 0
+              f"{len(paths) - 2} figures; {seconds:.1f} s)")
+    return summary

@@ -131,3 +131,13 @@ def _gather(raw: Any) -> Any:
 def local_shapes(array: jax.Array) -> list[tuple[str, tuple[int, ...]]]:
     """(device, shape) of each of ``array``'s shards on this process: what each device holds."""
     return [(str(s.device), tuple(s.data.shape)) for s in array.addressable_shards]
+
+
+def process_flags(flags: Sequence[bool]) -> np.ndarray:
+    """Every process's ``flags`` (the same length on each), as a bool array [processes, n]:
+    row p is process p's. With one process, its own flags as the only row (no communication)."""
+    mine = np.asarray(flags, dtype=bool)
+    if jax.process_count() == 1:
+        return mine[None]
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(mine.astype(np.int32))).astype(bool)

@@ -10,6 +10,7 @@ weights of the same shapes (another initializer, another seed) reuses the execut
 from __future__ import annotations
 
 import collections
+import os
 import time
 from typing import Any, Callable, Sequence
 
@@ -124,7 +125,8 @@ def _result(prog: Program, params: Any, x: Any, seed: Any, *, name: str, init: s
 def sweep_fn(fn: Callable, params: Any, x: Any, inits: Sequence[Any], seeds: Sequence[int] = (0,),
              *, bias_init: Any = "zeros", layout: str = "auto", loss: str = "projection",
              sites: str = "auto", saturation_threshold: float = 0.99, name: str | None = None,
-             progress: Callable[[int, int, ModelResult], None] | None = None) -> ModelSweep:
+             progress: Callable[[int, int, ModelResult], None] | None = None,
+             checkpoint: str | os.PathLike | None = None) -> ModelSweep:
     """Probe ``fn`` with its weights redrawn by every initializer x seed.
 
     Each ``(init, seed)`` redraws every weight leaf with :func:`initdiag.reinit` (``bias_init``,
@@ -136,10 +138,18 @@ def sweep_fn(fn: Callable, params: Any, x: Any, inits: Sequence[Any], seeds: Seq
     normalization's scale becomes 1. With ``layout="auto"`` and a pytree whose layout cannot be
     told from its names, that use decides for every leaf.
 
+    ``progress(done, total, result)`` is called after each probe this call computes (``done``
+    counts the probes restored from ``checkpoint`` too). ``checkpoint``: None, or a file to
+    which each probe is appended as it finishes, and from which a later call of the same sweep
+    restores them instead of probing again: the same numbers as an uninterrupted run, bit for
+    bit (as :func:`initdiag.sweep`'s ``checkpoint``; :mod:`initdiag.checkpoint` is the format,
+    :mod:`initdiag.resume` what identifies a model sweep; seeds must be integers; with several
+    processes only process 0 writes it).
+
     Returns:
       A :class:`initdiag.model.result.ModelSweep` in the order inits x seeds; its
       ``to_frame()`` has ``init`` and ``seed`` columns. On KeyboardInterrupt the results so far
-      are attached to the exception as ``partial``.
+      (restored ones included) are attached to the exception as ``partial``.
     """
     from initdiag.model.reinit import reinit
     from initdiag.nn.initializers import initializer as resolve_initializer
@@ -162,22 +172,87 @@ def sweep_fn(fn: Callable, params: Any, x: Any, inits: Sequence[Any], seeds: Seq
             resolve_layout(params, "auto")
         except ValueError:  # no framework names (a plain-JAX model): how fn uses each leaf
             layout = "flax"
-    results: list[ModelResult] = []
-    total = len(resolved) * len(list(seeds))
-    try:
-        for init in resolved:
-            for seed in seeds:
-                drawn = reinit(params, init, seed=seed, bias_init=bias_init, layout=layout,
-                               usage=usage)
-                r = _result(prog, drawn, x, seed, name=model,
-                            init=getattr(init, "label", str(init)), bias_init=bias_label)
-                results.append(r)
-                if progress is not None:
-                    progress(len(results), total, r)
-    except KeyboardInterrupt as e:
-        e.partial = ModelSweep(results)  # type: ignore[attr-defined]
-        raise
+    seeds = list(seeds)
+    labels = [getattr(init, "label", str(init)) for init in resolved]
+    head = None
+    if checkpoint is not None:
+        from initdiag import resume
+
+        head = resume.model_header("model_sweep", name=model, params=params, x=x, loss=loss,
+                                   sites=prog.mode, saturation_threshold=saturation_threshold,
+                                   bias_init=bias_label, layout=layout, inits=labels,
+                                   seeds=resume.integer_seeds(seeds))
+
+    def probe_one(n: int) -> ModelResult:
+        init, seed = resolved[n // len(seeds)], seeds[n % len(seeds)]
+        drawn = reinit(params, init, seed=seed, bias_init=bias_init, layout=layout, usage=usage)
+        return _result(prog, drawn, x, seed, name=model, init=labels[n // len(seeds)],
+                       bias_init=bias_label)
+
+    results = _run_probes(len(resolved) * len(seeds), probe_one, head, checkpoint, progress)
     return ModelSweep(results, {"compiled": prog.compiled_count()})
+
+
+def probe_seeds(fn: Callable, params: Any, x: Any, seeds: Sequence[int] = (0,), *,
+                loss: str = "projection", sites: str = "auto", saturation_threshold: float = 0.99,
+                name: str | None = None,
+                progress: Callable[[int, int, ModelResult], None] | None = None,
+                checkpoint: str | os.PathLike | None = None) -> ModelSweep:
+    """:func:`probe_fn` of the weights as given, once per seed (the seed draws the projection
+    loss's readout), as a :class:`ModelSweep` in the order of ``seeds``; ``progress`` and
+    ``checkpoint`` as in :func:`sweep_fn` (the checkpoint also records the SHA-256 of the
+    weights' values: other weights are another sweep)."""
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise TypeError(f"seeds must be a list; got {seeds!r} (wrap one value in a list)")
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds is empty")
+    prog = program(fn, params, x, sites=sites, loss=loss,
+                   saturation_threshold=saturation_threshold)
+    model = _model_name(fn, name)
+    head = None
+    if checkpoint is not None:
+        from initdiag import resume
+
+        head = resume.model_header("model_seeds", name=model, params=params, x=x, loss=loss,
+                                   sites=prog.mode, saturation_threshold=saturation_threshold,
+                                   params_sha256=resume.digest(params),
+                                   seeds=resume.integer_seeds(seeds))
+    results = _run_probes(len(seeds),
+                          lambda n: _result(prog, params, x, seeds[n], name=model, init="given"),
+                          head, checkpoint, progress)
+    return ModelSweep(results, {"compiled": prog.compiled_count()})
+
+
+def _run_probes(total: int, probe_one: Callable[[int], ModelResult], head: dict | None,
+                checkpoint: Any, progress: Callable | None) -> list[ModelResult]:
+    """``[probe_one(n) for n in range(total)]``, restoring from / appending to ``checkpoint``
+    (header ``head``) and calling ``progress``; on KeyboardInterrupt the results so far are
+    attached to the exception as ``partial`` (a ModelSweep)."""
+    results: list[ModelResult | None] = [None] * total
+    ckpt = None
+    if checkpoint is not None:
+        from initdiag import resume
+
+        ckpt = resume.open_shared(checkpoint, head, ModelResult.from_dict)
+        for n, r in ckpt.done.items():
+            results[n] = r
+    try:
+        for n in range(total):
+            if results[n] is not None:
+                continue
+            results[n] = probe_one(n)
+            if ckpt is not None:
+                ckpt.append(n, results[n].to_dict())
+            if progress is not None:
+                progress(sum(r is not None for r in results), total, results[n])
+    except KeyboardInterrupt as e:
+        e.partial = ModelSweep([r for r in results if r is not None])  # type: ignore[attr-defined]
+        raise
+    finally:
+        if ckpt is not None:
+            ckpt.close()
+    return results  # type: ignore[return-value]
 
 
 def probe_model(model: Any, x: Any, *, apply_kwargs: dict | None = None, vmap: bool | None = None,

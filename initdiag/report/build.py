@@ -7,10 +7,14 @@ Output folder::
     index.html          the self-contained report (open it in any browser, mail it)
     <figure>.png        one PNG per figure (initdiag.report.figures.FIGURES) that applies
     results.json        every probe result, loadable with initdiag.load()
+    .initdiag-work/     while a run is unfinished: its checkpoint (checkpoint.jsonl) and the
+                        report being written; removed once the report is in place
 
 :func:`build_report` writes it; :class:`ReportFolder` makes the writing atomic (a failed or
-interrupted run leaves nothing behind, and an existing folder as it was); :func:`slug` names a
-folder after a title (``initdiag report`` writes to ``reports/<slug of --title>``).
+interrupted run leaves no report behind, and an existing folder's report as it was);
+:class:`WorkFolder` keeps the probes a failed or interrupted run finished, for ``--resume``;
+:func:`slug` names a folder after a title (``initdiag report`` writes to
+``reports/<slug of --title>``).
 """
 
 from __future__ import annotations
@@ -33,13 +37,32 @@ def slug(text: str | None) -> str:
     return s or "default"
 
 
+def check_output_folder(out: str | Path) -> Path:
+    """The folder in which ``out`` is (or will be) made: ``out`` itself if it is a folder, else
+    its nearest existing ancestor.
+
+    Raises:
+      ValueError: ``out`` exists and is not a folder, or that ancestor is not a folder.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output folder {out} exists and is not a folder")
+    anchor = out if out.is_dir() else out.absolute().parent
+    while not anchor.exists():
+        anchor = anchor.parent
+    if not anchor.is_dir():
+        raise ValueError(f"cannot create the output folder {out}: {anchor} is not a folder")
+    return anchor
+
+
 class ReportFolder:
     """Where a report is written: a hidden temporary folder, moved into place when complete.
 
-    Created before any probing, so an output folder that cannot be written is reported at once.
-    If ``out`` does not exist, the temporary folder is made in its nearest existing ancestor and
-    renamed to ``out`` at the end (one atomic step). If ``out`` exists (a folder), it is made
-    inside it and its files are moved into ``out`` one by one (each ``os.replace`` atomic),
+    Created before any probing, so an output folder that cannot be written is reported at once
+    (:func:`check_output_folder`). If ``out`` does not exist, the temporary folder is made in its
+    nearest existing ancestor and renamed to ``out`` at the end (one atomic step). If ``out``
+    exists (a folder), it is made inside it (inside its work folder :data:`WORK_FOLDER` when it
+    has one) and its files are moved into ``out`` one by one (each ``os.replace`` atomic),
     ``index.html`` last, so ``out`` never holds a page without its figures; PNGs of report
     figures this run did not draw are removed. On failure the temporary folder is deleted and
     ``out`` is left as it was.
@@ -47,15 +70,10 @@ class ReportFolder:
 
     def __init__(self, out: str | Path):
         self.out = Path(out)
-        if self.out.exists() and not self.out.is_dir():
-            raise ValueError(f"output folder {self.out} exists and is not a folder")
+        anchor = check_output_folder(self.out)
         self.existed = self.out.is_dir()
-        anchor = self.out if self.existed else self.out.absolute().parent
-        while not anchor.exists():
-            anchor = anchor.parent
-        if not anchor.is_dir():
-            raise ValueError(f"cannot create the output folder {self.out}: {anchor} is not a "
-                             f"folder")
+        if (self.out / WORK_FOLDER).is_dir():
+            anchor = self.out / WORK_FOLDER
         try:
             self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name or 'report'}.partial-",
                                              dir=anchor))
@@ -80,7 +98,7 @@ class ReportFolder:
                     shutil.copytree(self.tmp, self.out)
                     shutil.rmtree(self.tmp, ignore_errors=True)
                     return self.out
-        files = sorted(p.name for p in self.tmp.iterdir())
+        files = sorted(p.name for p in self.tmp.iterdir())  # the report's files (no folders)
         for name in sorted(files, key=lambda n: n == "index.html"):  # the page last
             os.replace(self.tmp / name, self.out / name)
         for name in dict.fromkeys([*(spec.name for spec in FIGURES), *MODEL_FIGURES]):
@@ -94,6 +112,71 @@ class ReportFolder:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+#: The folder inside a report's output folder that holds an unfinished run's state.
+WORK_FOLDER = ".initdiag-work"
+
+
+class WorkFolder:
+    """``<out>/.initdiag-work/``: the checkpoint of a report's sweep (:mod:`initdiag.checkpoint`),
+    ``checkpoint.jsonl``, and the report being written (:class:`ReportFolder`).
+
+    Made before probing (:meth:`create`); after the report is in place it is removed
+    (:meth:`remove`); after a failure or an interruption it stays if its checkpoint holds a
+    finished probe (``initdiag report --resume`` continues from it) and is removed otherwise
+    (:meth:`release`), with ``out`` itself (and the parents made with it) when this run made it
+    and it is left empty.
+    """
+
+    def __init__(self, out: str | Path):
+        self.out = Path(out)
+        self.path = self.out / WORK_FOLDER
+        self.checkpoint = self.path / "checkpoint.jsonl"
+        self.made: list[Path] = []  # folders made for the run: out, then missing parents
+        self.created = False  # by this object's create()
+
+    def create(self) -> "WorkFolder":
+        """Make the folder (and ``out``), after checking ``out`` can be written
+        (:func:`check_output_folder`)."""
+        anchor = check_output_folder(self.out)
+        out = self.out.absolute()
+        if not self.out.exists():  # out and the missing folders above it
+            self.made = [out, *[p for p in out.parents if p != anchor and anchor in p.parents]]
+        elif {p.name for p in self.out.iterdir()} <= {WORK_FOLDER}:  # a former run's
+            self.made = [out]
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OSError(f"cannot write the report to {self.out}: {e.strerror or e}") from None
+        self.created = True
+        return self
+
+    def kept(self) -> tuple[int, int]:
+        """``(k, n)``: the probes the checkpoint holds and the probes of its sweep; (0, 0) when
+        there is no checkpoint (or it cannot be read)."""
+        from initdiag.checkpoint import CheckpointError, count
+
+        try:
+            return count(self.checkpoint)
+        except (OSError, CheckpointError):
+            return 0, 0
+
+    def remove(self) -> None:
+        """Delete the folder (the run is complete, or has nothing to keep), and ``out`` and the
+        parents made with it if they are now empty."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        for folder in self.made:
+            try:
+                folder.rmdir()  # only if empty
+            except OSError:
+                break
+
+    def release(self) -> None:
+        """After a failure or an interruption: :meth:`remove` unless the checkpoint holds a
+        finished probe."""
+        if self.kept()[0] == 0:
+            self.remove()
+
+
 #: Row of the timings table for the page itself.
 HTML_TIMING = "page (render + embed the PNGs; measured on a first rendering)"
 #: Row of the timings table for the whole run.
@@ -101,14 +184,19 @@ TOTAL_TIMING = "total (until the page is written)"
 
 
 def build_report(kwargs: dict[str, Any], out: Path, *, title: str | None = None,
-                 command: str | None = None, progress: Any = None):
+                 command: str | None = None, progress: Any = None,
+                 work: WorkFolder | None = None):
     """Probe ``kwargs`` (for :func:`initdiag.sweep`), diagnose, write the report into ``out``.
 
-    The folder is written atomically (:class:`ReportFolder`): on any error nothing is left
-    behind. Timings on the page: the sweep, the diagnosis, the theory computations (mean-field
-    predictions, Jacobian spectra), the figures, the page itself (the page is rendered twice:
-    the second rendering shows how long the first took) and the total; the same timings are
-    in ``sweep.meta["report"]["timings_s"]`` (seconds, in results.json).
+    The folder is written atomically (:class:`ReportFolder`): on any error no report is left
+    behind. ``work``: a :class:`WorkFolder` of ``out`` (made here if it is not yet): each probe
+    is also appended to its checkpoint as it finishes, and probes already there (of the same
+    sweep) are not run again; it is removed once the report is in place, and kept after an
+    error or an interruption when it holds a finished probe. Timings on the page: the sweep, the
+    diagnosis, the theory computations (mean-field predictions, Jacobian spectra), the figures,
+    the page itself (the page is rendered twice: the second rendering shows how long the first
+    took) and the total; the same timings are in ``sweep.meta["report"]["timings_s"]`` (seconds,
+    in results.json).
 
     Returns:
       (sweep, verdicts, paths): the SweepResult, its verdicts and {"html", "results", figure
@@ -118,9 +206,20 @@ def build_report(kwargs: dict[str, Any], out: Path, *, title: str | None = None,
     from initdiag.probe import sweep as run_sweep
 
     t0 = time.perf_counter()
-    folder = ReportFolder(out)
+    if work is not None:
+        if Path(work.out).absolute() != Path(out).absolute():
+            raise ValueError(f"work folder {work.path} is not {out}'s")
+        if not work.created:
+            work.create()
     try:
-        sweep = run_sweep(**kwargs, histograms=True, progress=progress)
+        folder = ReportFolder(out)
+    except BaseException:
+        if work is not None:
+            work.release()
+        raise
+    try:
+        sweep = run_sweep(**kwargs, histograms=True, progress=progress,
+                          checkpoint=None if work is None else work.checkpoint)
         t_sweep = time.perf_counter() - t0
         # Plain JSON types, so the file loads back equal to this object.
         sweep.meta = json.loads(json.dumps(encode({
@@ -132,7 +231,11 @@ def build_report(kwargs: dict[str, Any], out: Path, *, title: str | None = None,
         final = folder.commit({f.name for f in figs if f.path is not None})
     except BaseException:
         folder.discard()
+        if work is not None:
+            work.release()
         raise
+    if work is not None:
+        work.remove()
     return sweep, verdicts, _paths(final, figs)
 
 
