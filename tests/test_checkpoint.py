@@ -406,6 +406,44 @@ def test_report_sigterm_exits_130_with_one_line(tmp_path):
     assert [p.name for p in ckpt.parent.iterdir()] == ["checkpoint.jsonl"]
 
 
+def test_an_interrupt_inside_a_finalizer_is_raised_after_the_next_probe():
+    """A KeyboardInterrupt raised in a gc callback or __del__ is dropped by Python ("Exception
+    ignored in ..."): the handler records it there and the progress callback raises it."""
+    import gc
+
+    from initdiag.cli.report import Interrupts, Terminated
+
+    state = Interrupts()
+    seen = []
+
+    def callback(phase, info):  # stands in for jax's _xla_gc_callback
+        if phase == "start" and not seen:
+            seen.append(1)
+            state.handler(signal.SIGINT, sys._getframe())  # must not raise here
+
+    gc.callbacks.append(callback)
+    try:
+        gc.collect()
+    finally:
+        gc.callbacks.remove(callback)
+    assert seen and state.received == signal.SIGINT
+    with pytest.raises(KeyboardInterrupt):
+        state.check()
+
+    class Finalized:
+        def __del__(self):
+            term.handler(signal.SIGTERM, sys._getframe())
+
+    term = Interrupts()
+    Finalized()  # __del__ runs at once (refcount 0): nothing raised, nothing printed
+    with pytest.raises(Terminated):
+        term.check()
+    # anywhere else the handler raises at once, and a state with no signal never raises
+    with pytest.raises(KeyboardInterrupt):
+        Interrupts().handler(signal.SIGINT, sys._getframe())
+    Interrupts().check()
+
+
 MODEL_FILE = '''
 import jax, jax.numpy as jnp
 

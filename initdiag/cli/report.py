@@ -105,9 +105,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 class _Progress:
     """A rich progress bar on stderr when it is a terminal; nothing otherwise. ``already``:
-    the probes restored from a checkpoint, shown as done from the start."""
+    the probes restored from a checkpoint, shown as done from the start. After each probe it
+    raises an interruption that ``interrupts`` recorded but could not deliver."""
 
-    def __init__(self, enabled: bool, total: int, already: int = 0):
+    def __init__(self, enabled: bool, total: int, already: int = 0,
+                 interrupts: "Interrupts | None" = None):
+        self.interrupts = interrupts
         self.bar = None
         self.task = None
         self.already = already
@@ -134,6 +137,8 @@ class _Progress:
             self.bar.__exit__(*exc)
 
     def __call__(self, done: int, total: int, result: Any) -> None:
+        if self.interrupts is not None:
+            self.interrupts.check()
         if self.bar is None:
             return
         text = result.label if done < total else "writing the report"
@@ -162,22 +167,62 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM received during ``initdiag report``: handled as Ctrl-C is."""
 
 
+class Interrupts:
+    """Ctrl-C (SIGINT) and SIGTERM during ``initdiag report``, made reliable.
+
+    Python runs a signal handler between bytecodes of whatever code is running in the main
+    thread, and an exception it raises inside a garbage-collection callback (jax registers one)
+    or a ``__del__`` method is printed as "Exception ignored in ..." and dropped: the run would go
+    on as if the key had not been pressed. So the handler records the signal, raises at once
+    unless it interrupts such a finalizer, and :meth:`check` (called after every probe) raises
+    a signal that was recorded but not delivered. ``received`` is the signal number, or None.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    def handler(self, signum: int, frame: Any) -> None:
+        self.received = signum
+        if not _in_finalizer(frame):
+            raise self.exception()
+
+    def exception(self) -> KeyboardInterrupt:
+        return Terminated() if self.received == signal.SIGTERM else KeyboardInterrupt()
+
+    def check(self) -> None:
+        """Raise the interruption recorded by :meth:`handler`, if there is one."""
+        if self.received is not None:
+            raise self.exception()
+
+
+def _in_finalizer(frame: Any) -> bool:
+    """Whether ``frame`` runs (inside) a garbage-collection callback or a ``__del__`` method,
+    where a raised exception would be dropped."""
+    import gc
+
+    callbacks = {getattr(cb, "__code__", None) for cb in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in callbacks or frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
+
+
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Within: SIGTERM raises :class:`Terminated` in the main thread (the previous handler is
-    restored after). Outside the main thread (no signal handlers there), nothing changes."""
+def _interrupts() -> Iterator[Interrupts]:
+    """Within: SIGINT and SIGTERM are handled by an :class:`Interrupts` (the previous handlers
+    are restored after). Outside the main thread (no signal handlers there), the state is
+    inert."""
+    state = Interrupts()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield state
         return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, state.handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield state
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -192,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
 
     command = "initdiag " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     work = None
-    with _sigterm_as_interrupt():
+    with _interrupts() as interrupts:
         try:
             if getattr(args, "no_cache", False):
                 compile_cache.disable()
@@ -207,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 out = Path(args.out) if args.out else Path("reports") / slug(args.title)
             work = WorkFolder(out)
-            summary = (run_model if args.model else run_stack)(args, command, work)
+            summary = (run_model if args.model else run_stack)(args, command, work, interrupts)
         except KeyboardInterrupt:
             print(_interrupted(work, command), file=sys.stderr)
             return 130
@@ -266,7 +311,8 @@ def _start(work: Any, resume: bool, quiet: bool, total: int) -> int:
     return k
 
 
-def run_stack(args: argparse.Namespace, command: str, work: Any) -> Callable[[], None]:
+def run_stack(args: argparse.Namespace, command: str, work: Any,
+              interrupts: Interrupts | None = None) -> Callable[[], None]:
     """``initdiag report`` of a stack sweep into ``work.out``: probe (checkpointed in ``work``),
     diagnose, write the report; returns the function that prints the summary."""
     from initdiag.report.build import build_report
@@ -280,7 +326,7 @@ def run_stack(args: argparse.Namespace, command: str, work: Any) -> Callable[[],
         total *= len(kwargs[key])
     already = _start(work, args.resume, args.quiet, total)
     work.create()
-    with _Progress(show, total, already) as progress:
+    with _Progress(show, total, already, interrupts) as progress:
         sweep, verdicts, paths = build_report(kwargs, work.out, title=args.title,
                                               command=command, progress=progress,
                                               work=work)
@@ -333,7 +379,8 @@ def probe_model(loaded: Any, inits: list | None, seeds: list[int] | None, *,
                        checkpoint=checkpoint, progress=progress)
 
 
-def run_model(args: argparse.Namespace, command: str, work: Any) -> Callable[[], None]:
+def run_model(args: argparse.Namespace, command: str, work: Any,
+              interrupts: Interrupts | None = None) -> Callable[[], None]:
     """``initdiag report --model ...`` into ``work.out``: load, probe (checkpointed in
     ``work``), write the report; returns the function that prints the summary."""
     from initdiag.model.loader import load_model
@@ -346,7 +393,8 @@ def run_model(args: argparse.Namespace, command: str, work: Any) -> Callable[[],
     loaded = load_model(args.model)
     work.create()
     try:
-        with _Progress(not args.quiet and sys.stderr.isatty(), total, already) as progress:
+        with _Progress(not args.quiet and sys.stderr.isatty(), total, already,
+                       interrupts) as progress:
             sweep = probe_model(loaded, args.inits, args.seeds, checkpoint=work.checkpoint,
                                 progress=progress)
         paths = write_model_report(sweep, work.out, title=args.title, command=command)
