@@ -47,6 +47,15 @@ TRAIN_DEPTH, TRAIN_WIDTH, TRAIN_BATCH = 10, 64, 128
 SWEEP_OPTIONS = ("bias_init", "use_bias", "residual", "saturation_threshold", "snapshots")
 
 
+def check_batch(batch: Any, task: Task) -> int:
+    """``batch`` as an int, or a ValueError unless it is in [1, rows of the training split]."""
+    batch = check_int("batch", batch)
+    if batch > task.x_train.shape[0]:
+        raise ValueError(f"batch={batch} exceeds the {task.x_train.shape[0]} rows of task "
+                         f"{task.name!r}'s training split")
+    return batch
+
+
 def _check_seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise ValueError(f"seed must be an integer; got {seed!r}")
@@ -144,6 +153,7 @@ def train_config(config: ProbeConfig, train: TrainConfig, seed: int = 0, *,
                          "'normal' or 'uniform' (the probe's input at the snapshots)")
     config = dataclasses.replace(config, input_width=task.input_width,
                                  batch=TRAIN_BATCH if config.batch is None else config.batch)
+    check_batch(config.batch, task)
     job = prepare(config, seed, draw_weights="upfront")  # validates the config
     spec = stack_spec(config.validated())
     batch = int(job.x0.shape[0])
@@ -236,7 +246,8 @@ def train_sweep(activations: Sequence[Any] = DEFAULT_SWEEP["activations"],
 def train_fn(fn: Callable, params: Any, task: str = "digits", *, steps: int = 200,
              optimizer: str = "sgd", lr: float | None = None, seed: int = 0,
              batch: int = TRAIN_BATCH, snapshots: Sequence[int] | None = None,
-             name: str | None = None, init: str = "given") -> TrainResult:
+             name: str | None = None, init: str = "given",
+             keep_weights: bool = False) -> TrainResult:
     """Train a user model ``fn(params, x) -> outputs`` from the weights ``params`` on a task.
 
     The same loop, task, mini-batches and records as :func:`train_probe`, except: the model is
@@ -253,6 +264,8 @@ def train_fn(fn: Callable, params: Any, task: str = "digits", *, steps: int = 20
       task, steps, optimizer, lr, seed, batch, snapshots: as in :func:`train_probe`.
       name: the model's name in results (default: ``fn``'s qualified name).
       init: what to record as the initializer (default ``"given"``).
+      keep_weights: keep the parameters at the snapshot steps in ``res.weights`` (in memory
+        only), as :func:`train_probe`.
 
     Raises:
       ValueError: a bad option, a non-floating leaf, or outputs of the wrong shape.
@@ -263,8 +276,8 @@ def train_fn(fn: Callable, params: Any, task: str = "digits", *, steps: int = 20
     train = TrainConfig(task, steps, optimizer, lr,
                         None if snapshots is None else tuple(snapshots)).validated()
     seed = _check_seed(seed)
-    batch = check_int("batch", batch)
     data = load_task(train.task, seed)
+    batch = check_batch(batch, data)
     leaves = jax.tree_util.tree_leaves_with_path(params)
     for path, leaf in leaves:
         if not (hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.floating)):
@@ -286,12 +299,15 @@ def train_fn(fn: Callable, params: Any, task: str = "digits", *, steps: int = 20
     t2 = time.perf_counter()
     curves, diverged_at = _curves(raw, train.steps)
     x_probe = jnp.asarray(data.x_train[:batch])
-    snaps = {}
+    snaps, kept = {}, {}
     for k, step in enumerate(train.snapshots):
         if diverged_at is not None and step >= diverged_at:
             continue
-        p = jax.tree.map(lambda b: jnp.asarray(b[k]), raw["snapshots"])
-        snaps[step] = probe_fn(fn, p, x_probe, seed=seed, name=name, init=init)
+        theta = jax.tree.map(lambda b: b[k], raw["snapshots"])
+        if keep_weights:
+            kept[step] = theta
+        snaps[step] = probe_fn(fn, jax.tree.map(jnp.asarray, theta), x_probe, seed=seed,
+                               name=name, init=init)
         snaps[step].meta["step"] = step
     config = dict(next(iter(snaps.values())).config) if snaps else {
         "model": name or getattr(fn, "__qualname__", type(fn).__name__), "init": init}
@@ -300,4 +316,4 @@ def train_fn(fn: Callable, params: Any, task: str = "digits", *, steps: int = 20
                        "snapshots_s": time.perf_counter() - t2}}
     return TrainResult(config=config, train=train, seed=seed, curves=curves,
                        scalars=_scalars(raw, diverged_at is not None), diverged_at=diverged_at,
-                       snapshots=snaps, layers=layers, meta=meta)
+                       snapshots=snaps, layers=layers, meta=meta, weights=kept)

@@ -87,5 +87,6 @@ class TrainConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     def label(self) -> str:
-        """``"digits, sgd lr=0.1, 200 steps"``."""
-        return f"{self.task}, {self.optimizer} lr={self.lr:g}, {self.steps} steps"
+        """``"digits, sgd lr=0.1, 200 steps"`` (``lr=default`` before validation)."""
+        lr = "default" if self.lr is None else f"{self.lr:g}"
+        return f"{self.task}, {self.optimizer} lr={lr}, {self.steps} steps"

@@ -92,7 +92,7 @@ def forward(static: Static, theta, x: jax.Array, perturb=None) -> jax.Array:
     if static.fn is not None:
         return static.fn(theta, x)
     hidden, (w_out, b_out) = theta
-    return apply_stack(hidden, x, static, perturb) @ w_out + b_out
+    return apply_stack(hidden, x, static, perturb) @ w_out + b_out[None, :]
 
 
 def weights(static: Static, theta) -> list[jax.Array]:

@@ -62,6 +62,8 @@ class Task(NamedTuple):
       classification: softmax cross-entropy and accuracy (digits) or mean squared error.
       chance_loss: the loss of a prediction that ignores the input (uniform: ln 10; the
         standardised mean: 1).
+      train_rows, test_rows: which rows of the source data each split holds, in order (digits:
+        rows of ``load_digits().data``; teacher: of the drawn samples).
     """
 
     name: str
@@ -72,6 +74,8 @@ class Task(NamedTuple):
     n_out: int
     classification: bool
     chance_loss: float
+    train_rows: np.ndarray
+    test_rows: np.ndarray
 
     @property
     def input_width(self) -> int:
@@ -120,7 +124,7 @@ def digits(seed: int) -> Task:
     test, train = perm[:DIGITS_TEST], perm[DIGITS_TEST:]
     x_train, x_test = standardise(x[train], x[test])
     return Task("digits", x_train.astype(np.float32), y[train], x_test.astype(np.float32),
-                y[test], 10, True, math.log(10.0))
+                y[test], 10, True, math.log(10.0), train, test)
 
 
 def teacher(seed: int) -> Task:
@@ -133,7 +137,8 @@ def teacher(seed: int) -> Task:
     x, y = np.asarray(x, np.float64), np.asarray(jnp.tanh(x @ a) @ c, np.float64)
     y_train, y_test = standardise(y[:TEACHER_TRAIN], y[TEACHER_TRAIN:])
     return Task("teacher", x[:TEACHER_TRAIN].astype(np.float32), y_train.astype(np.float32),
-                x[TEACHER_TRAIN:].astype(np.float32), y_test.astype(np.float32), 1, False, 1.0)
+                x[TEACHER_TRAIN:].astype(np.float32), y_test.astype(np.float32), 1, False, 1.0,
+                np.arange(TEACHER_TRAIN), np.arange(TEACHER_TRAIN, TEACHER_N))
 
 
 def load_task(name: str, seed: int) -> Task:
