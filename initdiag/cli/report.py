@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from initdiag.cli.options import (add_probe_options, check_probe_args, config_keys,
-                                  merge_config, sweep_kwargs)
+from initdiag.cli.options import (add_probe_options, check_positive, check_probe_args,
+                                  config_keys, merge_config, sweep_kwargs)
 
 DESCRIPTION = """\
 Probe a sweep (default: every standard initializer x tanh, sigmoid, relu at depth 50, width 256),
@@ -38,6 +38,9 @@ examples:
   initdiag report --model models.py:make_model      your own JAX model: make_model() returns
                                                     (fn, params, x) or (model, x)
   initdiag report --model models.py:make_model --inits he_normal,orthogonal --seeds 0,1
+  initdiag report --train 200                       also train every configuration for 200 SGD
+                                                    steps on digits (depth 10, width 64 unless
+                                                    --depth/--width are given)
 
 sweep.toml:
   title = "deep tanh"
@@ -81,6 +84,16 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--quiet", action="store_true",
                    help="no progress bar and no summary (errors still go to stderr; default: "
                         "a progress bar on a terminal and the summary)")
+    t = p.add_argument_group("training")
+    t.add_argument("--train", type=int, default=None, metavar="STEPS",
+                   help="also train each configuration (activations x inits x seeds, the norm "
+                        "and stack options) for STEPS SGD steps (lr 0.1, batch 128 unless "
+                        "--batch) on scikit-learn's digits at depth 10, width 64 unless --depth "
+                        "/ --width are given, and add a training section: loss curves, "
+                        "update:data ratios, profiles before and after, each configuration's "
+                        "step-0 verdict beside its outcome, and the unhealthy initializers with "
+                        "BatchNorm / LayerNorm; writes train.json (needs initdiag[train]; "
+                        "default: no training)")
     p.set_defaults(func=run)
     return p
 
@@ -148,6 +161,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         compile_cache.enable()
     args = merge_config(args, REPORT_KEYS)
+    train = None
+    if getattr(args, "train", None) is not None:
+        from initdiag.report.train_data import train_kwargs
+
+        check_positive(args, ("train",))
+        if args.model:
+            raise ValueError("--train trains the stacks of a sweep; it does not apply with "
+                             "--model (train a model from Python with initdiag.train_fn)")
+        check_probe_args(args)
+        train = train_kwargs(sweep_kwargs(args), args.train, depths=args.depth,
+                             widths=args.width, batch=args.batch)
     if args.model:
         command = "initdiag " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         try:
@@ -166,7 +190,8 @@ def run(args: argparse.Namespace) -> int:
             total *= len(kwargs[key])
         with _Progress(show, total) as progress:
             sweep, verdicts, paths = build_report(kwargs, out, title=args.title,
-                                                  command=command, progress=progress)
+                                                  command=command, progress=progress,
+                                                  train=train)
     except KeyboardInterrupt:
         print("initdiag: interrupted; no report written", file=sys.stderr)
         return 130
