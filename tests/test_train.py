@@ -8,6 +8,7 @@ train_fn's model compile again.
 """
 
 import json
+import re
 import subprocess
 import sys
 
@@ -36,6 +37,11 @@ def xavier():
 @pytest.fixture(scope="module")
 def small_normal():
     return initdiag.train_probe(init="normal(std=0.01)", **DEEP)
+
+
+@pytest.fixture(scope="module")
+def zeros():
+    return initdiag.train_probe(init="zeros", **DEEP)
 
 
 def test_xavier_reaches_a_lower_loss_than_small_normal(xavier, small_normal):
@@ -147,8 +153,8 @@ def test_update_ratio_against_numpy(xavier, plain):
 
 
 @pytest.mark.parametrize("init", ["zeros", "constant(value=0.02)"])
-def test_symmetric_init_never_breaks_symmetry(init):
-    r = initdiag.train_probe(init=init, **DEEP)
+def test_symmetric_init_never_breaks_symmetry(init, zeros):
+    r = zeros if init == "zeros" else initdiag.train_probe(init=init, **DEEP)
     first, last = r.weights[0], r.weights[STEPS]
     for (w, b) in last[0]:  # every layer: all units (columns) identical after training
         np.testing.assert_array_equal(w, np.broadcast_to(w[:, :, :1], w.shape))
@@ -325,3 +331,90 @@ def test_regression_checks_accept_training_runs(tmp_path):
     assert initdiag.update_baseline(drifted, path).rewritten
     with pytest.raises(TypeError, match="like with like"):
         initdiag.compare(initdiag.probe("tanh", depth=10, width=64, batch=128), path)
+
+
+# --- the report's training section -------------------------------------------------------------
+
+@pytest.fixture
+def _close_figures():
+    import matplotlib.pyplot as plt
+
+    yield
+    plt.close("all")
+
+
+def test_loss_panel_one_line_per_init_in_the_palette_with_the_threshold(xavier, small_normal,
+                                                                       _close_figures):
+    import matplotlib.pyplot as plt
+
+    from initdiag.report import style
+    from initdiag.report.train_data import smoothed
+    from initdiag.report.train_figures import plot_train_curve
+
+    palette = style.init_palette(["glorot_normal", "normal", "zeros"])
+    _, ax = plt.subplots()
+    plot_train_curve(initdiag.TrainSweep([xavier, small_normal]), "loss", activation="tanh",
+                     ax=ax, palette=palette)
+    lines = {l.get_label(): l for l in ax.lines if not l.get_label().startswith("_")}
+    assert set(lines) == {"glorot_normal", "normal"}
+    for label, line in lines.items():
+        assert line.get_color() == palette[label].color
+    np.testing.assert_array_equal(lines["glorot_normal"].get_ydata(),
+                                  smoothed(xavier["loss"], STEPS))
+    threshold = [l for l in ax.lines if l.get_label() == "_nolegend_"]
+    assert [tuple(l.get_ydata()) for l in threshold] == [(xavier.threshold(),) * 2]
+    assert ax.get_yscale() == "log"
+    # the smoothed curve crosses the threshold exactly at steps_to
+    t = xavier.steps_to()
+    y = smoothed(xavier["loss"], STEPS)
+    assert y[t - 1] <= xavier.threshold() < y[:t - 1].min()
+
+
+def test_update_ratio_panel_layers_and_the_1e3_reference(xavier, zeros, _close_figures):
+    import matplotlib.pyplot as plt
+
+    from initdiag.report.train_figures import plot_update_ratio
+
+    _, ax = plt.subplots()
+    plot_update_ratio([xavier], ax=ax)
+    ref = [l for l in ax.lines if l.get_label() == "_nolegend_"]
+    assert [tuple(l.get_ydata()) for l in ref] == [(1e-3, 1e-3)]
+    layers = [l for l in ax.lines if l.get_label().startswith("layer")]
+    assert [l.get_label() for l in layers] == ["layer 1", "layer 2", "layer 5", "layer 10"]
+    np.testing.assert_array_equal(layers[-1].get_ydata(), xavier["update_ratio"][:, 9])
+    _, ax = plt.subplots()
+    plot_update_ratio([zeros], ax=ax)  # 0 / 0 at every step: nothing drawable, said so
+    assert any("undefined" in t.get_text() for t in ax.texts)
+
+
+def test_cli_report_train_end_to_end(tmp_path, capsys, xavier):
+    from initdiag import cli
+    from initdiag.report.train_figures import TRAIN_FIGURES
+
+    out = tmp_path / "rep"
+    assert cli.main(["report", "--activations", "tanh", "--inits", "xavier_normal,zeros",
+                     "--depth", "10", "--width", "64", "--batch", "128", "--train", "200",
+                     "--title", "<b>t</b>", "--out", str(out), "--quiet"]) == 0
+    files = {p.name for p in out.iterdir()}
+    assert {"train.json", *(f"{n}.png" for n in TRAIN_FIGURES)} <= files
+    runs = initdiag.load(out / "train.json")
+    assert isinstance(runs, initdiag.TrainSweep)
+    # the sweep's runs, then the unhealthy one (zeros) with batchnorm and with layernorm
+    assert [(r.config["init"], r.config["norm"]) for r in runs] == [
+        ("glorot_normal", None), ("zeros", None), ("zeros", "batchnorm"), ("zeros", "layernorm")]
+    np.testing.assert_array_equal(runs[0]["loss"], xavier["loss"])  # the same run, bit for bit
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "&lt;b&gt;t&lt;/b&gt;" in page and "<b>t</b>" not in page
+    start = page.index('id="train-table"')
+    table = page[start:page.index("</table>", start)]
+    rows = re.findall(r"<tr>(.*?)</tr>", table, re.S)[1:]
+    assert len(rows) == 4
+    assert "glorot_normal" in rows[0] and "healthy" in rows[0]
+    assert f">{xavier.final_loss():.3g}<" in rows[0] and f">{xavier.steps_to()}<" in rows[0]
+    assert "zeros" in rows[1] and "symmetric" in rows[1] and "not reached" in rows[1]
+    assert "batchnorm" in rows[2] and "layernorm" in rows[3]
+    for name in TRAIN_FIGURES:
+        assert re.search(rf'<figure id="fig-{name}">\s*<h3>T\d\. .*?<img src="data:image/png',
+                         page, re.S), name
+    assert cli.main(["report", "--train", "0", "--out", str(tmp_path / "x")]) == 2
+    assert "--train must be >= 1; got 0" in capsys.readouterr().err
