@@ -146,7 +146,7 @@ def build_report(kwargs: dict[str, Any], out: Path, *, title: str | None = None,
             from initdiag.report.data import inits
             from initdiag.report.train_section import train_section
 
-            section = train_section(train, folder.tmp, timings=timings,
+            section = train_section(train, folder.tmp, timings=timings, progress=progress,
                                     palette=style.init_palette(inits(sweep)))
         verdicts, figs = _write_sweep_files(sweep, folder, title=title, command=command,
                                             timings=timings, t0=t0, train=section)

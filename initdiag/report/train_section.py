@@ -25,8 +25,9 @@ TRAIN_FIGURES_TIMING = "training figures"
 
 
 def train_section(kwargs: Mapping[str, Any], out_dir: str | Path, *, palette: Mapping[str, Any],
-                  timings: dict[str, float]) -> dict[str, Any]:
-    """Train, draw and write ``train.json`` into ``out_dir``; ``timings`` gets two rows.
+                  timings: dict[str, float], progress: Any = None) -> dict[str, Any]:
+    """Train, draw and write ``train.json`` into ``out_dir``; ``timings`` gets two rows;
+    ``progress(done, total, run)`` is called after each run of the sweep.
 
     Returns:
       ``{"sweep": TrainSweep, "rows": outcome rows, "figures": WrittenFigures, "label": the
@@ -36,7 +37,7 @@ def train_section(kwargs: Mapping[str, Any], out_dir: str | Path, *, palette: Ma
     from initdiag.train.result import TrainSweep
 
     t0 = time.perf_counter()
-    main = train_sweep(**kwargs)
+    main = train_sweep(**kwargs, progress=progress)
     verdicts = step0_verdicts(main)
     activation, bad = norm_plan(main, verdicts)
     extra = []
