@@ -46,6 +46,12 @@ from initdiag.nn.stacks import StackSpec as StackSpec
 from initdiag.nn.stacks import apply_stack as apply_stack
 from initdiag.nn.stacks import init_stack as init_stack
 from initdiag.nn.stacks import make_spec as make_spec
+from initdiag.train import TrainConfig as TrainConfig
+from initdiag.train import TrainResult as TrainResult
+from initdiag.train import TrainSweep as TrainSweep
+from initdiag.train import train_fn as train_fn
+from initdiag.train import train_probe as train_probe
+from initdiag.train import train_sweep as train_sweep
 
 
 def write_report(results, out, *, title=None, command=None, verdicts=None):

@@ -74,7 +74,8 @@ class InitdiagRegression:
     def check(self, result: Any, *, basename: str | None = None, rtol: float | None = None,
               atol: float | None = None, metrics: Sequence[str] | None = None,
               tolerances: Mapping[str, Mapping[str, float]] | None = None) -> None:
-        """Compare ``result`` (ProbeResult or SweepResult) with this test's baseline.
+        """Compare ``result`` (ProbeResult, SweepResult, TrainResult or TrainSweep) with this
+        test's baseline.
 
         Args:
           result: the results to check.
@@ -90,10 +91,12 @@ class InitdiagRegression:
         __tracebackhide__ = True
         from initdiag.regression import compare, save_baseline
         from initdiag.results import ProbeResult, SweepResult
+        from initdiag.train.result import TrainResult, TrainSweep
 
-        if not isinstance(result, (ProbeResult, SweepResult)):
-            pytest.fail(f"initdiag_regression.check: result must be a ProbeResult or a "
-                        f"SweepResult; got {type(result).__name__}")
+        if not isinstance(result, (ProbeResult, SweepResult, TrainResult, TrainSweep)):
+            pytest.fail(f"initdiag_regression.check: result must be a ProbeResult, a "
+                        f"SweepResult, a TrainResult or a TrainSweep; got "
+                        f"{type(result).__name__}")
         kw = dict(rtol=rtol, atol=atol, metrics=metrics, tolerances=tolerances)
         _, problem = _call(compare, result, result, **kw)  # a bad argument fails on any run
         if problem:

@@ -204,7 +204,9 @@ class ResultsFileError(ValueError):
 
 
 def load(path: str | os.PathLike) -> ProbeResult | SweepResult:
-    """Load a file written by ``to_json``: a :class:`ProbeResult` or a :class:`SweepResult`.
+    """Load a file written by ``to_json``: a :class:`ProbeResult` or a :class:`SweepResult`
+    (or the model and training results written by the same schema: ModelResult, ModelSweep,
+    :class:`initdiag.TrainResult`, :class:`initdiag.TrainSweep`).
 
     Raises:
       ResultsFileError: missing file, invalid JSON, another schema or schema version.
@@ -232,6 +234,10 @@ def from_document(doc: Any, source: str = "<document>") -> ProbeResult | SweepRe
             from initdiag.model.result import from_document as model_document
 
             return model_document(doc)
+        if doc.get("kind") in ("train", "train_sweep"):
+            from initdiag.train.result import from_document as train_document
+
+            return train_document(doc)
         results = [ProbeResult.from_dict(r) for r in doc["results"]]
         if doc.get("kind") == "probe":
             if len(results) != 1:

@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from initdiag.cli.options import (add_probe_options, check_probe_args, config_keys,
-                                  merge_config, sweep_kwargs)
+from initdiag.cli.options import (add_probe_options, check_positive, check_probe_args,
+                                  config_keys, merge_config, sweep_kwargs)
 
 DESCRIPTION = """\
 Probe a sweep (default: every standard initializer x tanh, sigmoid, relu at depth 50, width 256),
@@ -51,6 +51,9 @@ examples:
   initdiag report --out my-report ... --resume      continue a run stopped by Ctrl-C, SIGTERM,
                                                     an error or SIGKILL (its probes are kept in
                                                     my-report/.initdiag-work/)
+  initdiag report --train 200                       also train every configuration for 200 SGD
+                                                    steps on digits (depth 10, width 64 unless
+                                                    --depth/--width are given)
 
 sweep.toml:
   title = "deep tanh"
@@ -99,6 +102,16 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--quiet", action="store_true",
                    help="no progress bar and no summary (errors still go to stderr; default: "
                         "a progress bar on a terminal and the summary)")
+    t = p.add_argument_group("training")
+    t.add_argument("--train", type=int, default=None, metavar="STEPS",
+                   help="also train each configuration (activations x inits x seeds, the norm "
+                        "and stack options) for STEPS SGD steps (lr 0.1, batch 128 unless "
+                        "--batch) on scikit-learn's digits at depth 10, width 64 unless --depth "
+                        "/ --width are given, and add a training section: loss curves, "
+                        "update:data ratios, profiles before and after, each configuration's "
+                        "step-0 verdict beside its outcome, and the unhealthy initializers with "
+                        "BatchNorm / LayerNorm; writes train.json (needs initdiag[train]; "
+                        "default: no training)")
     p.set_defaults(func=run)
     return p
 
@@ -244,6 +257,12 @@ def run(args: argparse.Namespace) -> int:
             else:
                 compile_cache.enable()
             args = merge_config(args, REPORT_KEYS)
+            if getattr(args, "train", None) is not None:
+                check_positive(args, ("train",))
+                if args.model:
+                    raise ValueError("--train trains the stacks of a sweep; it does not apply "
+                                     "with --model (train a model from Python with "
+                                     "initdiag.train_fn)")
             if args.model:
                 from initdiag.model.loader import split_spec
 
@@ -320,6 +339,12 @@ def run_stack(args: argparse.Namespace, command: str, work: Any,
     t0 = time.perf_counter()
     check_probe_args(args)
     kwargs = sweep_kwargs(args)
+    train = None
+    if getattr(args, "train", None) is not None:
+        from initdiag.report.train_data import train_kwargs
+
+        train = train_kwargs(kwargs, args.train, depths=args.depth, widths=args.width,
+                             batch=args.batch)
     show = not args.quiet and sys.stderr.isatty()
     total = 1
     for key in ("activations", "inits", "depths", "widths", "seeds"):
@@ -329,7 +354,7 @@ def run_stack(args: argparse.Namespace, command: str, work: Any,
     with _Progress(show, total, already, interrupts) as progress:
         sweep, verdicts, paths = build_report(kwargs, work.out, title=args.title,
                                               command=command, progress=progress,
-                                              work=work)
+                                              work=work, train=train)
     seconds = time.perf_counter() - t0
 
     def summary() -> None:

@@ -249,18 +249,27 @@ def layer_output(x_prev: jax.Array, a: jax.Array, residual: float | None) -> jax
     return a if residual is None else x_prev + residual * a
 
 
-def apply_stack(params, x: jax.Array, spec: StackSpec) -> jax.Array:
+def apply_stack(params, x: jax.Array, spec: StackSpec, perturb=None) -> jax.Array:
     """The stack's output x^L for input ``x`` (a ``lax.scan`` per segment of equal fans; a
     layer that changes the width, whose output has another shape than its input, is applied
-    directly)."""
-    def step(x, wb):
-        h = x @ wb[0] + wb[1][None, :]
+    directly).
+
+    ``perturb``: None, or one array ``[count, batch, fan_out]`` per segment added to the
+    pre-activations, ``h^l = x^{l-1} W^l + b^l + delta^l``. With zeros it changes no value;
+    the gradient of a loss with respect to it is ``dL/dh^l`` (how the training loop measures
+    ``grad_preact_rms``, :mod:`initdiag.train.loop`).
+    """
+    def step(x, wbd):
+        h = x @ wbd[0] + wbd[1][None, :]
+        if len(wbd) == 3:
+            h = h + wbd[2]
         return layer_output(x, branch(h, spec.activation, spec.norm), spec.residual), None
 
-    for w, b in params:
+    for k, (w, b) in enumerate(params):
+        xs = (w, b) if perturb is None else (w, b, perturb[k])
         if w.shape[1] == w.shape[2]:
-            x, _ = jax.lax.scan(step, x, (w, b))
+            x, _ = jax.lax.scan(step, x, xs)
         else:
             for i in range(w.shape[0]):
-                x, _ = step(x, (w[i], b[i]))
+                x, _ = step(x, tuple(a[i] for a in xs))
     return x

@@ -74,10 +74,13 @@ def baseline_document(result: Results) -> dict[str, Any]:
 
     from initdiag.regression import model as model_mod
 
-    if model_mod.is_model(result):
-        kind, entries, meta = model_mod.document(result)
+    from initdiag.regression import train as train_mod
+
+    if model_mod.is_model(result) or train_mod.is_train(result):
+        mod = model_mod if model_mod.is_model(result) else train_mod
+        kind, entries, meta = mod.document(result)
         if not entries:
-            raise ValueError("cannot save an empty ModelSweep as a baseline")
+            raise ValueError(f"cannot save an empty {type(result).__name__} as a baseline")
         return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "kind": kind,
                 "initdiag": __version__, "environment": dict(meta.get("environment", {})),
                 "results": entries}
@@ -110,8 +113,9 @@ def save_baseline(result: Results, path: str | os.PathLike, *, overwrite: bool =
     Raises:
       FileExistsError: ``path`` exists and ``overwrite`` is False (the message says how to
         update it).
-      TypeError: ``result`` is not a ProbeResult, SweepResult, ModelResult or ModelSweep
-        (model results: :mod:`initdiag.regression.model`).
+      TypeError: ``result`` is not a ProbeResult, SweepResult, ModelResult, ModelSweep,
+        TrainResult or TrainSweep (model results: :mod:`initdiag.regression.model`; training
+        runs: :mod:`initdiag.regression.train`).
       ValueError: the results are empty, or a config lacks a field a re-run needs (e.g. a
         hand-made ProbeResult): load_baseline would refuse such a file.
     """
@@ -186,14 +190,18 @@ def check_document(doc: dict[str, Any]) -> None:
         ``results[0].config['depth']``), its value and JSON type, and what is expected.
     """
     from initdiag.regression import model as model_mod
+    from initdiag.regression import train as train_mod
 
-    if doc.get("kind") not in ("probe", "sweep") + model_mod.MODEL_KINDS:
+    if doc.get("kind") not in ("probe", "sweep") + model_mod.MODEL_KINDS + train_mod.TRAIN_KINDS:
         raise ValueError(f"'kind' is {shown(doc.get('kind'))}; expected \"probe\" or \"sweep\" "
-                         f"(\"model\" or \"model_sweep\" for a probe_fn baseline)")
+                         f"(\"model\" or \"model_sweep\" for a probe_fn baseline, \"train\" or "
+                         f"\"train_sweep\" for training runs)")
     if not isinstance(doc.get("environment", {}), dict):
         raise ValueError(f"'environment' is {shown(doc['environment'])}; expected an object")
     if doc["kind"] in model_mod.MODEL_KINDS:
         return model_mod.check_document(doc)
+    if doc["kind"] in train_mod.TRAIN_KINDS:
+        return train_mod.check_document(doc)
     entries = doc.get("results")
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"'results' is {shown(entries)}; expected a non-empty array")
@@ -247,11 +255,14 @@ def load_baseline(path: str | os.PathLike) -> Results:
                             f"(`initdiag check {path} --update` with its probe options, or "
                             f"`pytest --initdiag-update` for a pytest fixture's baseline).")
     from initdiag.regression import model as model_mod
+    from initdiag.regression import train as train_mod
 
     try:
         check_document(doc)
         if doc["kind"] in model_mod.MODEL_KINDS:
             return model_mod.from_document(doc, dict(doc.get("environment") or {}))
+        if doc["kind"] in train_mod.TRAIN_KINDS:
+            return train_mod.from_document(doc, dict(doc.get("environment") or {}))
         results = [ProbeResult.from_dict(e) for e in doc["results"]]
     except (KeyError, TypeError, ValueError) as e:
         raise BaselineError(f"{path}: malformed baseline: {e}") from None
@@ -264,11 +275,13 @@ def load_baseline(path: str | os.PathLike) -> Results:
 
 
 def as_results(obj: Any, role: str) -> Results:
-    """A ProbeResult/SweepResult (or ModelResult/ModelSweep) as given, or the baseline loaded
-    from a path."""
+    """A ProbeResult/SweepResult (or ModelResult/ModelSweep, TrainResult/TrainSweep) as given,
+    or the baseline loaded from a path."""
     from initdiag.model.result import ModelResult, ModelSweep
+    from initdiag.train.result import TrainResult, TrainSweep
 
-    if isinstance(obj, (ProbeResult, SweepResult, ModelResult, ModelSweep)):
+    if isinstance(obj, (ProbeResult, SweepResult, ModelResult, ModelSweep, TrainResult,
+                        TrainSweep)):
         return obj
     if isinstance(obj, (str, os.PathLike)):
         return load_baseline(obj)

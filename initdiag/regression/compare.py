@@ -222,15 +222,23 @@ def compare(current: Any, baseline: Any, rtol: float | None = None, atol: float 
 
     Model results (:class:`initdiag.ModelResult` / :class:`initdiag.ModelSweep`, or a model
     baseline's path) are matched by (model, init, seed) and sites by name:
-    :mod:`initdiag.regression.model`.
+    :mod:`initdiag.regression.model`. Training runs (:class:`initdiag.TrainResult` /
+    :class:`initdiag.TrainSweep`) by (network, training, seed), comparing every step's curves,
+    the test numbers and the snapshots' statistics: :mod:`initdiag.regression.train`.
     """
     from initdiag.regression import model as model_mod
+    from initdiag.regression import train as train_mod
 
     cur_r, base_r = as_results(current, "current"), as_results(baseline, "baseline")
-    if model_mod.is_model(cur_r) or model_mod.is_model(base_r):
-        if not (model_mod.is_model(cur_r) and model_mod.is_model(base_r)):
-            raise TypeError("compare: one side is a model result (probe_fn) and the other a "
-                            "stack result (probe); compare like with like")
+    for mod, what in ((train_mod.is_train, "a training run (train_probe, train_fn)"),
+                      (model_mod.is_model, "a model result (probe_fn)")):
+        if mod(cur_r) != mod(base_r):
+            raise TypeError(f"compare: one side is {what} and the other is not "
+                            f"({type(cur_r).__name__} vs {type(base_r).__name__}); compare "
+                            f"like with like")
+    if train_mod.is_train(cur_r):
+        return train_mod.compare(cur_r, base_r, rtol, atol, metrics, tolerances)
+    if model_mod.is_model(cur_r):
         return model_mod.compare(cur_r, base_r, rtol, atol, metrics, tolerances)
     current, baseline = cur_r, base_r
     cur = _index(probe_list(as_results(current, "current")), "current")

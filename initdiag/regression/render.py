@@ -75,8 +75,9 @@ def render_comparison(cmp: "Comparison", max_rows: int = MAX_ROWS) -> str:
         shown = devs[:max_rows]
         group: tuple[str, int] | None = None
         rows: list[list[str]] = []
-        header = ["metric", "site" if cmp.model else "layer", "expected", "got", "error",
-                  "tolerance"]
+        where = ("site" if cmp.model else "where" if any(d.site is not None for d in devs)
+                 else "layer")  # training runs: "step t, layer l"
+        header = ["metric", where, "expected", "got", "error", "tolerance"]
         for d in shown:
             if (d.config, d.seed) != group:
                 if rows:

@@ -41,9 +41,25 @@ def probe_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def rerun(results: ProbeResult | SweepResult) -> ProbeResult | SweepResult:
-    """Probe every (config, seed) of ``results`` again; same type and order as given."""
+    """Probe every (config, seed) of ``results`` again; same type and order as given. Training
+    runs of stacks (:class:`initdiag.TrainResult` / :class:`initdiag.TrainSweep`) are trained
+    again (:func:`initdiag.train.train_config`); a train_fn run cannot be (its function is not
+    stored)."""
     from initdiag.probe import probe
+    from initdiag.train.result import TrainResult, TrainSweep
 
+    if isinstance(results, (TrainResult, TrainSweep)):
+        from initdiag.train.api import train_config
+
+        runs = [results] if isinstance(results, TrainResult) else list(results)
+        for r in runs:  # fail before any work
+            if r.is_model:
+                raise ValueError(f"{r.label}: a train_fn run cannot be re-run from its record "
+                                 f"(the function is not stored); re-run it from Python and "
+                                 f"compare with initdiag.compare")
+            probe_kwargs(r.config)
+        again = [train_config(r.config, r.train, r.seed) for r in runs]
+        return again[0] if isinstance(results, TrainResult) else TrainSweep(again)
     if isinstance(results, ProbeResult):
         return probe(seed=results.seed, **probe_kwargs(results.config))
     kws = [(probe_kwargs(r.config), r.seed) for r in results]  # fail before any work

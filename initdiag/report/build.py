@@ -7,6 +7,8 @@ Output folder::
     index.html          the self-contained report (open it in any browser, mail it)
     <figure>.png        one PNG per figure (initdiag.report.figures.FIGURES) that applies
     results.json        every probe result, loadable with initdiag.load()
+    train_*.png         with ``train=``: the training figures (initdiag.report.train_figures)
+    train.json          with ``train=``: every training run (a TrainSweep), initdiag.load()
     .initdiag-work/     while a run is unfinished: its checkpoint (checkpoint.jsonl) and the
                         report being written; removed once the report is in place
 
@@ -86,7 +88,12 @@ class ReportFolder:
         (PNGs of other stack or model report figures left in an existing ``out`` are removed)."""
         from initdiag.report.figures import FIGURES
         from initdiag.report.model_figures import MODEL_FIGURES
+        from initdiag.report.train_figures import TRAIN_FIGURES
 
+        if not (self.tmp / "train.json").exists():  # no training section: drop an old one's
+            names = set(names) - set(TRAIN_FIGURES)
+            if self.existed:
+                (self.out / "train.json").unlink(missing_ok=True)
         if not self.existed:
             self.out.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(self.tmp, 0o777 & ~umask())
@@ -101,7 +108,8 @@ class ReportFolder:
         files = sorted(p.name for p in self.tmp.iterdir())  # the report's files (no folders)
         for name in sorted(files, key=lambda n: n == "index.html"):  # the page last
             os.replace(self.tmp / name, self.out / name)
-        for name in dict.fromkeys([*(spec.name for spec in FIGURES), *MODEL_FIGURES]):
+        for name in dict.fromkeys([*(spec.name for spec in FIGURES), *MODEL_FIGURES,
+                                   *TRAIN_FIGURES]):
             if name not in names:  # a stack or model report figure this run did not draw
                 (self.out / f"{name}.png").unlink(missing_ok=True)
         self.tmp.rmdir()
@@ -185,18 +193,21 @@ TOTAL_TIMING = "total (until the page is written)"
 
 def build_report(kwargs: dict[str, Any], out: Path, *, title: str | None = None,
                  command: str | None = None, progress: Any = None,
-                 work: WorkFolder | None = None):
+                 work: WorkFolder | None = None, train: dict[str, Any] | None = None):
     """Probe ``kwargs`` (for :func:`initdiag.sweep`), diagnose, write the report into ``out``.
 
     The folder is written atomically (:class:`ReportFolder`): on any error no report is left
     behind. ``work``: a :class:`WorkFolder` of ``out`` (made here if it is not yet): each probe
     is also appended to its checkpoint as it finishes, and probes already there (of the same
     sweep) are not run again; it is removed once the report is in place, and kept after an
-    error or an interruption when it holds a finished probe. Timings on the page: the sweep, the
-    diagnosis, the theory computations (mean-field predictions, Jacobian spectra), the figures,
-    the page itself (the page is rendered twice: the second rendering shows how long the first
-    took) and the total; the same timings are in ``sweep.meta["report"]["timings_s"]`` (seconds,
-    in results.json).
+    error or an interruption when it holds a finished probe (the training runs of ``train`` are
+    not checkpointed). With ``train`` (arguments of :func:`initdiag.train_sweep`, e.g. from
+    :func:`initdiag.report.train_data.train_kwargs`), the page also gets the training section
+    (:mod:`initdiag.report.train_section`) and the folder ``train.json`` and the training PNGs.
+    Timings on the page: the sweep, the diagnosis, the theory computations (mean-field
+    predictions, Jacobian spectra), the figures, the page itself (the page is rendered twice:
+    the second rendering shows how long the first took) and the total; the same timings are in
+    ``sweep.meta["report"]["timings_s"]`` (seconds, in results.json).
 
     Returns:
       (sweep, verdicts, paths): the SweepResult, its verdicts and {"html", "results", figure
@@ -226,8 +237,18 @@ def build_report(kwargs: dict[str, Any], out: Path, *, title: str | None = None,
             "report": {"title": title, "command": command, "sweep": kwargs,
                        "sweep_s": t_sweep}}), default=str))
         timings = {"sweep (probing, incl. compilation)": t_sweep}
+        section = None
+        if train is not None:
+            from initdiag.report import style
+            from initdiag.report.data import inits
+            from initdiag.report.train_section import train_section
+
+            section = train_section(train, folder.tmp, timings=timings, progress=progress,
+                                    palette=style.init_palette(inits(sweep)))
         verdicts, figs = _write_sweep_files(sweep, folder, title=title, command=command,
-                                            timings=timings, t0=t0)
+                                            timings=timings, t0=t0, train=section)
+        if section is not None:
+            figs = [*figs, *section["figures"]]
         final = folder.commit({f.name for f in figs if f.path is not None})
     except BaseException:
         folder.discard()
@@ -260,9 +281,12 @@ def write_sweep_report(sweep: Any, out: str | Path, *, title: str | None = None,
 
 
 def _write_sweep_files(sweep: Any, folder: ReportFolder, *, title: str | None,
-                       command: str | None, timings: dict[str, float], t0: float):
+                       command: str | None, timings: dict[str, float], t0: float,
+                       train: dict[str, Any] | None = None):
     """Diagnose ``sweep`` and write results.json, the figures and index.html into
-    ``folder.tmp``; ``timings`` (updated) are shown on the page. Returns (verdicts, figures)."""
+    ``folder.tmp``; ``timings`` (updated) are shown on the page, and the training section
+    ``train`` (:func:`initdiag.report.train_section.train_section`) when given. Returns
+    (verdicts, figures)."""
     from initdiag.analysis.diagnosis import diagnose
     from initdiag.report.figures import Context, write_figures
     from initdiag.report.html import render_html
@@ -281,10 +305,12 @@ def _write_sweep_files(sweep: Any, folder: ReportFolder, *, title: str | None,
     figs = write_figures(sweep, folder.tmp, ctx=ctx)
     timings["figures"] = time.perf_counter() - t
     t = time.perf_counter()
-    render_html(sweep, verdicts, figs, title=title, timings=timings, command=command)
+    render_html(sweep, verdicts, figs, title=title, timings=timings, command=command,
+                train=train)
     timings[HTML_TIMING] = time.perf_counter() - t
     timings[TOTAL_TIMING] = time.perf_counter() - t0
-    page = render_html(sweep, verdicts, figs, title=title, timings=timings, command=command)
+    page = render_html(sweep, verdicts, figs, title=title, timings=timings, command=command,
+                       train=train)
     atomic_write_text(folder.tmp / "index.html", page)
     if isinstance(sweep.meta.get("report"), dict):  # the page's timings, in seconds
         sweep.meta["report"]["timings_s"] = dict(timings)

@@ -7,8 +7,10 @@ stylesheets or links that load anything.
 
 Page order: title, verdict table (initializer x activation, coloured by verdict, with the key
 number), suggestions, figures with one-sentence captions that state each definition (a figure
-that does not apply to the run is replaced by a note saying why), the configuration with what
-each initializer is exactly, the diagnosis thresholds, the environment and the timings.
+that does not apply to the run is replaced by a note saying why), with ``--train`` the training
+section (each configuration's step-0 verdict beside its outcome, then the training figures), the
+configuration with what each initializer is exactly, the diagnosis thresholds, the environment
+and the timings.
 """
 
 from __future__ import annotations
@@ -116,9 +118,28 @@ def _key_labels(verdicts: Sequence[Any]) -> list[tuple[str, str]]:
     return list(out.items())
 
 
+def _figure_records(figures: Sequence[WrittenFigure]) -> list[dict[str, Any]]:
+    return [{"name": f.name, "title": f.title, "caption": f.caption,
+             "width": f.size[0] if f.size else None, "height": f.size[1] if f.size else None,
+             "src": data_uri(Path(f.path).read_bytes()) if f.path else None,
+             "skipped": getattr(f, "skipped", None)} for f in figures]
+
+
+def _train_context(train: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The training section's page data (:func:`initdiag.report.train_section.train_section`)."""
+    if train is None:
+        return None
+    return {"label": train["label"], "threshold": f"{train['threshold']:.3g}",
+            "task": train["task"], "rows": train["rows"], "fmt": fmt,
+            "n_runs": len(train["sweep"]), "figures": _figure_records(train["figures"]),
+            "norm_activation": train["norm_activation"],
+            "norm_inits": ", ".join(train["norm_inits"])}
+
+
 def render_html(sweep: SweepResult, verdicts: Sequence[Any], figures: Sequence[WrittenFigure],
                 *, title: str | None = None, timings: Mapping[str, float] | None = None,
-                command: str | None = None, thresholds: Any = None) -> str:
+                command: str | None = None, thresholds: Any = None,
+                train: Mapping[str, Any] | None = None) -> str:
     """The report page as a string.
 
     Args:
@@ -130,6 +151,8 @@ def render_html(sweep: SweepResult, verdicts: Sequence[Any], figures: Sequence[W
       timings: seconds per phase, e.g. ``{"sweep": 31.2, "figures": 8.1}``, shown in order.
       command: the command line that made the report (escaped).
       thresholds: the diagnosis thresholds used (default ``initdiag.Thresholds()``).
+      train: the training section (``initdiag report --train``), as
+        :func:`initdiag.report.train_section.train_section` returns it; None: no section.
     """
     from initdiag.analysis.diagnosis import Thresholds
 
@@ -142,10 +165,7 @@ def render_html(sweep: SweepResult, verdicts: Sequence[Any], figures: Sequence[W
                     ("sum of weight initializations", f"{probe_init:.2f} s")]
     t = thresholds or Thresholds()
     threshold_rows = [(f.name, f"{getattr(t, f.name):g}") for f in dataclasses.fields(t)]
-    figs = [{"name": f.name, "title": f.title, "caption": f.caption,
-             "width": f.size[0] if f.size else None, "height": f.size[1] if f.size else None,
-             "src": data_uri(Path(f.path).read_bytes()) if f.path else None,
-             "skipped": getattr(f, "skipped", None)} for f in figures]
+    figs = _figure_records(figures)
     return jinja_environment().get_template(TEMPLATE).render(
         title=title or "initdiag report", grid=grid, fmt=fmt, figures=figs,
         suggestions=_suggestions(verdicts), key_labels=_key_labels(verdicts),
@@ -153,7 +173,7 @@ def render_html(sweep: SweepResult, verdicts: Sequence[Any], figures: Sequence[W
         env_rows=[(k, env[k]) for k in ENVIRONMENT_KEYS if k in env],
         timing_rows=timing_rows, threshold_rows=threshold_rows, command=command,
         setup=setup_text(sweep), n_results=len(sweep), n_ok=sum(v.ok for v in verdicts),
-        n_verdicts=len(verdicts),
+        n_verdicts=len(verdicts), train=_train_context(train),
         created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
 
 

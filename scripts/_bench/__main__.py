@@ -23,7 +23,7 @@ from _bench import measure, render, systems
 from _bench.workloads import STANDARD_INITIALIZERS, flat_depths, workloads
 
 ROOT = Path(__file__).resolve().parents[2]
-PARTS = ("a", "b", "c", "d", "flat", "report", "models")
+PARTS = ("a", "b", "c", "d", "flat", "report", "models", "train")
 #: Issue 5: "median of >= 5 after warm-up"; fewer repetitions only with --quick.
 MIN_REPS = 5
 #: The naive loop is skipped where it would take longer than this (issue: "> 2 min").
@@ -178,7 +178,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="small workloads and 2 repetitions: a smoke run, not the targets")
     p.add_argument("--only", default=None,
                    help=f"comma-separated parts to run, from {','.join(PARTS)} "
-                        "(default: all; with --quick all but report)")
+                        "(default: all; with --quick all but report and train)")
     p.add_argument("--reps", type=int, default=None,
                    help=f"timed repetitions (default {MIN_REPS}, at least {MIN_REPS} unless "
                         "--quick; quick default 2)")
@@ -188,7 +188,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", default=None, help="output folder (default reports/bench)")
     args = p.parse_args(argv)
     if args.only is None:
-        args.parts = [x for x in PARTS if not (args.quick and x == "report")]
+        args.parts = [x for x in PARTS if not (args.quick and x in ("report", "train"))]
     else:
         args.parts = [x.strip() for x in args.only.split(",") if x.strip()]
         bad = [x for x in args.parts if x not in PARTS]
@@ -286,6 +286,11 @@ def main(argv: list[str] | None = None) -> int:
         log("default report: python -m initdiag report --quiet (fresh processes: cold, warm, "
             "no cache)")
         res["report"] = report.run(ROOT, 1 if args.quick else 3, log)
+    if "train" in args.parts:
+        from _bench import report
+        log("training report: python -m initdiag report --train 200 --quiet (fresh processes: "
+            "cold, warm)")
+        res["train_report"] = report.run_train(ROOT, 1 if args.quick else 3, log)
     res["machine"]["loadavg_end"] = list(os.getloadavg())
     res["targets"] = render.targets(res)
     out = Path(args.out)

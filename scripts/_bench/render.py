@@ -70,6 +70,9 @@ def targets(res: dict) -> list[dict[str, Any]]:
     if res.get("report"):
         from _bench import report
         out.extend(_target(*t) for t in report.targets(res["report"]))
+    if res.get("train_report"):
+        from _bench import report
+        out.extend(_target(*t) for t in report.train_targets(res["train_report"]))
     scan = [m for m in res.get("memory", []) if m["workload"] == "d, in_scan"]
     if scan:
         p = scan[0]["measured"]
@@ -200,6 +203,9 @@ def markdown(res: dict) -> str:
     if res.get("report"):
         from _bench import report
         lines += ["", *report.markdown(res["report"])]
+    if res.get("train_report"):
+        from _bench import report
+        lines += ["", *report.markdown(res["train_report"], "Training report (--train 200)")]
     if res.get("rooflines"):
         lines += ["", "## Standalone matmul rooflines (measured once at the start; orientation "
                   "only)", "",
