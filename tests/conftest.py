@@ -28,8 +28,14 @@ settings.register_profile("initdiag", derandomize=True, database=None, deadline=
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", parent=settings.get_profile("initdiag"),
                           derandomize=False, max_examples=500)
-settings.load_profile("thorough" if os.environ.get("INITDIAG_HYPOTHESIS") == "thorough"
-                      else "initdiag")
+THOROUGH = os.environ.get("INITDIAG_HYPOTHESIS") == "thorough"
+settings.load_profile("thorough" if THOROUGH else "initdiag")
+
+
+def examples(n):
+    """A test's example count: ``n`` in the deterministic profile, the profile's (more) when
+    exploring with INITDIAG_HYPOTHESIS=thorough."""
+    return max(n, settings.default.max_examples) if THOROUGH else n
 
 
 @pytest.fixture
