@@ -282,10 +282,25 @@ def _as_list(key: str, value: Any, item: type) -> list:
     return value
 
 
+def _in_range(raw_key: str, key: str, value: Any) -> Any:
+    """The sizes (depth, width, batch, remat) are >= 1, the seeds in [0, 2**32 - 1]."""
+    from initdiag.base import SEEDS
+
+    lo, hi = (0, SEEDS - 1) if key == "seeds" else (1, None)
+    for v in value if isinstance(value, list) else [value]:
+        if v < lo or (hi is not None and v > hi):
+            valid = f"integers in [{lo}, {hi}]" if hi is not None else f"integers >= {lo}"
+            raise ValueError(f"key {raw_key!r} must hold {valid}; got {v}")
+    return value
+
+
 def _checked(raw_key: str, key: str, value: Any, extra: Mapping[str, type]) -> Any:
     """The value of TOML key ``key`` (spelled ``raw_key`` in the file), checked."""
+    import math
+
     if key in _LIST_ITEMS:
-        return _as_list(raw_key, value, _LIST_ITEMS[key])
+        value = _as_list(raw_key, value, _LIST_ITEMS[key])
+        return _in_range(raw_key, key, value) if _LIST_ITEMS[key] is int else value
     options = {o.key: o for o in schema_options()}
     if key in options:
         ok = options[key].schema.json.test(value)
@@ -299,6 +314,10 @@ def _checked(raw_key: str, key: str, value: Any, extra: Mapping[str, type]) -> A
                          f"{value!r}); expected {expected}")
     if choices is not None and value not in choices:
         raise ValueError(f"{raw_key} = {value!r}; choose from {', '.join(choices)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"key {raw_key!r} must be a finite number; got {value!r}")
+    if key in _POSITIVE or (key in options and options[key].schema.json is config.POS_INT):
+        _in_range(raw_key, key, value)
     return value
 
 
@@ -310,8 +329,10 @@ def read_config(path: str | Path, extra: Mapping[str, type] | None = None) -> di
       extra: the subcommand's own keys besides the probe options -> the type of their value.
 
     Raises:
-      ValueError: no such file, not TOML, an unknown key (the message lists the valid ones), a
-        value of the wrong type or not one of the choices; the message names the file.
+      ValueError: no such file, a folder or an unreadable file, not UTF-8 or not TOML, an unknown
+        key (the message lists the valid ones), a value of the wrong type, not one of the
+        choices, not finite, a size below 1 or a seed outside [0, 2**32 - 1]; the message names
+        the file and the key.
     """
     try:
         import tomllib
@@ -323,6 +344,11 @@ def read_config(path: str | Path, extra: Mapping[str, type] | None = None) -> di
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ValueError(f"config file {path}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"config file {path}: not TOML: not UTF-8 text ({e.reason} at byte "
+                         f"{e.start})") from None
+    except OSError as e:
+        raise ValueError(f"config file {path}: cannot be read ({e.strerror or e})") from None
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"config file {path}: not valid TOML: {e}") from None
     keys = config_keys(extra)
