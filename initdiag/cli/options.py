@@ -38,11 +38,41 @@ _SCALARS = {"batch": int, "remat": int}
 #: Own options that must be integers >= 1.
 _POSITIVE = ("depth", "width", "batch", "remat")
 
+
+def number(text: str) -> float:
+    """A finite number (an argparse type): ``"0.5"`` -> 0.5.
+
+    Raises:
+      argparse.ArgumentTypeError: not a number, or NaN or infinite; the message quotes ``text``.
+    """
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def integer(text: str) -> int:
+    """An integer (an argparse type): ``"8"`` -> 8.
+
+    Raises:
+      argparse.ArgumentTypeError: not an integer; the message quotes ``text``.
+    """
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
 #: The argparse type and metavar of an option's text, by the JSON type of its field (booleans
 #: are flags; metavar None: the option's name in capitals).
 _PARSE = {config.STR: (str, None), config.OPT_STR: (str, None),
-          config.NUMBER: (float, "NUMBER"), config.OPT_NUMBER: (float, "NUMBER"),
-          config.POS_INT: (int, "N")}
+          config.NUMBER: (number, "NUMBER"), config.OPT_NUMBER: (number, "NUMBER"),
+          config.POS_INT: (integer, "N")}
 
 
 def comma_list(text: str) -> list[str]:
@@ -55,12 +85,16 @@ def int_list(text: str) -> list[int]:
     """The integers of a comma-separated list (an argparse type): ``"4,8"`` -> ``[4, 8]``.
 
     Raises:
-      argparse.ArgumentTypeError: an item is not an integer; the message quotes ``text``.
+      argparse.ArgumentTypeError: an item is not an integer, or there is none; the message
+        quotes ``text``.
     """
     try:
-        return [int(v) for v in split_top_level(text)]
+        values = [int(v) for v in split_top_level(text)]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        values = []
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    return values
 
 
 # --- the options derived from the schema -----------------------------------------------------
@@ -177,13 +211,13 @@ def add_probe_options(p: argparse.ArgumentParser) -> None:
                    help=f"depth(s), number of layers >= 1 (default: {d['depths'][0]})")
     g.add_argument("--width", type=int_list, default=None, metavar="W[,W...]",
                    help=f"width(s) of every layer, >= 1 (default: {d['widths'][0]})")
-    g.add_argument("--batch", type=int, default=None,
+    g.add_argument("--batch", type=integer, default=None,
                    help=f"batch size, >= 1 (default: {d['batch']})")
     g.add_argument("--seeds", type=int_list, default=None, metavar="S[,S...]",
                    help=f"seed(s) (default: {','.join(map(str, d['seeds']))})")
     for option in schema_options():
         option.add_to(g)
-    g.add_argument("--remat", type=int, default=None, metavar="K",
+    g.add_argument("--remat", type=integer, default=None, metavar="K",
                    help="recompute activations in chunks of K layers to bound memory (default: "
                         "off, keep every layer)")
 
