@@ -197,7 +197,7 @@ def probe(activation: Any = _D["activation"], init: Any = _D["init"], depth: int
       depth: number of layers L.
       width: width of every layer, or a list of L widths.
       batch: batch size B (default 256; inferred from ``input`` when that is an array).
-      seed: integer seed (or a jax PRNG key).
+      seed: integer seed in [0, 2**32 - 1] (or a jax PRNG key).
       bias_init: bias initializer, same forms as ``init`` (default zeros).
       input_width: width of the input (default: the first layer's width).
       use_bias: whether layers have a bias.
