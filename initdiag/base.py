@@ -58,6 +58,23 @@ def check_int(param: str, value: Any, minimum: int = 1) -> int:
     return int(value)
 
 
+#: Integer seeds are 0 .. SEEDS - 1: a jax key holds 32 bits of an integer seed, so seed s and
+#: s + 2**32 (or -1 and 2**32 - 1) would give the same numbers under different names.
+SEEDS = 2**32
+
+
+def check_seed(value: Any) -> int:
+    """An integer seed as an int, or ``ValueError`` unless it is in [0, 2**32 - 1]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"seed must be an integer in [0, {SEEDS - 1}] or a jax PRNG key; got "
+                         f"{value!r}")
+    if not 0 <= value < SEEDS:
+        raise ValueError(f"seed must be an integer in [0, {SEEDS - 1}] (a jax key keeps 32 bits "
+                         f"of an integer seed: a negative or larger one would repeat another "
+                         f"seed's numbers); got {value}")
+    return int(value)
+
+
 def check_float(param: str, value: Any, *, finite: bool = True) -> float:
     """``value`` as a float, or ``ValueError`` naming ``param`` when it is not a (finite) number."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

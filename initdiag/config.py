@@ -374,9 +374,15 @@ FRAME_CONFIG_COLUMNS = tuple(n for n, f in SCHEMA.items() if f.column)
 CLI_FIELDS = tuple(n for n, f in SCHEMA.items() if f.cli)
 
 
+#: The values a stored field may hold besides its :attr:`Field.choices`: ``input`` records
+#: ``"array"`` for an input given as an array (:func:`initdiag.probe_params`).
+STORED_CHOICES = {"input": (*INPUTS, "array")}
+
+
 def check_json(d: Mapping[str, Any], where: str = "config") -> None:
     """Check a stored configuration as a baseline needs it: every :data:`RERUN_FIELDS` present,
-    every field of its JSON type, a list width of ``depth`` entries.
+    every field of its JSON type and, for a closed set, one of its choices, a list width of
+    ``depth`` entries.
 
     Raises:
       ValueError: naming ``where``, the field, its value and JSON type, and what is expected.
@@ -385,11 +391,45 @@ def check_json(d: Mapping[str, Any], where: str = "config") -> None:
         if name not in d:
             raise ValueError(f"{where} has no {name!r} (needed to re-run the probe); "
                              f"expected {SCHEMA[name].json.text}")
+    _check_values(d, where, defaults_ok=False)
+
+
+def check_recorded(d: Mapping[str, Any], where: str = "config") -> None:
+    """Check a configuration as a results file stores it (:meth:`ProbeConfig.to_dict`): fields
+    known to this initdiag, ``depth`` present (it gives the length of every per-layer array),
+    every other field optional, and each one present of its JSON type (or its default, e.g. a
+    ``batch`` of null), one of its choices for a closed set, a list width of ``depth`` entries.
+
+    Raises:
+      ValueError: naming ``where``, the field, its value and JSON type, and what is expected.
+    """
+    if not isinstance(d, Mapping):
+        raise ValueError(f"{where} is {shown(d)}; expected an object")
+    unknown = [k for k in d if k not in SCHEMA]
+    if unknown:
+        raise ValueError(f"{where} has field(s) {', '.join(map(repr, unknown))} unknown to "
+                         f"this initdiag (made by another version?); known fields: "
+                         f"{', '.join(FIELD_NAMES)}")
+    if "depth" not in d:
+        raise ValueError(f"{where} has no 'depth' (the number of layers: the length of every "
+                         f"per-layer array); expected {POS_INT.text}")
+    _check_values(d, where, defaults_ok=True)
+
+
+def _check_values(d: Mapping[str, Any], where: str, defaults_ok: bool) -> None:
     for name, value in d.items():
-        if name != "width" and not SCHEMA[name].json.test(value):
-            raise ValueError(f"{where}[{name!r}] is {shown(value)}; expected "
-                             f"{SCHEMA[name].json.text}")
-    depth, width = d["depth"], d["width"]  # depth checked above; width against it
+        field = SCHEMA[name]
+        if name == "width" or (defaults_ok and same_value(value, DEFAULTS[name])
+                               and type(value) is type(DEFAULTS[name])):
+            continue
+        if not field.json.test(value):
+            raise ValueError(f"{where}[{name!r}] is {shown(value)}; expected {field.json.text}")
+        choices = STORED_CHOICES.get(name, field.choices)
+        if choices is not None and value is not None and value not in choices:
+            raise ValueError(f"{where}[{name!r}] is {shown(value)}; expected one of "
+                             f"{', '.join(json.dumps(c) for c in choices)}"
+                             + (" or null" if field.json.test(None) else ""))
+    depth, width = d["depth"], d.get("width", DEFAULTS["width"])  # depth checked; width by it
     if not WIDTH.test(width) or (isinstance(width, list) and len(width) != depth):
         raise ValueError(f"{where}['width'] is {shown(width)}; expected "
                          f"{WIDTH.text.replace('depth', f'depth ({depth})')}")

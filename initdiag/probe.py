@@ -40,10 +40,12 @@ from initdiag.engine import stats
 from initdiag import metrics
 from initdiag import resume
 from initdiag.engine.threads import single_threaded_blas
-from initdiag.base import check_one_of
+from initdiag.base import check_int, check_one_of, check_seed
 from initdiag.config import DEFAULTS, FIELD_NAMES, ProbeConfig
 from initdiag.nn.activations import activation as resolve_activation
+from initdiag.nn.activations import names as activation_names
 from initdiag.nn.initializers import initializer as resolve_initializer
+from initdiag.nn.initializers import names as initializer_names
 from initdiag.nn.initializers import STANDARD_INITIALIZERS
 from initdiag.results import ProbeResult, SweepResult
 from initdiag.nn.stacks import (StackSpec, draw_key, init_stack, make_input, make_spec,
@@ -197,7 +199,7 @@ def probe(activation: Any = _D["activation"], init: Any = _D["init"], depth: int
       depth: number of layers L.
       width: width of every layer, or a list of L widths.
       batch: batch size B (default 256; inferred from ``input`` when that is an array).
-      seed: integer seed (or a jax PRNG key).
+      seed: integer seed in [0, 2**32 - 1] (or a jax PRNG key).
       bias_init: bias initializer, same forms as ``init`` (default zeros).
       input_width: width of the input (default: the first layer's width).
       use_bias: whether layers have a bias.
@@ -250,6 +252,10 @@ def prepare(config: ProbeConfig, seed: int = 0, *, remat: int | bool | None = No
     options reuse them bit for bit (:func:`sweep` passes one).
     """
     config = config.validated()
+    rows = config.batch or (256 if isinstance(config.input, str)
+                            else (np.shape(config.input) or (1,))[0])
+    memory.check_sizes(config.depth, config.width, rows, config.input_width,
+                       budget=memory_budget)  # absurd sizes: refused before any allocation
     spec = stack_spec(config)
     keys = split_seed(seed)
     if isinstance(config.input, str):
@@ -427,7 +433,10 @@ def sweep(activations: Sequence[Any] = DEFAULT_SWEEP["activations"],
         if isinstance(seq, (str, bytes)) or not hasattr(seq, "__iter__"):
             raise TypeError(f"{name} must be a list; got {seq!r} (wrap one value in a list)")
         if len(list(seq)) == 0:
-            raise ValueError(f"{name} is empty")
+            valid = {"activations": activation_names, "inits": initializer_names}.get(name)
+            raise ValueError(f"{name} is empty; give one or more "
+                             + (f"of: {', '.join(valid())}" if valid else
+                                "integers" + (" >= 0" if name == "seeds" else " >= 1")))
     axes = {"activation", "init", "depth", "width", "batch"}
     fields = [f for f in FIELD_NAMES if f not in axes]
     unknown = [k for k in options if k not in fields and k not in RUN_OPTIONS]
@@ -435,10 +444,23 @@ def sweep(activations: Sequence[Any] = DEFAULT_SWEEP["activations"],
         raise TypeError(f"sweep() got unknown option(s) {', '.join(map(repr, unknown))}; valid "
                         f"options: {', '.join([*fields, *RUN_OPTIONS])}")
     run_options = {k: options.pop(k) for k in RUN_OPTIONS if k in options}
-    for a in activations:  # fail fast on bad names, before any work
+    for a in activations:  # fail fast on bad names, seeds and sizes, before any work
         resolve_activation(a)
     for i in inits:
         resolve_initializer(i)
+    for s in seeds:
+        if not isinstance(s, jax.Array):
+            check_seed(s)
+    for d in depths:
+        check_int("depth", d)
+        for w in widths:
+            if isinstance(w, (list, tuple)):
+                for i, n in enumerate(w):
+                    check_int(f"width[{i}]", n)
+            elif isinstance(w, (int, float, np.integer)):
+                check_int("width", w)
+            memory.check_sizes(d, w, batch, options.get("input_width"),
+                               budget=run_options.get("memory_budget"))
     base = ProbeConfig(batch=batch, **options)
     combos = [(dataclasses.replace(base, activation=a, init=i, depth=d, width=w), s)
               for a in activations for d in depths for w in widths for i in inits for s in seeds]

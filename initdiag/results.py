@@ -28,9 +28,9 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 
 from initdiag import metrics
-from initdiag.config import FRAME_CONFIG_COLUMNS, ProbeConfig
+from initdiag.config import FRAME_CONFIG_COLUMNS, ProbeConfig, check_recorded, shown
 from initdiag.fileio import atomic_write_text
-from initdiag.jsonvalues import decode_scalar, encode, float_array
+from initdiag.jsonvalues import SPECIALS, decode_scalar, encode, float_array
 
 SCHEMA = "initdiag.results"
 SCHEMA_VERSION = 1
@@ -203,21 +203,214 @@ class ResultsFileError(ValueError):
     """A results file that cannot be read: names the file and the problem."""
 
 
+# --- checking a stored document ---------------------------------------------------------------
+
+def is_number(v: Any) -> bool:
+    """A JSON number that a float64 holds (``true`` is not one, nor an integer of 400 digits)."""
+    if isinstance(v, float):
+        return True
+    if not isinstance(v, int) or isinstance(v, bool):
+        return False
+    try:
+        float(v)
+    except OverflowError:
+        return False
+    return True
+
+
+def check_numbers(where: str, values: Any, n: int, unit: str = "layer",
+                  names: Any = None) -> None:
+    """``values`` is an array of ``n`` numbers or :data:`initdiag.jsonvalues.SPECIALS` strings,
+    one per ``unit`` (``names``: the units' names for messages, default their numbers 1..n).
+
+    Raises:
+      ValueError: naming ``where``, the entry, its value and JSON type.
+    """
+    if not isinstance(values, list):
+        raise ValueError(f"{where} is {shown(values)}; expected an array of {n} numbers (one "
+                         f"per {unit})")
+    if len(values) != n:
+        expected = (f"the config's depth is {n} (one value per layer)" if unit == "layer"
+                    else f"expected {n} (one per {unit})")
+        raise ValueError(f"{where} has {len(values)} values; {expected}")
+    for j, v in enumerate(values):
+        if not (is_number(v) or (isinstance(v, str) and v in SPECIALS)):
+            what = f"{unit} {j + 1}" if names is None else f"{unit} {names[j]!r}"
+            raise ValueError(f"{where}[{j}] ({what}) is {shown(v)}; expected a number or one of "
+                             f"{', '.join(json.dumps(x) for x in SPECIALS)}")
+
+
+def check_scalar(where: str, v: Any) -> None:
+    """``v`` is a number or a :data:`initdiag.jsonvalues.SPECIALS` string."""
+    if not (is_number(v) or (isinstance(v, str) and v in SPECIALS)):
+        raise ValueError(f"{where} is {shown(v)}; expected a number or one of "
+                         f"{', '.join(json.dumps(x) for x in SPECIALS)}")
+
+
+def check_object(where: str, v: Any) -> None:
+    if not isinstance(v, dict):
+        raise ValueError(f"{where} is {shown(v)}; expected an object")
+
+
+def check_keys(where: str, d: Mapping[str, Any], required: Iterable[str],
+               optional: Iterable[str] = ()) -> None:
+    """``d`` holds every key of ``required`` and no key outside ``required`` and ``optional``
+    (a key unknown to this initdiag would be dropped on loading: refused instead)."""
+    required = tuple(required)
+    for key in required:
+        if key not in d:
+            raise ValueError(f"{where} has no {key!r}")
+    known = (*required, *optional)
+    unknown = [k for k in d if k not in known]
+    if unknown:
+        raise ValueError(f"{where} has key(s) {', '.join(map(repr, unknown))} unknown to this "
+                         f"initdiag (made by another version?); known keys: {', '.join(known)}")
+
+
+#: The histogram arrays of a result (:data:`HISTOGRAMS`) and the bin edges of each.
+HISTOGRAM_EDGES = {"act_hist": "act_edges", "grad_hist": "grad_edges"}
+
+
+def _check_histograms(where: str, h: Any, depth: int, bins_recorded: Any) -> None:
+    check_object(where, h)
+    check_keys(where, h, (), (*HISTOGRAM_EDGES, *HISTOGRAM_EDGES.values()))
+    for name, edges_name in HISTOGRAM_EDGES.items():
+        if (name in h) != (edges_name in h):
+            raise ValueError(f"{where} has {name!r} without {edges_name!r} or the other way "
+                             f"round; expected both or neither")
+        if name not in h:
+            continue
+        edges = h[edges_name]
+        if not (isinstance(edges, list) and len(edges) >= 2 and all(is_number(e) for e in edges)):
+            raise ValueError(f"{where}[{edges_name!r}] is {shown(edges)}; expected an array of "
+                             f"at least 2 numbers (the bin edges)")
+        bins = len(edges) - 1
+        if bins_recorded is not None and bins != bins_recorded:
+            raise ValueError(f"{where}[{edges_name!r}] has {len(edges)} edges; the config's "
+                             f"hist_bins is {bins_recorded} (hist_bins + 1 edges)")
+        counts = h[name]
+        if not (isinstance(counts, list) and len(counts) == depth):
+            raise ValueError(f"{where}[{name!r}] is {shown(counts)}; expected an array of "
+                             f"{depth} arrays (one per layer) of {bins} counts")
+        for j, row in enumerate(counts):
+            if not (isinstance(row, list) and len(row) == bins
+                    and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < 2**63
+                            for c in row)):
+                raise ValueError(f"{where}[{name!r}][{j}] (layer {j + 1}) is {shown(row)}; "
+                                 f"expected {bins} counts (integers >= 0, one per bin of "
+                                 f"{edges_name})")
+
+
+def check_entry(where: str, e: Any, *, baseline: bool = False) -> None:
+    """Check one stored result (:meth:`ProbeResult.to_dict`), ``where`` naming it
+    (``results[0]``): its keys; the configuration (:func:`initdiag.config.check_recorded`, or
+    :func:`initdiag.config.check_json` for a baseline: every field a re-run needs); an integer
+    seed; every metric known (:data:`METRICS`), an array of ``depth`` numbers; histograms of
+    ``depth`` rows of counts over their edges; scalars numbers; meta an object. A baseline
+    entry holds config, seed, metrics and scalars only.
+
+    Raises:
+      ValueError: naming the field (``results[0].metrics['act_var'][2] (layer 3)``), its value
+        and JSON type, and what is expected.
+    """
+    check_object(where, e)
+    optional = ("scalars",) if baseline else ("histograms", "scalars", "meta")
+    check_keys(where, e, ("config", "seed", "metrics"), optional)
+    check_object(f"{where}.config", e["config"])
+    if baseline:
+        ProbeConfig.from_dict(e["config"], strict=True, where=f"{where}.config")
+    else:
+        check_recorded(e["config"], f"{where}.config")
+    depth = e["config"]["depth"]
+    if not (isinstance(e["seed"], int) and not isinstance(e["seed"], bool)):
+        raise ValueError(f"{where}.seed is {shown(e['seed'])}; expected an integer")
+    check_object(f"{where}.metrics", e["metrics"])
+    unknown = [m for m in e["metrics"] if m not in METRICS]
+    if unknown:
+        raise ValueError(f"{where}.metrics has metric(s) {', '.join(map(repr, unknown))} unknown "
+                         f"to this initdiag (made by another version?); known metrics: "
+                         f"{', '.join(METRICS)}")
+    for name, values in e["metrics"].items():
+        check_numbers(f"{where}.metrics[{name!r}]", values, depth)
+    if "histograms" in e:
+        _check_histograms(f"{where}.histograms", e["histograms"], depth,
+                          e["config"].get("hist_bins"))
+    scalars = e.get("scalars", {})
+    check_object(f"{where}.scalars", scalars)
+    for k, v in scalars.items():
+        check_scalar(f"{where}.scalars[{k!r}]", v)
+    check_object(f"{where}.meta", e.get("meta", {}))
+
+
+#: The kinds of results file of training runs (:mod:`initdiag.train.result`).
+TRAIN_KINDS = ("train", "train_sweep")
+
+#: The kinds of results file (``"model"``, ``"model_sweep"``: :mod:`initdiag.model.result`;
+#: :data:`TRAIN_KINDS`).
+KINDS = ("probe", "sweep", "model", "model_sweep", *TRAIN_KINDS)
+
+
+def check_document(doc: Mapping[str, Any]) -> None:
+    """Check a results document after its schema and version: its keys, its ``kind``, its
+    ``meta`` (an object; a sweep's only) and every entry of ``results`` (:func:`check_entry`, or
+    :func:`initdiag.model.result.check_entry` for a model file); a probe file holds one.
+
+    Raises:
+      ValueError: naming the field, its value and what is expected.
+    """
+    kind = doc.get("kind")
+    if not (isinstance(kind, str) and kind in KINDS):
+        raise ValueError(f"'kind' is {shown(kind)}; expected one of "
+                         f"{', '.join(json.dumps(k) for k in KINDS)}")
+    many = kind in ("sweep", "model_sweep", "train_sweep")
+    check_keys("the document", doc, ("schema", "schema_version", "kind", "results"),
+               ("meta",) if many else ())
+    check_object("'meta'", doc.get("meta", {}))
+    entries = doc["results"]
+    if not isinstance(entries, list):
+        raise ValueError(f"'results' is {shown(entries)}; expected an array")
+    if not many and len(entries) != 1:
+        raise ValueError(f"'results' holds {len(entries)} results; a file of kind {kind!r} "
+                         f"holds one")
+    if kind in TRAIN_KINDS:  # checked as they are read (initdiag.train.result)
+        return
+    if kind in ("model", "model_sweep"):
+        from initdiag.model.result import check_entry as check_model_entry
+
+        for i, e in enumerate(entries):
+            check_model_entry(f"results[{i}]", e)
+    else:
+        for i, e in enumerate(entries):
+            check_entry(f"results[{i}]", e)
+
+
 def load(path: str | os.PathLike) -> ProbeResult | SweepResult:
     """Load a file written by ``to_json``: a :class:`ProbeResult` or a :class:`SweepResult`
     (or the model and training results written by the same schema: ModelResult, ModelSweep,
     :class:`initdiag.TrainResult`, :class:`initdiag.TrainSweep`).
 
     Raises:
-      ResultsFileError: missing file, invalid JSON, another schema or schema version.
+      ResultsFileError: a missing or unreadable file (a folder, no permission), not UTF-8 text,
+        invalid JSON (truncated, corrupted), another schema or schema version, or a field
+        missing, unknown or of the wrong type (:func:`check_document`); the message names the
+        file and the field.
     """
     path = Path(path)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ResultsFileError(f"{path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
+        raise ResultsFileError(f"{path}: not a results file: not UTF-8 text ({e.reason} at byte "
+                               f"{e.start})") from None
+    except OSError as e:
+        raise ResultsFileError(f"{path}: cannot be read ({e.strerror or e})") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
         raise ResultsFileError(f"{path}: not valid JSON (truncated or corrupted?): {e}") from None
+    except RecursionError:
+        raise ResultsFileError(f"{path}: not a results file: JSON nested too deep") from None
     return from_document(doc, source=str(path))
 
 
@@ -226,23 +419,26 @@ def from_document(doc: Any, source: str = "<document>") -> ProbeResult | SweepRe
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise ResultsFileError(f"{source}: not an initdiag results file (schema {SCHEMA!r} expected)")
     version = doc.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version != SCHEMA_VERSION or isinstance(version, bool):
         raise ResultsFileError(f"{source}: schema_version {version!r} is not supported; this "
                                f"initdiag reads version {SCHEMA_VERSION}")
     try:
-        if doc.get("kind") in ("model", "model_sweep"):
-            from initdiag.model.result import from_document as model_document
+        check_document(doc)
+    except ValueError as e:
+        raise ResultsFileError(f"{source}: malformed results: {e}") from None
+    if doc["kind"] in ("model", "model_sweep"):
+        from initdiag.model.result import from_document as model_document
 
-            return model_document(doc)
-        if doc.get("kind") in ("train", "train_sweep"):
-            from initdiag.train.result import from_document as train_document
+        return model_document(doc)
+    if doc["kind"] in TRAIN_KINDS:
+        from initdiag.train.result import from_document as train_document
 
+        try:
             return train_document(doc)
-        results = [ProbeResult.from_dict(r) for r in doc["results"]]
-        if doc.get("kind") == "probe":
-            if len(results) != 1:
-                raise ValueError(f"a probe file holds one result, found {len(results)}")
-            return results[0]
-        return SweepResult(results, doc.get("meta", {}))
-    except (KeyError, TypeError, ValueError) as e:
-        raise ResultsFileError(f"{source}: malformed results ({type(e).__name__}: {e})") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ResultsFileError(f"{source}: malformed results ({type(e).__name__}: {e})") \
+                from None
+    results = [ProbeResult.from_dict(r) for r in doc["results"]]
+    if doc["kind"] == "probe":
+        return results[0]
+    return SweepResult(results, doc.get("meta", {}))

@@ -7,8 +7,10 @@ Subcommands (without one, ``report`` runs):
   check   re-probe and compare against a baseline (:mod:`initdiag.cli.check`).
 
 The probe options they share, and TOML files of them, are :mod:`initdiag.cli.options`. Exit
-status: 0 ok, 1 drift (``check``), 2 bad input (a ValueError, TypeError or OSError of a
-subcommand is printed as ``initdiag: error: ...`` on stderr), 130 interrupted (``report``).
+status: 0 ok, 1 drift (``check``), 2 bad input (a ValueError, TypeError, OSError or
+MemoryError of a subcommand -- sizes that do not fit, :mod:`initdiag.engine.memory` -- is printed
+as one line ``initdiag: error: ...`` on stderr, an option argparse refuses as one line
+``initdiag <command>: error: ...``), 130 interrupted (``report``).
 """
 
 from __future__ import annotations
@@ -18,12 +20,20 @@ import sys
 from typing import Sequence
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line (the bad value, what is valid, where the
+    help is), not the usage followed by the error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``initdiag`` parser with its subcommands."""
     from initdiag.version import __version__
     from initdiag.cli import check, report, table
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="initdiag",
         description="Probe deep networks at initialization: per-layer activation and gradient "
                     "statistics, diagnosis and reports. Without a COMMAND, runs 'report' "
@@ -49,6 +59,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `initdiag table | head`
         sys.stderr.close()
         return 0
-    except (ValueError, TypeError, OSError) as e:
+    except (ValueError, TypeError, OSError, MemoryError) as e:
         print(f"initdiag: error: {e}", file=sys.stderr)
         return 2

@@ -8,7 +8,7 @@ Exit status: 0 within tolerance, 1 on drift (deviations, configs/metrics on one 
 nothing compared), 2 on bad input (missing, corrupted or other-version baseline, bad option,
 mismatched seeds). With ``--json`` bad input is also printed on stdout as
 ``{"error": ..., "exit_code": 2}``; only what argparse itself rejects (``--depth x``, an unknown
-option) prints just the usage on stderr.
+option) prints just its one-line error on stderr.
 
 ``--update`` writes the new results as the baseline and says so: it creates it when absent,
 replaces it when the results drift or cannot be compared with it (other seeds), or when it is
@@ -25,8 +25,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from initdiag.cli.options import (add_probe_options, metric_names, probe_options_given,
-                                  sweep_kwargs)
+from initdiag.cli.options import (add_probe_options, check_probe_args, metric_names,
+                                  probe_options_given, sweep_kwargs)
 
 
 def _positive_int(name: str, text: str | int) -> int:
@@ -41,15 +41,17 @@ def _positive_int(name: str, text: str | int) -> int:
 
 
 def _check_options(args: argparse.Namespace) -> None:
-    """Parse ``--rtol``, ``--atol``, ``--metrics`` and ``--max-rows`` in place (given as text),
-    before anything is loaded or probed.
+    """Check the probe options' sizes and parse ``--rtol``, ``--atol``, ``--metrics`` and
+    ``--max-rows`` in place (given as text), before anything is loaded or probed.
 
     Raises:
-      ValueError: a negative or non-numeric tolerance, an empty or unknown metric list, or a
-        ``--max-rows`` below 1; the message names the option, the value and what is valid.
+      ValueError: a size below 1, a negative, infinite or non-numeric tolerance, an empty or
+        unknown metric list, or a ``--max-rows`` below 1; the message names the option, the
+        value and what is valid.
     """
     from initdiag.regression.tolerance import nonnegative
 
+    check_probe_args(args)
     args.rtol = None if args.rtol is None else nonnegative("--rtol", args.rtol)
     args.atol = None if args.atol is None else nonnegative("--atol", args.atol)
     args.metrics = None if args.metrics is None else metric_names(args.metrics)

@@ -38,11 +38,41 @@ _SCALARS = {"batch": int, "remat": int}
 #: Own options that must be integers >= 1.
 _POSITIVE = ("depth", "width", "batch", "remat")
 
+
+def number(text: str) -> float:
+    """A finite number (an argparse type): ``"0.5"`` -> 0.5.
+
+    Raises:
+      argparse.ArgumentTypeError: not a number, or NaN or infinite; the message quotes ``text``.
+    """
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def integer(text: str) -> int:
+    """An integer (an argparse type): ``"8"`` -> 8.
+
+    Raises:
+      argparse.ArgumentTypeError: not an integer; the message quotes ``text``.
+    """
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
 #: The argparse type and metavar of an option's text, by the JSON type of its field (booleans
 #: are flags; metavar None: the option's name in capitals).
 _PARSE = {config.STR: (str, None), config.OPT_STR: (str, None),
-          config.NUMBER: (float, "NUMBER"), config.OPT_NUMBER: (float, "NUMBER"),
-          config.POS_INT: (int, "N")}
+          config.NUMBER: (number, "NUMBER"), config.OPT_NUMBER: (number, "NUMBER"),
+          config.POS_INT: (integer, "N")}
 
 
 def comma_list(text: str) -> list[str]:
@@ -55,12 +85,16 @@ def int_list(text: str) -> list[int]:
     """The integers of a comma-separated list (an argparse type): ``"4,8"`` -> ``[4, 8]``.
 
     Raises:
-      argparse.ArgumentTypeError: an item is not an integer; the message quotes ``text``.
+      argparse.ArgumentTypeError: an item is not an integer, or there is none; the message
+        quotes ``text``.
     """
     try:
-        return [int(v) for v in split_top_level(text)]
+        values = [int(v) for v in split_top_level(text)]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        values = []
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    return values
 
 
 # --- the options derived from the schema -----------------------------------------------------
@@ -177,13 +211,13 @@ def add_probe_options(p: argparse.ArgumentParser) -> None:
                    help=f"depth(s), number of layers >= 1 (default: {d['depths'][0]})")
     g.add_argument("--width", type=int_list, default=None, metavar="W[,W...]",
                    help=f"width(s) of every layer, >= 1 (default: {d['widths'][0]})")
-    g.add_argument("--batch", type=int, default=None,
+    g.add_argument("--batch", type=integer, default=None,
                    help=f"batch size, >= 1 (default: {d['batch']})")
     g.add_argument("--seeds", type=int_list, default=None, metavar="S[,S...]",
                    help=f"seed(s) (default: {','.join(map(str, d['seeds']))})")
     for option in schema_options():
         option.add_to(g)
-    g.add_argument("--remat", type=int, default=None, metavar="K",
+    g.add_argument("--remat", type=integer, default=None, metavar="K",
                    help="recompute activations in chunks of K layers to bound memory (default: "
                         "off, keep every layer)")
 
@@ -282,10 +316,25 @@ def _as_list(key: str, value: Any, item: type) -> list:
     return value
 
 
+def _in_range(raw_key: str, key: str, value: Any) -> Any:
+    """The sizes (depth, width, batch, remat) are >= 1, the seeds in [0, 2**32 - 1]."""
+    from initdiag.base import SEEDS
+
+    lo, hi = (0, SEEDS - 1) if key == "seeds" else (1, None)
+    for v in value if isinstance(value, list) else [value]:
+        if v < lo or (hi is not None and v > hi):
+            valid = f"integers in [{lo}, {hi}]" if hi is not None else f"integers >= {lo}"
+            raise ValueError(f"key {raw_key!r} must hold {valid}; got {v}")
+    return value
+
+
 def _checked(raw_key: str, key: str, value: Any, extra: Mapping[str, type]) -> Any:
     """The value of TOML key ``key`` (spelled ``raw_key`` in the file), checked."""
+    import math
+
     if key in _LIST_ITEMS:
-        return _as_list(raw_key, value, _LIST_ITEMS[key])
+        value = _as_list(raw_key, value, _LIST_ITEMS[key])
+        return _in_range(raw_key, key, value) if _LIST_ITEMS[key] is int else value
     options = {o.key: o for o in schema_options()}
     if key in options:
         ok = options[key].schema.json.test(value)
@@ -299,6 +348,10 @@ def _checked(raw_key: str, key: str, value: Any, extra: Mapping[str, type]) -> A
                          f"{value!r}); expected {expected}")
     if choices is not None and value not in choices:
         raise ValueError(f"{raw_key} = {value!r}; choose from {', '.join(choices)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"key {raw_key!r} must be a finite number; got {value!r}")
+    if key in _POSITIVE or (key in options and options[key].schema.json is config.POS_INT):
+        _in_range(raw_key, key, value)
     return value
 
 
@@ -310,8 +363,10 @@ def read_config(path: str | Path, extra: Mapping[str, type] | None = None) -> di
       extra: the subcommand's own keys besides the probe options -> the type of their value.
 
     Raises:
-      ValueError: no such file, not TOML, an unknown key (the message lists the valid ones), a
-        value of the wrong type or not one of the choices; the message names the file.
+      ValueError: no such file, a folder or an unreadable file, not UTF-8 or not TOML, an unknown
+        key (the message lists the valid ones), a value of the wrong type, not one of the
+        choices, not finite, a size below 1 or a seed outside [0, 2**32 - 1]; the message names
+        the file and the key.
     """
     try:
         import tomllib
@@ -323,6 +378,11 @@ def read_config(path: str | Path, extra: Mapping[str, type] | None = None) -> di
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ValueError(f"config file {path}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"config file {path}: not TOML: not UTF-8 text ({e.reason} at byte "
+                         f"{e.start})") from None
+    except OSError as e:
+        raise ValueError(f"config file {path}: cannot be read ({e.strerror or e})") from None
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"config file {path}: not valid TOML: {e}") from None
     keys = config_keys(extra)

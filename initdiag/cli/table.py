@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from initdiag.cli.options import (add_probe_options, check_positive, check_probe_args,
-                                  metric_names, sweep_kwargs)
+                                  integer, metric_names, sweep_kwargs)
 
 #: Metrics ``initdiag table`` prints by default.
 TABLE_METRICS = ("preact_var", "act_var", "saturation", "dead_frac", "grad_preact_rms",
@@ -54,8 +54,8 @@ def _metrics(text: str) -> list[str]:
     """argparse type of ``--metrics`` (:func:`initdiag.cli.options.metric_names`)."""
     try:
         return metric_names(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    except ValueError as e:  # argparse names the option already
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--metrics").lstrip(": ")) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,7 +96,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
     t.add_argument("--metrics", type=_metrics, default=list(TABLE_METRICS), metavar="LIST",
                    help=f"comma-separated metrics to print, of: {', '.join(METRICS)} (default: "
                         f"{', '.join(TABLE_METRICS)})")
-    t.add_argument("--every", type=int, default=10,
+    t.add_argument("--every", type=integer, default=10,
                    help="print every N-th layer, plus the first and last (default: 10)")
     t.add_argument("--json", default=None, metavar="PATH",
                    help="also save the results as JSON (default: not saved)")

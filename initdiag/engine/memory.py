@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 import warnings
 from typing import Any
 
-from initdiag.base import check_one_of
+from initdiag.base import check_int, check_one_of
 from initdiag.nn.stacks import StackSpec
 
 F32 = 4
@@ -96,7 +97,7 @@ def estimate(spec: StackSpec, batch: int, *, remat: int, draw_in_scan: bool) -> 
         weights = 4 * biggest_w * F32
     else:
         weights = F32 * sum(fi * fo + fo for fi, fo in shapes)
-    if remat:
+    if remat and remat <= depth:  # a longer chunk than the stack: nothing is recomputed
         chunks = math.ceil(depth / remat)
         saved = F32 * batch * widest * (chunks + 2 * remat)
     else:
@@ -105,6 +106,76 @@ def estimate(spec: StackSpec, batch: int, *, remat: int, draw_in_scan: bool) -> 
     working = F32 * (WORKING_COPIES * batch * widest + (2 * batch * batch if gram else biggest_w))
     return {"weights": int(weights), "activations": int(saved), "working": int(working),
             "runtime": RUNTIME_OVERHEAD + PER_LAYER_OVERHEAD * depth}
+
+
+def lower_bound(depth: int, fans: list[int], batch: int) -> int:
+    """Bytes that every plan of :func:`plan` needs at least, for a stack of ``depth`` layers
+    whose fans are ``fans`` (n_0, n_1, ...; a single width stands for all its layers) at
+    ``batch``: the runtime and per-layer overhead, one layer's weights, and the working set and
+    one saved activation of the widest layer (each part of :func:`estimate` is at least that)."""
+    widest = max(fans)
+    biggest_w = max(a * b for a, b in zip(fans[:-1], fans[1:])) if len(fans) > 1 else widest ** 2
+    return (RUNTIME_OVERHEAD + PER_LAYER_OVERHEAD * depth
+            + F32 * (biggest_w + (WORKING_COPIES + 1) * batch * widest))
+
+
+def check_sizes(depth: Any, width: Any, batch: Any, input_width: Any = None, *,
+                budget: int | None = None) -> None:
+    """Refuse, before anything is allocated, sizes that no plan can fit in ``budget`` (default:
+    80% of the available memory): when even :func:`lower_bound` exceeds it, a
+    :class:`MemoryError` names the sizes, the bound, the budget and the largest depth, width or
+    batch that would fit with the others as given. Values that are not sizes (not integers
+    >= 1) are left to the checks that name them (:func:`initdiag.nn.stacks.make_spec`)."""
+    try:
+        depth, batch = check_int("depth", depth), check_int("batch", batch)
+        if isinstance(width, numbers.Real):
+            widths = [check_int("width", width)]
+        else:
+            widths = [check_int("width", w) for w in width]
+        first = widths[0] if input_width is None else check_int("input_width", input_width)
+    except (TypeError, ValueError, IndexError):
+        return
+    fans = [first, *widths]
+    if budget is None:
+        budget = int(DEFAULT_BUDGET_FRACTION * available_memory())
+    need = lower_bound(depth, fans, batch)
+    if need <= budget:
+        return
+    fixed = RUNTIME_OVERHEAD
+    widest = max(fans)
+    biggest_w = max(a * b for a, b in zip(fans[:-1], fans[1:]))
+    limits = {  # the largest value of each size that fits, the others as given
+        "depth": (budget - fixed - F32 * (biggest_w + (WORKING_COPIES + 1) * batch * widest))
+        // PER_LAYER_OVERHEAD,
+        "batch": (budget - fixed - PER_LAYER_OVERHEAD * depth - F32 * biggest_w)
+        // (F32 * (WORKING_COPIES + 1) * widest),
+        "width": _largest_width(budget - fixed - PER_LAYER_OVERHEAD * depth, batch),
+    }
+    wide = "width" if widest in widths else "input_width"
+    given = {"depth": depth, wide: widest, "batch": batch}
+    limits[wide] = limits.pop("width")
+    sizes = ", ".join(f"{k} {v}" for k, v in given.items())
+    head = f"any probe at {sizes} needs at least {_gib(need)}, over the memory budget of " \
+           f"{_gib(budget)}"
+    # the size furthest beyond the largest value that fits with the others as given
+    fixable = [k for k in given if 1 <= limits[k] < given[k]]
+    if not fixable:
+        raise MemoryError(f"{head}; reducing one size alone does not make it fit: reduce "
+                          f"several (or raise memory_budget)")
+    worst = max(fixable, key=lambda k: given[k] / limits[k])
+    raise MemoryError(f"{worst} {given[worst]} is too large: {head}; with the other sizes as "
+                      f"given, {worst} can be at most {limits[worst]} (or raise memory_budget)")
+
+
+def _largest_width(room: int, batch: int) -> int:
+    """The largest n with F32 (n**2 + (WORKING_COPIES + 1) batch n) <= room (0 if none)."""
+    if room <= 0:
+        return 0
+    k = (WORKING_COPIES + 1) * batch
+    n = int((-k + math.isqrt(k * k + 4 * (room // F32))) // 2)
+    while n > 0 and F32 * (n * n + k * n) > room:
+        n -= 1
+    return max(n, 0)
 
 
 def _resolve_remat(remat: int | bool | None | str, depth: int) -> int | None:

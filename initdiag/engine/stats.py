@@ -56,10 +56,16 @@ def unit_spread(xs: jax.Array) -> jax.Array:
     """Fraction of the variance of ``x`` ([B, n]) that lies across units:
     ``mean_i Var_j x_ij / Var_ij x_ij`` (0 when every unit computes the same function of the
     input, 1 when no sample shifts all units together; NaN where ``x`` is constant). Scale-free,
-    so the normalized ``xs`` gives the same value as ``x``."""
+    so the normalized ``xs`` gives the same value as ``x``.
+
+    ``across <= total`` exactly (``total`` = ``across`` + the variance of the per-sample means),
+    but the two float32 reductions round on their own: where the per-sample means are all but
+    equal (layernorm; a wide layer) ``across / total`` came out 1 + 2**-23. The ratio is clipped
+    to 1, the nearest value of its range."""
     total = jnp.var(xs)
     across = jnp.mean(jnp.var(xs, axis=1))
-    return jnp.where(total > 0, across / jnp.where(total > 0, total, 1.0), jnp.nan)
+    ratio = jnp.minimum(across / jnp.where(total > 0, total, 1.0), 1.0)
+    return jnp.where(total > 0, ratio, jnp.nan)
 
 
 def channel_sq_mean(xs: jax.Array, e: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -66,6 +66,9 @@ def load_model(spec: str) -> LoadedModel:
       TypeError: ``FUNCTION`` is not callable or returns something else.
     """
     path, name = split_spec(spec)
+    if path.is_dir():
+        raise ValueError(f"--model {spec!r}: {str(path)!r} is a folder; expected FILE.py:FUNCTION, "
+                         f"e.g. {EXAMPLE}")
     if not path.is_file():
         raise ValueError(f"--model {spec!r}: no such file {str(path)!r}")
     module_name = f"_initdiag_model_{abs(hash(str(path.resolve())))}"
@@ -89,7 +92,11 @@ def load_model(spec: str) -> LoadedModel:
         if not callable(make):
             raise TypeError(f"--model {spec!r}: {name!r} in {str(path)!r} is a "
                             f"{type(make).__name__}, not a function")
-        made = make()
+        try:
+            made = make()
+        except Exception as e:  # the user's code: one line naming it, as for its import
+            raise ValueError(f"--model {spec!r}: calling {name}() failed: "
+                             f"{type(e).__name__}: {e}") from e
     label = f"{path.name}:{name}"
     if isinstance(made, tuple) and len(made) == 3 and callable(made[0]):
         fn, params, x = made

@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from initdiag.base import check_seed
 from initdiag.nn.initializers import AnyInitializer, DataDependentError
 from initdiag.nn.initializers import initializer as resolve_initializer
 from initdiag.model.layout import LeafPlan, leaf_paths as leaf_paths, plan
@@ -75,7 +76,7 @@ def reinit_plan(params: Any, layout: str = "auto"):
 
 def _key(seed: Any) -> jax.Array:
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_)):
-        return jax.random.key(int(seed))
+        return jax.random.key(check_seed(seed))
     if isinstance(seed, jax.Array) and jnp.issubdtype(seed.dtype, jax.dtypes.prng_key):
         return seed
     if isinstance(seed, jax.Array) and seed.dtype == jnp.uint32 and seed.shape == (2,):

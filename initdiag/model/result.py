@@ -269,8 +269,83 @@ class ModelSweep:
         return write_document(self.to_dict(), path)
 
 
+def check_entry(where: str, e: Any, *, baseline: bool = False) -> None:
+    """Check one stored model result (:meth:`ModelResult.to_dict`), ``where`` naming it
+    (``results[0]``): its keys (a baseline entry has no ``meta``); ``config`` an object with the
+    ``model`` and ``init`` strings; an integer seed; ``sites`` distinct names and ``kinds``,
+    ``activations`` (and ``site_params``) one per site; every metric known
+    (:data:`MODEL_METRICS`), an array of one number per site; ``params`` rows of
+    :data:`PARAM_COLUMNS`; ``skipped`` objects; scalars numbers; meta an object.
+
+    Raises:
+      ValueError: naming the field, its value and JSON type, and what is expected.
+    """
+    from initdiag.config import shown
+    from initdiag.results import check_keys, check_numbers, check_object, check_scalar
+
+    check_object(where, e)
+    optional = ("site_params", "params", "skipped", "scalars") + (() if baseline else ("meta",))
+    check_keys(where, e, ("config", "seed", "sites", "kinds", "activations", "metrics"),
+               optional)
+    c = e["config"]
+    check_object(f"{where}.config", c)
+    for key in ("model", "init"):
+        if not isinstance(c.get(key), str):
+            raise ValueError(f"{where}.config[{key!r}] is {shown(c.get(key))}; expected a string")
+    if not (isinstance(e["seed"], int) and not isinstance(e["seed"], bool)):
+        raise ValueError(f"{where}.seed is {shown(e['seed'])}; expected an integer")
+    sites = e["sites"]
+    if not isinstance(sites, list) or not all(isinstance(s, str) for s in sites):
+        raise ValueError(f"{where}.sites is {shown(sites)}; expected an array of names")
+    if len(set(sites)) != len(sites):
+        raise ValueError(f"{where}.sites holds a name twice")
+    n = len(sites)
+    for key, nullable in (("kinds", False), ("activations", True), ("site_params", True)):
+        if key not in e:
+            continue
+        v = e[key]
+        if not (isinstance(v, list) and len(v) == n
+                and all(isinstance(x, str) or (nullable and x is None) for x in v)):
+            raise ValueError(f"{where}.{key} is {shown(v)}; expected an array of {n} "
+                             f"{'names or nulls' if nullable else 'names'} (one per site)")
+    check_object(f"{where}.metrics", e["metrics"])
+    unknown = [m for m in e["metrics"] if m not in MODEL_METRICS]
+    if unknown:
+        raise ValueError(f"{where}.metrics has metric(s) {', '.join(map(repr, unknown))} unknown "
+                         f"to this initdiag (made by another version?); known metrics: "
+                         f"{', '.join(MODEL_METRICS)}")
+    for name, values in e["metrics"].items():
+        check_numbers(f"{where}.metrics[{name!r}]", values, n, unit="site", names=sites)
+    params = e.get("params", [])
+    if not isinstance(params, list):
+        raise ValueError(f"{where}.params is {shown(params)}; expected an array of objects "
+                         f"(one per parameter leaf)")
+    for j, row in enumerate(params):
+        at = f"{where}.params[{j}]"
+        check_object(at, row)
+        check_keys(at, row, PARAM_COLUMNS)
+        if not isinstance(row["path"], str) or not isinstance(row["role"], str):
+            raise ValueError(f"{at}: path {shown(row['path'])} and role {shown(row['role'])}; "
+                             f"expected strings")
+        shape = row["shape"]
+        if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool)
+                                                and d >= 0 for d in shape)):
+            raise ValueError(f"{at}.shape is {shown(shape)}; expected an array of integers >= 0")
+        for k in PARAM_COLUMNS[3:]:
+            check_scalar(f"{at}[{k!r}]", row[k])
+    skipped = e.get("skipped", [])
+    if not (isinstance(skipped, list) and all(isinstance(x, dict) for x in skipped)):
+        raise ValueError(f"{where}.skipped is {shown(skipped)}; expected an array of objects")
+    scalars = e.get("scalars", {})
+    check_object(f"{where}.scalars", scalars)
+    for k, v in scalars.items():
+        check_scalar(f"{where}.scalars[{k!r}]", v)
+    check_object(f"{where}.meta", e.get("meta", {}))
+
+
 def from_document(doc: Mapping[str, Any]) -> ModelResult | ModelSweep:
-    """Rebuild a model result or sweep from a parsed results document."""
+    """Rebuild a model result or sweep from a parsed results document (checked by
+    :func:`initdiag.results.check_document`)."""
     results = [ModelResult.from_dict(r) for r in doc["results"]]
     if doc.get("kind") == "model":
         if len(results) != 1:

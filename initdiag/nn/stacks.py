@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from initdiag import config
-from initdiag.base import PRNGKey, check_bool, check_float, check_int, check_one_of
+from initdiag.base import PRNGKey, check_bool, check_float, check_int, check_one_of, check_seed
 from initdiag.nn.activations import Activation, activation as resolve_activation
 from initdiag.nn.initializers import AnyInitializer, initializer as resolve_initializer
 from initdiag.nn.initializers import INDEXED_FORMS, sample_form, sample_indexed, weight_form
@@ -144,7 +144,7 @@ def make_spec(*, activation: Any = "relu", init: Any = "he_normal", depth: int =
 def split_seed(seed: int | PRNGKey) -> dict[str, PRNGKey]:
     """The named keys a probe uses, from an integer seed or a jax key."""
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        key = jax.random.key(int(seed))
+        key = jax.random.key(check_seed(seed))
     elif isinstance(seed, jax.Array) and jnp.issubdtype(seed.dtype, jax.dtypes.prng_key):
         key = seed
     elif isinstance(seed, jax.Array) and seed.dtype == jnp.uint32 and seed.shape == (2,):

@@ -30,10 +30,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from initdiag.config import ProbeConfig, shown
+from initdiag.config import shown
 from initdiag.fileio import atomic_write_text
-from initdiag.jsonvalues import SPECIALS
-from initdiag.results import ProbeResult, SweepResult
+from initdiag.results import ProbeResult, SweepResult, check_entry, check_keys
 
 SCHEMA = "initdiag.baseline"
 SCHEMA_VERSION = 1
@@ -143,45 +142,6 @@ def _exists_error(path: Path) -> FileExistsError:
         f"`pytest --initdiag-update` for a baseline of the pytest fixture.")
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _check_metrics(where: str, metrics: Any, depth: int) -> None:
-    """Every metric is an array of ``depth`` numbers (or NaN/Infinity strings); no booleans."""
-    if not isinstance(metrics, dict):
-        raise ValueError(f"{where}.metrics is {shown(metrics)}; expected an object")
-    for name, values in metrics.items():
-        if not isinstance(values, list):
-            raise ValueError(f"{where}.metrics[{name!r}] is {shown(values)}; expected an array "
-                             f"of {depth} numbers (one per layer)")
-        if len(values) != depth:
-            raise ValueError(f"{where}.metrics[{name!r}] has {len(values)} values; the config's "
-                             f"depth is {depth} (one value per layer)")
-        for j, v in enumerate(values):
-            if not (_is_number(v) or v in SPECIALS):
-                raise ValueError(f"{where}.metrics[{name!r}][{j}] (layer {j + 1}) is "
-                                 f"{shown(v)}; expected a number or one of "
-                                 f"{', '.join(json.dumps(x) for x in SPECIALS)}")
-
-
-def _check_entry(i: int, e: Any) -> None:
-    """Check ``results[i]``: config (every field a re-run needs), integer seed, metrics."""
-    where = f"results[{i}]"
-    if not isinstance(e, dict):
-        raise ValueError(f"{where} is {shown(e)}; expected an object")
-    for key in ("config", "seed", "metrics"):
-        if key not in e:
-            raise ValueError(f"{where} has no {key!r}")
-    if not isinstance(e["config"], dict):
-        raise ValueError(f"{where}.config is {shown(e['config'])}; expected an object")
-    config = ProbeConfig.from_dict(e["config"], strict=True, where=f"{where}.config")
-    depth = config.depth
-    if not (isinstance(e["seed"], int) and not isinstance(e["seed"], bool)):
-        raise ValueError(f"{where}.seed is {shown(e['seed'])}; expected an integer")
-    _check_metrics(where, e["metrics"], depth)
-
-
 def check_document(doc: dict[str, Any]) -> None:
     """Check the body of a baseline document (after its schema and version).
 
@@ -192,12 +152,19 @@ def check_document(doc: dict[str, Any]) -> None:
     from initdiag.regression import model as model_mod
     from initdiag.regression import train as train_mod
 
-    if doc.get("kind") not in ("probe", "sweep") + model_mod.MODEL_KINDS + train_mod.TRAIN_KINDS:
-        raise ValueError(f"'kind' is {shown(doc.get('kind'))}; expected \"probe\" or \"sweep\" "
+    kind = doc.get("kind")
+    if not (isinstance(kind, str)
+            and kind in ("probe", "sweep") + model_mod.MODEL_KINDS + train_mod.TRAIN_KINDS):
+        raise ValueError(f"'kind' is {shown(kind)}; expected \"probe\" or \"sweep\" "
                          f"(\"model\" or \"model_sweep\" for a probe_fn baseline, \"train\" or "
                          f"\"train_sweep\" for training runs)")
+    check_keys("the document", doc, ("schema", "schema_version", "kind", "results"),
+               ("initdiag", "environment"))
     if not isinstance(doc.get("environment", {}), dict):
         raise ValueError(f"'environment' is {shown(doc['environment'])}; expected an object")
+    if not isinstance(doc.get("initdiag", ""), str):
+        raise ValueError(f"'initdiag' is {shown(doc['initdiag'])}; expected a string (the "
+                         f"version that wrote the baseline)")
     if doc["kind"] in model_mod.MODEL_KINDS:
         return model_mod.check_document(doc)
     if doc["kind"] in train_mod.TRAIN_KINDS:
@@ -206,7 +173,7 @@ def check_document(doc: dict[str, Any]) -> None:
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"'results' is {shown(entries)}; expected a non-empty array")
     for i, e in enumerate(entries):
-        _check_entry(i, e)
+        check_entry(f"results[{i}]", e, baseline=True)
     if doc["kind"] == "probe" and len(entries) != 1:
         raise ValueError(f"kind 'probe' holds {len(entries)} results; expected 1")
 
@@ -230,10 +197,15 @@ def load_baseline(path: str | os.PathLike) -> Results:
         raise BaselineError(f"{path}: no such baseline file. Create it with "
                             f"initdiag.save_baseline(result, {str(path)!r}) or "
                             f"`initdiag check {path} --update [probe options]`.") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
-        raise BaselineError(f"{path}: cannot be read as a baseline ({e})") from None
+    except UnicodeDecodeError as e:
+        raise BaselineError(f"{path}: not a baseline: not UTF-8 text ({e.reason} at byte "
+                            f"{e.start})") from None
+    except OSError as e:
+        raise BaselineError(f"{path}: cannot be read as a baseline ({e.strerror or e})") from None
     try:
         doc = json.loads(text)
+    except RecursionError:
+        raise BaselineError(f"{path}: not a baseline: JSON nested too deep") from None
     except json.JSONDecodeError as e:
         raise BaselineError(f"{path}: not valid JSON, the file is truncated or corrupted "
                             f"({e.msg}: line {e.lineno} column {e.colno}); restore it from "
@@ -248,7 +220,7 @@ def load_baseline(path: str | os.PathLike) -> Results:
         raise BaselineError(f"{path}: schema {doc['schema']!r} is not a baseline (expected "
                             f"{SCHEMA!r}).{hint}")
     version = doc.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version != SCHEMA_VERSION or isinstance(version, bool):
         raise BaselineError(f"{path}: baseline schema_version {version!r} is not supported; "
                             f"this initdiag (made by {doc.get('initdiag', '?')!s}) reads version "
                             f"{SCHEMA_VERSION}. Regenerate the baseline with this initdiag "

@@ -21,15 +21,14 @@ The stack functions (:func:`initdiag.save_baseline`, :func:`initdiag.load_baseli
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from initdiag.config import shown
-from initdiag.jsonvalues import SPECIALS
 from initdiag.model.result import MODEL_ANALOGUES, MODEL_SCALE_OF, ModelResult, ModelSweep
+from initdiag.model.result import check_entry as check_model_entry
 from initdiag.regression import tolerance as tol_mod
 
 MODEL_KINDS = ("model", "model_sweep")
@@ -61,52 +60,10 @@ def document(result: ModelResult | ModelSweep) -> tuple[str, list[dict], dict]:
     return kind, entries, meta
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def check_entry(i: int, e: Any) -> None:
-    """Check ``results[i]`` of a model baseline; the message names the field."""
-    where = f"results[{i}]"
-    if not isinstance(e, dict):
-        raise ValueError(f"{where} is {shown(e)}; expected an object")
-    for key in ("config", "seed", "sites", "kinds", "activations", "metrics"):
-        if key not in e:
-            raise ValueError(f"{where} has no {key!r}")
-    c = e["config"]
-    if not isinstance(c, dict):
-        raise ValueError(f"{where}.config is {shown(c)}; expected an object")
-    for key in ("model", "init"):
-        if not isinstance(c.get(key), str):
-            raise ValueError(f"{where}.config[{key!r}] is {shown(c.get(key))}; expected a string")
-    if not (isinstance(e["seed"], int) and not isinstance(e["seed"], bool)):
-        raise ValueError(f"{where}.seed is {shown(e['seed'])}; expected an integer")
-    sites = e["sites"]
-    if not isinstance(sites, list) or not all(isinstance(s, str) for s in sites):
-        raise ValueError(f"{where}.sites is {shown(sites)}; expected an array of names")
-    if len(set(sites)) != len(sites):
-        raise ValueError(f"{where}.sites holds a name twice")
-    n = len(sites)
-    for key in ("kinds", "activations") + (("site_params",) if "site_params" in e else ()):
-        if not isinstance(e[key], list) or len(e[key]) != n:
-            raise ValueError(f"{where}.{key} is {shown(e[key])}; expected an array of {n} "
-                             f"(one per site)")
-    if not isinstance(e["metrics"], dict):
-        raise ValueError(f"{where}.metrics is {shown(e['metrics'])}; expected an object")
-    for name, values in e["metrics"].items():
-        if not isinstance(values, list) or len(values) != n:
-            raise ValueError(f"{where}.metrics[{name!r}] is {shown(values)}; expected an array "
-                             f"of {n} numbers (one per site)")
-        for j, v in enumerate(values):
-            if not (_is_number(v) or v in SPECIALS):
-                raise ValueError(f"{where}.metrics[{name!r}][{j}] (site {sites[j]!r}) is "
-                                 f"{shown(v)}; expected a number or one of "
-                                 f"{', '.join(json.dumps(x) for x in SPECIALS)}")
-    params = e.get("params", [])
-    if not isinstance(params, list) or not all(isinstance(p, dict) and isinstance(p.get("path"), str)
-                                               for p in params):
-        raise ValueError(f"{where}.params is {shown(params)}; expected an array of objects "
-                         f"with a 'path'")
+    """Check ``results[i]`` of a model baseline (:func:`initdiag.model.result.check_entry`, no
+    ``meta``); the message names the field."""
+    check_model_entry(f"results[{i}]", e, baseline=True)
 
 
 def check_document(doc: dict) -> None:

@@ -98,13 +98,17 @@ def resolve(metrics: list[str], rtol: float | None, atol: float | None,
 
 def nonnegative(name: str, value: Any) -> float:
     """``float(value)`` (a number or its text), or a ValueError naming ``name`` and the value
-    unless it is a number >= 0 (NaN is refused)."""
+    unless it is a finite number >= 0 (NaN is refused; so is infinity, a tolerance that would
+    pass anything)."""
     try:
         v = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         v = math.nan
     if not v >= 0:
         raise ValueError(f"{name} must be a number >= 0; got {value!r}")
+    if math.isinf(v):
+        raise ValueError(f"{name} must be a finite number >= 0 (an infinite tolerance passes "
+                         f"anything); got {value!r}")
     return v
 
 
