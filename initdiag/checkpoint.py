@@ -267,7 +267,7 @@ def _parse(path: Path, data: bytes, head: dict[str, Any],
                                   f"on line {first_line[i]})")
         try:
             done[i] = decode(rec["result"])
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise CheckpointError(f"{where}: malformed result ({type(e).__name__}: {e})") from None
         first_line[i] = number
     return done, complete

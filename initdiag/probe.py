@@ -47,7 +47,7 @@ from initdiag.nn.activations import names as activation_names
 from initdiag.nn.initializers import initializer as resolve_initializer
 from initdiag.nn.initializers import names as initializer_names
 from initdiag.nn.initializers import STANDARD_INITIALIZERS
-from initdiag.results import ProbeResult, SweepResult
+from initdiag.results import ProbeResult, SweepResult, check_entry
 from initdiag.nn.stacks import (StackSpec, draw_key, init_stack, make_input, make_spec,
                                  split_seed)
 
@@ -472,7 +472,7 @@ def sweep(activations: Sequence[Any] = DEFAULT_SWEEP["activations"],
             stack_spec(c.validated())
         ckpt = resume.open_shared(checkpoint, _sweep_header(activations, inits, depths, widths,
                                                             seeds, base),
-                                  ProbeResult.from_dict)
+                                  _checked_result)
         for n, r in ckpt.done.items():
             results[n] = r
 
@@ -508,6 +508,13 @@ def sweep(activations: Sequence[Any] = DEFAULT_SWEEP["activations"],
         if ckpt is not None:
             ckpt.close()
     return SweepResult(results)
+
+
+def _checked_result(d: Any) -> ProbeResult:
+    """A checkpoint record's result, checked field by field (:func:`initdiag.results.check_entry`:
+    a ValueError naming the field) before it is read."""
+    check_entry("result", d)
+    return ProbeResult.from_dict(d)
 
 
 def _sweep_header(activations: Sequence[Any], inits: Sequence[Any], depths: Sequence[Any],

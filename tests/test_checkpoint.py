@@ -156,6 +156,41 @@ def test_corrupt_line_before_the_last_is_an_error_naming_file_and_line(tmp_path)
         checkpoint.count(path)
 
 
+def _edit_result(edit):
+    def apply(rec):
+        edit(rec["result"])
+    return apply
+
+
+@pytest.mark.parametrize("edit, field", [
+    (_edit_result(lambda r: r["metrics"].update(act_var=r["metrics"]["act_var"][:-1])),
+     "result.metrics['act_var'] has 2 values; the config's depth is 3"),
+    (_edit_result(lambda r: r["metrics"]["grad_preact_rms"].__setitem__(1, "big")),
+     "result.metrics['grad_preact_rms'][1] (layer 2) is \"big\""),
+    (_edit_result(lambda r: r["metrics"].update(nonsense=[1, 2, 3])),
+     "result.metrics has metric(s) 'nonsense' unknown"),
+    (_edit_result(lambda r: r.update(seed=1.5)), "result.seed is 1.5"),
+    (_edit_result(lambda r: r.update(metrics=[1, 2])), "result.metrics is [1, 2]"),
+    (_edit_result(lambda r: r.pop("config")), "result has no 'config'"),
+    (lambda rec: rec.update(result="text"), "result is \"text\""),
+])
+def test_a_record_with_a_malformed_result_is_refused_naming_line_and_field(tmp_path, edit,
+                                                                         field):
+    """A record that is valid JSON with the right probe and key, but whose result is not a
+    result, is refused (never loaded as a wrong number), naming the file, line and field."""
+    path = _interrupted_file(tmp_path, after=3)
+    lines = path.read_bytes().split(b"\n")
+    rec = json.loads(lines[2])
+    edit(rec)
+    lines[2] = json.dumps(rec).encode()
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(CheckpointError) as e:
+        initdiag.sweep(**KW, checkpoint=path)
+    assert str(e.value).startswith(f"{path}: line 3: malformed result"), str(e.value)
+    assert field in str(e.value), str(e.value)
+    assert "\n" not in str(e.value)
+
+
 @pytest.mark.parametrize("change, message", [
     (dict(depths=[4]), "was written for depths [3]; this sweep has depths [4]"),
     (dict(inits=["he_normal", "orthogonal"]),

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from initdiag.model.program import Program
-from initdiag.model.result import ModelResult, ModelSweep
+from initdiag.model.result import ModelResult, ModelSweep, check_entry
 
 _PROGRAMS: "collections.OrderedDict[Any, Program]" = collections.OrderedDict()
 _BY_SIGNATURE: "collections.OrderedDict[Any, Program]" = collections.OrderedDict()
@@ -234,7 +234,7 @@ def _run_probes(total: int, probe_one: Callable[[int], ModelResult], head: dict 
     if checkpoint is not None:
         from initdiag import resume
 
-        ckpt = resume.open_shared(checkpoint, head, ModelResult.from_dict)
+        ckpt = resume.open_shared(checkpoint, head, _checked_result)
         for n, r in ckpt.done.items():
             results[n] = r
     try:
@@ -289,3 +289,11 @@ def sweep_model(model: Any, x: Any, inits: Sequence[Any], seeds: Sequence[int] =
     options.setdefault("name", type(model[0] if isinstance(model, tuple) else model).__name__)
     options.setdefault("layout", adapted.layout)
     return sweep_fn(adapted.fn, adapted.params, x, inits, seeds, **options)
+
+
+def _checked_result(d: Any) -> ModelResult:
+    """A checkpoint record's model result, checked field by field
+    (:func:`initdiag.model.result.check_entry`: a ValueError naming the field) before it is
+    read."""
+    check_entry("result", d)
+    return ModelResult.from_dict(d)
