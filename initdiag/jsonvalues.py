@@ -8,7 +8,8 @@ bit; NaN, Infinity and -Infinity are written as the strings ``"NaN"``, ``"Infini
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping
+from collections.abc import Mapping
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -30,6 +31,12 @@ def encode(value: Any) -> Any:
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, np.ndarray):
+        if value.ndim == 0:
+            return encode(value.item())
+        # integers, booleans and all-finite floats are JSON as they are (the fast path of
+        # large arrays such as histograms); otherwise element by element
+        if value.dtype.kind in "iub" or (value.dtype.kind == "f" and np.isfinite(value).all()):
+            return value.tolist()
         return [encode(v) for v in value.tolist()]
     if isinstance(value, Mapping):
         return {str(k): encode(v) for k, v in value.items()}

@@ -82,3 +82,26 @@ def test_written_files_get_the_normal_mode(small_sweep, tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (path.stat().st_mode & 0o777) == 0o666 & ~mask
+
+
+@pytest.mark.parametrize("array", [
+    np.random.default_rng(0).normal(size=(5, 7)).astype(np.float32),
+    np.array([1.0, np.nan, np.inf, -np.inf]), np.array([[np.nan, 1.5]], np.float32),
+    np.random.default_rng(1).integers(0, 10**12, size=(4, 3)), np.array([[1, 2]], np.uint8),
+    np.array([True, False]), np.zeros((0, 3)), np.array(3.5), np.array(-np.inf),
+    np.array([5e-324, 1.7976931348623157e308]), np.array([0.1, 3.0], np.float16),
+])
+def test_encode_of_an_array_is_its_elements_encoded_one_by_one(array):
+    """encode's whole-array path (integers, booleans, all-finite floats as ``tolist()``) gives
+    what encoding each element does: the same JSON text and Python types."""
+    from initdiag.jsonvalues import encode
+
+    def one_by_one(v):
+        return [one_by_one(x) for x in v] if isinstance(v, list) else encode(v)
+
+    expected = one_by_one(array.tolist())
+    got = encode(array)
+    assert json.dumps(got) == json.dumps(expected)
+    assert type(got) is type(expected)
+    flat = lambda v: sum((flat(x) for x in v), []) if isinstance(v, list) else [v]  # noqa: E731
+    assert [type(x) for x in flat(got)] == [type(x) for x in flat(expected)]
