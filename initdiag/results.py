@@ -353,7 +353,8 @@ KINDS = ("probe", "sweep", "model", "model_sweep", *TRAIN_KINDS)
 def check_document(doc: Mapping[str, Any]) -> None:
     """Check a results document after its schema and version: its keys, its ``kind``, its
     ``meta`` (an object; a sweep's only) and every entry of ``results`` (:func:`check_entry`, or
-    :func:`initdiag.model.result.check_entry` for a model file); a probe file holds one.
+    :func:`initdiag.model.result.check_entry` for a model file,
+    :func:`initdiag.train.result.check_entry` for training runs); a probe file holds one.
 
     Raises:
       ValueError: naming the field, its value and what is expected.
@@ -372,7 +373,11 @@ def check_document(doc: Mapping[str, Any]) -> None:
     if not many and len(entries) != 1:
         raise ValueError(f"'results' holds {len(entries)} results; a file of kind {kind!r} "
                          f"holds one")
-    if kind in TRAIN_KINDS:  # checked as they are read (initdiag.train.result)
+    if kind in TRAIN_KINDS:
+        from initdiag.train.result import check_entry as check_train_entry
+
+        for i, e in enumerate(entries):
+            check_train_entry(f"results[{i}]", e)
         return
     if kind in ("model", "model_sweep"):
         from initdiag.model.result import check_entry as check_model_entry

@@ -83,8 +83,38 @@ def _model_results():
     return out
 
 
+def _train_results():
+    """A stack run (depth 3, 4 steps, diverged at step 3, snapshots at 0 and 2) and a
+    ``train_fn`` run (two weight leaves), by hand."""
+    from initdiag.train.config import TrainConfig
+    from initdiag.train.result import TrainResult
+
+    rng = np.random.default_rng(2)
+    stack = _stack_results()[0]
+    loss = np.array([2.3, 1.9, math.nan, math.nan])
+    runs = [TrainResult(config=stack.config, train=TrainConfig(steps=4, snapshots=(0, 2)),
+                        seed=0, curves={"loss": loss, "accuracy": np.array([.1, .2, math.nan,
+                                                                            math.nan]),
+                                        "grad_preact_rms": rng.random((4, 3)),
+                                        "update_ratio": np.full((4, 3), 1e-3)},
+                        scalars={"test_loss": math.nan, "test_accuracy": math.nan},
+                        diverged_at=3, snapshots={0: stack, 2: _stack_results()[0]},
+                        meta={"timing": {"train_s": 1.5}}),
+            TrainResult(config={"model": "mlp", "init": "he_normal", "batch": 2},
+                        train=TrainConfig(task="teacher", steps=2, optimizer="adam", lr=0.01,
+                                          snapshots=(0,)),
+                        seed=1, curves={"loss": np.array([1.0, 0.5]),
+                                        "update_ratio": np.array([[1e-3, 2e-3], [0.5, math.inf]])},
+                        scalars={"test_loss": 0.25}, layers=("w1", "w2"),
+                        snapshots={0: _model_results()[0]})]
+    return runs
+
+
 def _results_doc(obj):
     """The document ``to_json`` writes for ``obj``."""
+    if isinstance(obj, initdiag.TrainResult):
+        return {"schema": "initdiag.results", "schema_version": 1, "kind": "train",
+                "results": [obj.to_dict()]}
     if isinstance(obj, (initdiag.ProbeResult, ModelResult)):
         kind = "probe" if isinstance(obj, initdiag.ProbeResult) else "model"
         return {"schema": "initdiag.results", "schema_version": 1, "kind": kind,
@@ -107,22 +137,39 @@ def _normalized(doc, kind_of_file):
     doc.pop("initdiag", None)
     if kind_of_file == "baseline":
         doc.setdefault("environment", {})
-    if doc.get("kind") in ("sweep", "model_sweep") and kind_of_file == "results":
+    if doc.get("kind") in ("sweep", "model_sweep", "train_sweep") and kind_of_file == "results":
         doc.setdefault("meta", {})
     for e in doc.get("results", []):
         if not isinstance(e, dict):
             continue
-        if doc.get("kind") in ("model", "model_sweep"):
-            for key in ("params", "skipped"):
-                e.setdefault(key, [])
-            if e.get("site_params") == []:
-                del e["site_params"]
-        elif kind_of_file == "results":
-            e.setdefault("histograms", {})
-        e.setdefault("scalars", {})
-        if kind_of_file == "results":
-            e.setdefault("meta", {})
+        if doc.get("kind") in ("train", "train_sweep"):
+            for key, default in (("scalars", {}), ("diverged_at", None), ("layers", None),
+                                 ("snapshots", []), ("meta", {})):
+                e.setdefault(key, default)
+            if isinstance(e.get("train"), dict):  # a field the file lacks takes its default
+                from initdiag.train.config import TrainConfig
+
+                e["train"] = {**TrainConfig().to_dict(), **e["train"]}
+            model = e.get("model")
+            for s in e["snapshots"] if isinstance(e["snapshots"], list) else ():
+                if isinstance(s, dict) and isinstance(s.get("result"), dict):
+                    _normalize_entry(s["result"], "model" if model else "probe", kind_of_file)
+            continue
+        _normalize_entry(e, doc.get("kind"), kind_of_file)
     return doc
+
+
+def _normalize_entry(e, kind, kind_of_file):
+    if kind in ("model", "model_sweep"):
+        for key in ("params", "skipped"):
+            e.setdefault(key, [])
+        if e.get("site_params") == []:
+            del e["site_params"]
+    elif kind_of_file == "results":
+        e.setdefault("histograms", {})
+    e.setdefault("scalars", {})
+    if kind_of_file == "results":
+        e.setdefault("meta", {})
 
 
 def same_json(a, b):
@@ -171,7 +218,13 @@ LOADERS = {
     "model-baseline": Loader("model-baseline", initdiag.load_baseline, initdiag.BaselineError,
                              lambda: _baseline_doc(ModelSweep(_model_results())),
                              _baseline_doc, "baseline"),
-    # "checkpoint": Loader(...) -- issue 13 part 1: the sweep checkpoint reader goes here.
+    "train-results": Loader("train-results", initdiag.load, initdiag.ResultsFileError,
+                            lambda: _results_doc(initdiag.TrainSweep(_train_results(),
+                                                                     {"made": "by hand"})),
+                            _results_doc, "results"),
+    # The checkpoint reader's records are checked by the same check_entry functions; its own
+    # cases (torn last line, corrupt line, another sweep's header, a malformed record) are in
+    # tests/test_checkpoint.py.
 }
 
 

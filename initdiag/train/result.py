@@ -355,3 +355,96 @@ def from_document(doc: Mapping[str, Any]) -> TrainResult | TrainSweep:
             raise ValueError(f"a train file holds one result, found {len(results)}")
         return results[0]
     return TrainSweep(results, doc.get("meta", {}))
+
+
+def check_entry(where: str, e: Any) -> None:
+    """Check one stored training run (:meth:`TrainResult.to_dict`), ``where`` naming it
+    (``results[0]``): its keys; ``model`` a boolean; ``config`` a recorded
+    :class:`~initdiag.ProbeConfig` (:func:`initdiag.config.check_recorded`) or, for ``train_fn``,
+    an object; ``train`` a valid :class:`TrainConfig`; an integer seed; every curve known
+    (:data:`CURVES`), an array of ``steps`` numbers, or of ``steps`` rows of one number per
+    layer (the config's depth; for ``train_fn`` one per name of ``layers``); scalars known
+    (:data:`SCALARS`) and numbers; ``diverged_at`` null or a step in 1..steps; ``layers`` null
+    for a stack, names for ``train_fn``; snapshots at distinct steps in 0..steps, each a
+    stored probe (or model) result; meta an object.
+
+    Raises:
+      ValueError: naming the field (``results[0].curves['loss'][3] (step 4)``), its value and
+        what is expected.
+    """
+    from initdiag.config import check_recorded, shown
+    from initdiag.model.result import check_entry as check_model_entry
+    from initdiag.results import check_entry as check_probe_entry
+    from initdiag.results import check_keys, check_numbers, check_object, check_scalar
+
+    check_object(where, e)
+    check_keys(where, e, ("config", "model", "train", "seed", "curves"),
+               ("scalars", "diverged_at", "layers", "snapshots", "meta"))
+    model = e["model"]
+    if not isinstance(model, bool):
+        raise ValueError(f"{where}.model is {shown(model)}; expected true (train_fn) or false")
+    check_object(f"{where}.config", e["config"])
+    if not model:
+        check_recorded(e["config"], f"{where}.config")
+    check_object(f"{where}.train", e["train"])
+    try:
+        train = TrainConfig.from_dict(e["train"]).validated()
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}.train: {err}") from None
+    steps = train.steps
+    if not (isinstance(e["seed"], int) and not isinstance(e["seed"], bool)):
+        raise ValueError(f"{where}.seed is {shown(e['seed'])}; expected an integer")
+    layers = e.get("layers")
+    if model:
+        if not (isinstance(layers, list) and layers and all(isinstance(x, str) for x in layers)):
+            raise ValueError(f"{where}.layers is {shown(layers)}; expected the names of the "
+                             f"weight leaves (a train_fn run)")
+        width = len(layers)
+    else:
+        if layers is not None:
+            raise ValueError(f"{where}.layers is {shown(layers)}; expected null (a stack's "
+                             f"layers are 1..depth)")
+        width = e["config"]["depth"]
+    check_object(f"{where}.curves", e["curves"])
+    for name, values in e["curves"].items():
+        at = f"{where}.curves[{name!r}]"
+        if name not in CURVES:
+            raise ValueError(f"{where}.curves has curve {name!r} unknown to this initdiag (made "
+                             f"by another version?); known curves: {', '.join(CURVES)}")
+        if not CURVES[name].per_layer:
+            check_numbers(at, values, steps, "step")
+            continue
+        if not (isinstance(values, list) and len(values) == steps):
+            raise ValueError(f"{at} is {shown(values)}; expected {steps} rows (one per step) of "
+                             f"{width} numbers (one per layer)")
+        for t, row in enumerate(values):
+            check_numbers(f"{at}[{t}] (step {t + 1})", row, width, "layer",
+                          layers if model else None)
+    scalars = e.get("scalars", {})
+    check_object(f"{where}.scalars", scalars)
+    for k, v in scalars.items():
+        if k not in SCALARS:
+            raise ValueError(f"{where}.scalars has {k!r} unknown to this initdiag; known: "
+                             f"{', '.join(SCALARS)}")
+        check_scalar(f"{where}.scalars[{k!r}]", v)
+    at = e.get("diverged_at")
+    if at is not None and not (isinstance(at, int) and not isinstance(at, bool)
+                               and 1 <= at <= steps):
+        raise ValueError(f"{where}.diverged_at is {shown(at)}; expected null or a step in "
+                         f"1..{steps}")
+    snaps = e.get("snapshots", [])
+    if not isinstance(snaps, list):
+        raise ValueError(f"{where}.snapshots is {shown(snaps)}; expected an array")
+    seen: set[int] = set()
+    for i, s in enumerate(snaps):
+        here = f"{where}.snapshots[{i}]"
+        check_object(here, s)
+        check_keys(here, s, ("step", "result"))
+        step = s["step"]
+        if not (isinstance(step, int) and not isinstance(step, bool) and 0 <= step <= steps
+                and step not in seen):
+            raise ValueError(f"{here}.step is {shown(step)}; expected a step in 0..{steps} not "
+                             f"given before")
+        seen.add(step)
+        (check_model_entry if model else check_probe_entry)(f"{here}.result", s["result"])
+    check_object(f"{where}.meta", e.get("meta", {}))
