@@ -222,6 +222,9 @@ LOADERS = {
                             lambda: _results_doc(initdiag.TrainSweep(_train_results(),
                                                                      {"made": "by hand"})),
                             _results_doc, "results"),
+    "train-baseline": Loader("train-baseline", initdiag.load_baseline, initdiag.BaselineError,
+                             lambda: _baseline_doc(initdiag.TrainSweep(_train_results())),
+                             _baseline_doc, "baseline"),
     # The checkpoint reader's records are checked by the same check_entry functions; its own
     # cases (torn last line, corrupt line, another sweep's header, a malformed record) are in
     # tests/test_checkpoint.py.

@@ -32,11 +32,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from initdiag import metrics as metric_table
-from initdiag.config import ProbeConfig, shown
-from initdiag.jsonvalues import SPECIALS
+from initdiag.config import shown
 from initdiag.regression import tolerance as tol_mod
-from initdiag.train.config import TrainConfig
 from initdiag.train.result import CURVES, SCALARS, TrainResult, TrainSweep
+from initdiag.train.result import check_entry as check_run
 
 TRAIN_KINDS = ("train", "train_sweep")
 #: Separates a snapshot statistic's name from its step: ``act_var@0``.
@@ -76,53 +75,11 @@ def document(result: TrainResult | TrainSweep) -> tuple[str, list[dict], dict]:
     return kind, entries, meta
 
 
-def _is_number(v: Any) -> bool:
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)) or v in SPECIALS
-
-
-def _check_values(where: str, values: Any, steps: int) -> None:
-    if not isinstance(values, list) or len(values) != steps:
-        raise ValueError(f"{where} is {shown(values)}; expected an array of {steps} values "
-                         f"(one per step)")
-    for t, row in enumerate(values, start=1):
-        items = row if isinstance(row, list) else [row]
-        for v in items:
-            if not _is_number(v):
-                raise ValueError(f"{where} at step {t} holds {shown(v)}; expected a number or "
-                                 f"one of {', '.join(json.dumps(x) for x in SPECIALS)}")
-
-
 def check_entry(i: int, e: Any) -> None:
-    """Check ``results[i]`` of a training baseline; the message names the field."""
-    where = f"results[{i}]"
-    if not isinstance(e, dict):
-        raise ValueError(f"{where} is {shown(e)}; expected an object")
-    for key in ("config", "train", "seed", "curves"):
-        if key not in e:
-            raise ValueError(f"{where} has no {key!r}")
-    if not isinstance(e["config"], dict) or not isinstance(e["train"], dict):
-        raise ValueError(f"{where}.config and .train must be objects")
-    if not e.get("model"):
-        ProbeConfig.from_dict(e["config"], strict=True, where=f"{where}.config")
-    try:
-        train = TrainConfig.from_dict(e["train"]).validated()
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{where}.train: {err}") from None
-    if not (isinstance(e["seed"], int) and not isinstance(e["seed"], bool)):
-        raise ValueError(f"{where}.seed is {shown(e['seed'])}; expected an integer")
-    if not isinstance(e["curves"], dict):
-        raise ValueError(f"{where}.curves is {shown(e['curves'])}; expected an object")
-    for name, values in e["curves"].items():
-        _check_values(f"{where}.curves[{name!r}]", values, train.steps)
-    for k, v in e.get("scalars", {}).items():
-        if not _is_number(v):
-            raise ValueError(f"{where}.scalars[{k!r}] is {shown(v)}; expected a number")
-    for j, s in enumerate(e.get("snapshots", [])):
-        if not (isinstance(s, dict) and isinstance(s.get("step"), int)
-                and isinstance(s.get("result"), dict) and isinstance(s["result"].get("metrics"),
-                                                                     dict)):
-            raise ValueError(f"{where}.snapshots[{j}] is {shown(s)}; expected an object with a "
-                             f"'step' and a 'result' holding 'metrics'")
+    """Check ``results[i]`` of a training baseline: a run as a results file stores it
+    (:func:`initdiag.train.result.check_entry`; ``meta`` absent); the message names the
+    field."""
+    check_run(f"results[{i}]", e)
 
 
 def check_document(doc: dict) -> None:
