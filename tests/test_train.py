@@ -420,3 +420,23 @@ def test_cli_report_train_end_to_end(tmp_path, capsys, xavier):
                          page, re.S), name
     assert cli.main(["report", "--train", "0", "--out", str(tmp_path / "x")]) == 2
     assert "--train must be >= 1; got 0" in capsys.readouterr().err
+
+
+def test_outcome_text_for_the_command_line(xavier, small_normal):
+    """The summary ``initdiag report --train`` prints: the setup, then one aligned line per
+    configuration with its step-0 verdict beside its outcome, the numbers of the runs."""
+    from initdiag.report.train_data import outcome_text
+
+    text = outcome_text(initdiag.TrainSweep([xavier, small_normal]))
+    head, columns, *rows = text.splitlines()
+    assert head == ("training: digits, sgd lr=0.1, 200 steps (2 runs; final loss = mean of the "
+                    "last 20 steps)")
+    assert columns.split() == ["configuration", "step", "0", "final", "loss", "steps", "to",
+                               f"{xavier.threshold():.3g}", "test", "acc"]
+    assert len(rows) == 2
+    for row, run, verdict in zip(rows, (xavier, small_normal), ("healthy", "vanishing")):
+        steps = run.steps_to()
+        assert row.split() == [run.config["activation"], "/", run.config["init"], verdict,
+                               f"{run.final_loss():.3g}",
+                               *(["not", "reached"] if steps is None else [str(steps)]),
+                               f"{run.scalars['test_accuracy']:.3g}"]

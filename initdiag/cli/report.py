@@ -364,6 +364,12 @@ def run_stack(args: argparse.Namespace, command: str, work: Any,
                   f"({setup_text(sweep)})")
         footer = (f"report: {paths['html']}  (results: {paths['results'].name}, "
                   f"{len(paths) - 2} figures; {seconds:.1f} s)")
+        if train is not None:
+            import initdiag
+            from initdiag.report.train_data import outcome_text
+
+            footer = (outcome_text(initdiag.load(Path(paths["html"]).parent / "train.json"))
+                      + "\n" + footer)
         _print_summary(verdicts, header, footer)
     return summary
 

@@ -163,3 +163,28 @@ def by_line(ts: Iterable[TrainResult], activation: str) -> dict[tuple[str, str],
 def threshold(ts: Iterable[TrainResult]) -> float:
     """The loss threshold of the runs (one task per report)."""
     return next(iter(ts)).threshold()
+
+
+def outcome_text(ts: TrainSweep) -> str:
+    """The training outcome for the command line's summary: the setup and the loss threshold,
+    then one line per configuration of :func:`outcome_rows` (its step-0 verdict, final loss,
+    steps to the threshold, test accuracy or loss, divergence)."""
+    runs = list(ts)
+    if not runs:
+        return ""
+    r0 = runs[0]
+    rows = outcome_rows(ts, step0_verdicts(ts))
+    test = "test acc" if "test_accuracy" in r0.scalars else "test loss"
+    table = [("configuration", "step 0", "final loss", f"steps to {r0.threshold():.3g}", test)]
+    for row in rows:
+        name = f"{row['activation']} / {row['init']}"
+        if row["norm"] != norm_label(None):
+            name += f" / {row['norm']}"
+        verdict = row["verdict"].kind if row["verdict"] is not None else "n/a"
+        steps = row["steps_to"] + (f" (diverged at {row['diverged']})" if row["diverged"] else "")
+        table.append((name, verdict, row["final_loss"], steps, row["test"]))
+    widths = [max(len(t[i]) for t in table) for i in range(len(table[0]))]
+    lines = [f"training: {r0.train.label()} ({len(runs)} runs; final loss = mean of the last "
+             f"{window(r0.steps)} steps)"]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip() for t in table]
+    return "\n".join(lines)
