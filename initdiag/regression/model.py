@@ -26,10 +26,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from initdiag.config import shown
 from initdiag.model.result import MODEL_ANALOGUES, MODEL_SCALE_OF, ModelResult, ModelSweep
 from initdiag.model.result import check_entry as check_model_entry
 from initdiag.regression import tolerance as tol_mod
+from initdiag.regression.entries import check_entries, read_entries
 
 MODEL_KINDS = ("model", "model_sweep")
 PARAM_METRICS = ("weight_norm", "grad_norm", "grad_weight_ratio")
@@ -67,22 +67,11 @@ def check_entry(i: int, e: Any) -> None:
 
 
 def check_document(doc: dict) -> None:
-    entries = doc.get("results")
-    if not isinstance(entries, list) or not entries:
-        raise ValueError(f"'results' is {shown(entries)}; expected a non-empty array")
-    for i, e in enumerate(entries):
-        check_entry(i, e)
-    if doc["kind"] == "model" and len(entries) != 1:
-        raise ValueError(f"kind 'model' holds {len(entries)} results; expected 1")
+    check_entries(doc, check_entry, "model")
 
 
 def from_document(doc: dict, env: dict) -> ModelResult | ModelSweep:
-    results = [ModelResult.from_dict(e) for e in doc["results"]]
-    for r in results:
-        r.meta["environment"] = env
-    if doc["kind"] == "model":
-        return results[0]
-    return ModelSweep(results, {"environment": env})
+    return read_entries(doc, env, ModelResult.from_dict, ModelSweep, "model")
 
 
 # ---------------------------------------------------------------- compare

@@ -32,8 +32,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from initdiag import metrics as metric_table
-from initdiag.config import shown
 from initdiag.regression import tolerance as tol_mod
+from initdiag.regression.entries import check_entries, read_entries
 from initdiag.train.result import CURVES, SCALARS, TrainResult, TrainSweep
 from initdiag.train.result import check_entry as check_run
 
@@ -83,22 +83,11 @@ def check_entry(i: int, e: Any) -> None:
 
 
 def check_document(doc: dict) -> None:
-    entries = doc.get("results")
-    if not isinstance(entries, list) or not entries:
-        raise ValueError(f"'results' is {shown(entries)}; expected a non-empty array")
-    for i, e in enumerate(entries):
-        check_entry(i, e)
-    if doc["kind"] == "train" and len(entries) != 1:
-        raise ValueError(f"kind 'train' holds {len(entries)} results; expected 1")
+    check_entries(doc, check_entry, "train")
 
 
 def from_document(doc: dict, env: dict) -> TrainResult | TrainSweep:
-    results = [TrainResult.from_dict(e) for e in doc["results"]]
-    for r in results:
-        r.meta["environment"] = env
-    if doc["kind"] == "train":
-        return results[0]
-    return TrainSweep(results, {"environment": env})
+    return read_entries(doc, env, TrainResult.from_dict, TrainSweep, "train")
 
 
 # ---------------------------------------------------------------- compare
