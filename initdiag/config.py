@@ -256,13 +256,7 @@ class ProbeConfig(Mapping):
         """
         if isinstance(d, ProbeConfig):
             return d
-        if not isinstance(d, Mapping):
-            raise ValueError(f"{where} is {shown(d)}; expected an object")
-        unknown = [k for k in d if k not in SCHEMA]
-        if unknown:
-            raise ValueError(f"{where} has field(s) {', '.join(map(repr, unknown))} unknown to "
-                             f"this initdiag (made by another version?); known fields: "
-                             f"{', '.join(FIELD_NAMES)}")
+        check_fields(d, where)
         if strict:
             check_json(d, where)
         return cls(**dict(d), recorded=frozenset(d))
@@ -394,6 +388,22 @@ def check_json(d: Mapping[str, Any], where: str = "config") -> None:
     _check_values(d, where, defaults_ok=False)
 
 
+def check_fields(d: Any, where: str = "config") -> None:
+    """``d`` is an object whose keys are all fields of :data:`SCHEMA` (a field unknown to this
+    initdiag would be dropped on reading: refused instead, naming ``where`` and the fields).
+
+    Raises:
+      ValueError: naming ``where``, the unknown fields and the known ones.
+    """
+    if not isinstance(d, Mapping):
+        raise ValueError(f"{where} is {shown(d)}; expected an object")
+    unknown = [k for k in d if k not in SCHEMA]
+    if unknown:
+        raise ValueError(f"{where} has field(s) {', '.join(map(repr, unknown))} unknown to "
+                         f"this initdiag (made by another version?); known fields: "
+                         f"{', '.join(FIELD_NAMES)}")
+
+
 def check_recorded(d: Mapping[str, Any], where: str = "config") -> None:
     """Check a configuration as a results file stores it (:meth:`ProbeConfig.to_dict`): fields
     known to this initdiag, ``depth`` present (it gives the length of every per-layer array),
@@ -403,13 +413,7 @@ def check_recorded(d: Mapping[str, Any], where: str = "config") -> None:
     Raises:
       ValueError: naming ``where``, the field, its value and JSON type, and what is expected.
     """
-    if not isinstance(d, Mapping):
-        raise ValueError(f"{where} is {shown(d)}; expected an object")
-    unknown = [k for k in d if k not in SCHEMA]
-    if unknown:
-        raise ValueError(f"{where} has field(s) {', '.join(map(repr, unknown))} unknown to "
-                         f"this initdiag (made by another version?); known fields: "
-                         f"{', '.join(FIELD_NAMES)}")
+    check_fields(d, where)
     if "depth" not in d:
         raise ValueError(f"{where} has no 'depth' (the number of layers: the length of every "
                          f"per-layer array); expected {POS_INT.text}")
