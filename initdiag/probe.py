@@ -259,8 +259,7 @@ def prepare(config: ProbeConfig, seed: int = 0, *, remat: int | bool | None = No
     spec = stack_spec(config)
     keys = split_seed(seed)
     if isinstance(config.input, str):
-        batch = 256 if config.batch is None else config.batch
-        x0 = make_input(keys["input"], batch, spec.input_width, config.input)
+        x0 = make_input(keys["input"], _batch_of(config), spec.input_width, config.input)
         input_kind = config.input
     else:
         x0 = jnp.asarray(config.input, jnp.float32)
@@ -462,8 +461,7 @@ def sweep(activations: Sequence[Any] = DEFAULT_SWEEP["activations"],
             memory.check_sizes(d, w, batch, options.get("input_width"),
                                budget=run_options.get("memory_budget"))
     base = ProbeConfig(batch=batch, **options)
-    combos = [(dataclasses.replace(base, activation=a, init=i, depth=d, width=w), s)
-              for a in activations for d in depths for w in widths for i in inits for s in seeds]
+    combos = _combos(activations, inits, depths, widths, seeds, base)
     results: list[ProbeResult | None] = [None] * len(combos)
     mesh_devices = _sweep_devices(devices)
     ckpt = None
@@ -508,6 +506,46 @@ def sweep(activations: Sequence[Any] = DEFAULT_SWEEP["activations"],
         if ckpt is not None:
             ckpt.close()
     return SweepResult(results)
+
+
+def _combos(activations: Sequence[Any], inits: Sequence[Any], depths: Sequence[Any],
+            widths: Sequence[Any], seeds: Sequence[Any], base: ProbeConfig
+            ) -> list[tuple[ProbeConfig, Any]]:
+    """The (config, seed) of every probe of a sweep, in its documented order."""
+    return [(dataclasses.replace(base, activation=a, init=i, depth=d, width=w), s)
+            for a in activations for d in depths for w in widths for i in inits for s in seeds]
+
+
+def planned_records(activations: Sequence[Any] = DEFAULT_SWEEP["activations"],
+                    inits: Sequence[Any] = DEFAULT_SWEEP["inits"], depths: Sequence[int] = (50,),
+                    widths: Sequence[Any] = (256,), seeds: Sequence[int] = (0,),
+                    batch: int = 256, **options: Any) -> list[tuple[ProbeConfig, int]] | None:
+    """``(config, seed)`` of every probe :func:`sweep` would run with these arguments, in its
+    order, ``config`` being what the probe's result will record (``result.config``) -- without
+    drawing or running anything. What depends only on the configurations (the mean-field
+    predictions, the Jacobian spectra) can be computed from it before or beside the sweep.
+
+    Returns None when a result's record is known only after probing (an input array; a run
+    option among ``options`` is ignored).
+
+    Raises:
+      ValueError, TypeError: for arguments :func:`sweep` refuses, naming the value.
+    """
+    options = {k: v for k, v in options.items() if k not in RUN_OPTIONS}
+    base = ProbeConfig(batch=batch, **options)
+    if not isinstance(base.input, str):
+        return None
+    out = []
+    for config, seed in _combos(activations, inits, depths, widths, seeds, base):
+        config = config.validated()
+        out.append((recorded(config, stack_spec(config), batch=_batch_of(config),
+                             input=config.input), int(seed)))
+    return out
+
+
+def _batch_of(config: ProbeConfig) -> int:
+    """The batch of a probe whose input is drawn (``input`` a distribution's name)."""
+    return 256 if config.batch is None else config.batch
 
 
 def _checked_result(d: Any) -> ProbeResult:

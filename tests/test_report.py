@@ -434,7 +434,7 @@ def test_failed_report_leaves_no_folder_and_an_existing_one_untouched(tmp_path, 
 
     args = ["report", "--activations", "tanh", "--inits", "he_normal", "--depth", "3",
             "--width", "4", "--batch", "4", "--quiet"]
-    monkeypatch.setattr(figures, "write_figures", boom)
+    monkeypatch.setattr(figures, "render_figure", boom)
     new = tmp_path / "sub" / "new"
     assert cli.main([*args, "--out", str(new)]) == 2
     work = new / ".initdiag-work"

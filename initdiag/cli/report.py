@@ -330,6 +330,23 @@ def _start(work: Any, resume: bool, quiet: bool, total: int) -> int:
     return k
 
 
+@contextlib.contextmanager
+def _figure_worker() -> Iterator[Any]:
+    """A :class:`initdiag.report.worker.FigureWorker` for the report (None where a fork is not
+    safe), warming up its fonts while this process probes; closed on the way out (terminated
+    after an error or an interruption)."""
+    from initdiag.report.figures import warm_up
+    from initdiag.report.worker import FigureWorker
+
+    worker = FigureWorker.start()
+    if worker is None:
+        yield None
+        return
+    with worker:
+        worker.submit(warm_up)
+        yield worker
+
+
 def run_stack(args: argparse.Namespace, command: str, work: Any,
               interrupts: Interrupts | None = None) -> Callable[[], None]:
     """``initdiag report`` of a stack sweep into ``work.out``: probe (checkpointed in ``work``),
@@ -351,10 +368,10 @@ def run_stack(args: argparse.Namespace, command: str, work: Any,
         total *= len(kwargs[key])
     already = _start(work, args.resume, args.quiet, total)
     work.create()
-    with _Progress(show, total, already, interrupts) as progress:
+    with _figure_worker() as worker, _Progress(show, total, already, interrupts) as progress:
         sweep, verdicts, paths = build_report(kwargs, work.out, title=args.title,
                                               command=command, progress=progress,
-                                              work=work, train=train)
+                                              work=work, train=train, worker=worker)
     seconds = time.perf_counter() - t0
 
     def summary() -> None:

@@ -187,13 +187,23 @@ class WorkFolder:
 
 #: Row of the timings table for the page itself.
 HTML_TIMING = "page (render + embed the PNGs; measured on a first rendering)"
+#: Rows of the timings table for what the figure worker computed (its own time there, while
+#: this process probed or drew).
+BESIDE_TIMINGS = {
+    "predictions": "theory: mean-field predictions (in a second process, during the sweep)",
+    "spectra": "theory: Jacobian spectra (in a second process, during the sweep)",
+    "diagnosis": "diagnosis (in the second process, beside the figures)"}
+#: Row of the timings table for the figures when the worker drew some: the time from the end of
+#: the sweep until all are written (the diagnosis's fallback included, if it ran here).
+FIGURES_TIMING = "figures ({n} of {of} drawn in the second process; from the end of the sweep)"
 #: Row of the timings table for the whole run.
 TOTAL_TIMING = "total (until the page is written)"
 
 
 def build_report(kwargs: dict[str, Any], out: Path, *, title: str | None = None,
                  command: str | None = None, progress: Any = None,
-                 work: WorkFolder | None = None, train: dict[str, Any] | None = None):
+                 work: WorkFolder | None = None, train: dict[str, Any] | None = None,
+                 worker: Any = None):
     """Probe ``kwargs`` (for :func:`initdiag.sweep`), diagnose, write the report into ``out``.
 
     The folder is written atomically (:class:`ReportFolder`): on any error no report is left
@@ -207,7 +217,10 @@ def build_report(kwargs: dict[str, Any], out: Path, *, title: str | None = None,
     Timings on the page: the sweep, the diagnosis, the theory computations (mean-field
     predictions, Jacobian spectra), the figures, the page itself (the page is rendered twice:
     the second rendering shows how long the first took) and the total; the same timings are in
-    ``sweep.meta["report"]["timings_s"]`` (seconds, in results.json).
+    ``sweep.meta["report"]["timings_s"]`` (seconds, in results.json). ``worker``: a
+    :class:`initdiag.report.worker.FigureWorker` (started before anything ran on JAX) that draws
+    figures while this process computes the theory (:class:`initdiag.report.figures.FigureWriter`:
+    the same files either way).
 
     Returns:
       (sweep, verdicts, paths): the SweepResult, its verdicts and {"html", "results", figure
@@ -229,6 +242,7 @@ def build_report(kwargs: dict[str, Any], out: Path, *, title: str | None = None,
             work.release()
         raise
     try:
+        beside = _Beside.start(worker, kwargs)
         sweep = run_sweep(**kwargs, histograms=True, progress=progress,
                           checkpoint=None if work is None else work.checkpoint)
         t_sweep = time.perf_counter() - t0
@@ -246,11 +260,14 @@ def build_report(kwargs: dict[str, Any], out: Path, *, title: str | None = None,
             section = train_section(train, folder.tmp, timings=timings, progress=progress,
                                     palette=style.init_palette(inits(sweep)))
         verdicts, figs = _write_sweep_files(sweep, folder, title=title, command=command,
-                                            timings=timings, t0=t0, train=section)
+                                            timings=timings, t0=t0, train=section,
+                                            beside=beside)
         if section is not None:
             figs = [*figs, *section["figures"]]
         final = folder.commit({f.name for f in figs if f.path is not None})
     except BaseException:
+        if worker is not None:
+            worker.terminate()  # before its figures could land in the folder being deleted
         folder.discard()
         if work is not None:
             work.release()
@@ -282,28 +299,48 @@ def write_sweep_report(sweep: Any, out: str | Path, *, title: str | None = None,
 
 def _write_sweep_files(sweep: Any, folder: ReportFolder, *, title: str | None,
                        command: str | None, timings: dict[str, float], t0: float,
-                       train: dict[str, Any] | None = None):
+                       train: dict[str, Any] | None = None, beside: "_Beside | None" = None):
     """Diagnose ``sweep`` and write results.json, the figures and index.html into
     ``folder.tmp``; ``timings`` (updated) are shown on the page, and the training section
-    ``train`` (:func:`initdiag.report.train_section.train_section`) when given. Returns
-    (verdicts, figures)."""
+    ``train`` (:func:`initdiag.report.train_section.train_section`) when given. With ``beside``
+    (a figure worker and what it computed beside the sweep) the two processes share the work
+    (:class:`_Beside`). Returns (verdicts, figures)."""
     from initdiag.analysis.diagnosis import diagnose
-    from initdiag.report.figures import Context, write_figures
+    from initdiag.report.figures import Context, FigureWriter
     from initdiag.report.html import render_html
 
     ctx = Context(sweep)
+    beside = beside or _Beside(None)
     t = time.perf_counter()
-    ctx.predictions  # noqa: B018 (computed once, shared by the figures and the diagnosis)
-    timings["theory: mean-field predictions"] = time.perf_counter() - t
-    t = time.perf_counter()
-    verdicts = diagnose(sweep)  # takes the predictions above from theory's cache
-    timings["diagnosis"] = time.perf_counter() - t
-    t = time.perf_counter()
-    ctx.spectra  # noqa: B018
-    timings["theory: Jacobian spectra"] = time.perf_counter() - t
-    t = time.perf_counter()
-    figs = write_figures(sweep, folder.tmp, ctx=ctx)
-    timings["figures"] = time.perf_counter() - t
+    theory = beside.theory(sweep)  # the worker's, when it computed this sweep's
+    writer = FigureWriter(sweep, folder.tmp, ctx=ctx, worker=beside.worker,
+                          theory_in_worker=theory is not None)
+    writer.start()  # returns at once
+    diagnosis = beside.diagnose() if theory is not None else None
+    if theory is not None:
+        ctx.__dict__.update(predictions=theory["predictions"], spectra=theory["spectra"])
+        timings[BESIDE_TIMINGS["predictions"]] = theory["predictions_s"]
+        timings[BESIDE_TIMINGS["spectra"]] = theory["spectra_s"]
+    else:
+        ctx.predictions  # noqa: B018 (computed once, shared by the figures and the diagnosis)
+        timings["theory: mean-field predictions"] = time.perf_counter() - t
+        t = time.perf_counter()
+        verdicts = diagnose(sweep)  # takes the predictions above from theory's cache
+        timings["diagnosis"] = time.perf_counter() - t
+        t = time.perf_counter()
+        ctx.spectra  # noqa: B018
+        timings["theory: Jacobian spectra"] = time.perf_counter() - t
+        t = time.perf_counter()
+    figs = writer.finish()
+    if theory is not None:
+        verdicts, seconds = (beside.result(diagnosis, lambda: (diagnose(sweep), None))
+                             if diagnosis is not None else (diagnose(sweep), None))
+        timings[BESIDE_TIMINGS["diagnosis"] if seconds is not None else "diagnosis"] = (
+            seconds if seconds is not None else time.perf_counter() - t)
+    timings["figures" if not writer.drawn_by_worker else
+            FIGURES_TIMING.format(n=len(writer.drawn_by_worker),
+                                  of=sum(f.path is not None for f in figs))] = \
+        time.perf_counter() - t
     t = time.perf_counter()
     render_html(sweep, verdicts, figs, title=title, timings=timings, command=command,
                 train=train)
@@ -316,6 +353,60 @@ def _write_sweep_files(sweep: Any, folder: ReportFolder, *, title: str | None,
         sweep.meta["report"]["timings_s"] = dict(timings)
     sweep.to_json(folder.tmp / "results.json")
     return verdicts, figs
+
+
+class _Beside:
+    """The figure worker of a report (:mod:`initdiag.report.worker`) and what it computes beside
+    the sweep (:mod:`initdiag.report.beside`): the theory of the planned probes, started before
+    probing, then the diagnosis. Every answer falls back to computing here when the worker
+    fails or its plan is not the sweep's (:meth:`theory` returns None)."""
+
+    def __init__(self, worker: Any, plan: Any = None, theory_task: int | None = None):
+        self.worker = worker
+        self.plan = plan
+        self.theory_task = theory_task
+
+    @classmethod
+    def start(cls, worker: Any, kwargs: dict[str, Any]) -> "_Beside":
+        """Give ``worker`` (None: nothing to do) the theory of the sweep ``kwargs`` plans."""
+        if worker is None or not worker.alive:
+            return cls(None)
+        from initdiag.probe import planned_records
+        from initdiag.report.beside import planned, theory_task
+
+        try:
+            records = planned_records(**kwargs, histograms=True)
+        except Exception:  # noqa: BLE001 - bad arguments: the sweep refuses them in its words
+            records = None
+        if records is None:
+            return cls(worker)
+        plan = planned(records)
+        return cls(worker, plan, worker.submit(theory_task, plan))
+
+    def result(self, task: int, fallback: Any) -> Any:
+        """Task ``task``'s answer, or ``fallback()`` if the worker failed it."""
+        try:
+            return self.worker.result(task)
+        except Exception:  # noqa: BLE001 - the worker's failure costs time, not the report
+            return fallback()
+
+    def theory(self, sweep: Any) -> dict[str, Any] | None:
+        """The worker's :func:`~initdiag.report.beside.theory_task` answer if it is ``sweep``'s
+        (:func:`~initdiag.report.beside.plan_matches`), else None."""
+        from initdiag.report.beside import plan_matches
+
+        if self.theory_task is None or not plan_matches(self.plan, sweep):
+            return None
+        return self.result(self.theory_task, lambda: None)
+
+    def diagnose(self) -> int | None:
+        """Submit the diagnosis of the sweep the worker holds; its task id (None: failed)."""
+        from initdiag.report.beside import diagnose_task
+
+        try:
+            return self.worker.submit(diagnose_task)
+        except Exception:  # noqa: BLE001
+            return None
 
 
 def _paths(final: Path, figs: Any) -> dict[str, Path]:

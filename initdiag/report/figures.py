@@ -36,31 +36,38 @@ class FigureSpec:
     caption: Callable[[SweepResult, Context], str]
     draw: Callable[[SweepResult, Context], Any]
     skip: Callable[[SweepResult, Context], str | None] = lambda s, c: None
+    #: whether drawing it (or its ``skip``) needs the mean-field predictions or the Jacobian
+    #: spectra (:class:`Context`); the others need only the probe results
+    theory: bool = False
+    #: its drawing time relative to a one-row line figure's, for sharing the figures between
+    #: processes largest first (:class:`FigureWriter`)
+    cost: float = 1.0
 
 
 FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("act_var", "Activation variance", captions.act_var,
                line_figure(plots.plot_act_var,
                            r"Forward signal: variance of the layer output $x^l$", "act_var",
-                           band=True)),
+                           band=True), theory=True),
     FigureSpec("grad_rms", "Gradient RMS", captions.grad_rms,
                line_figure(plots.plot_grad_rms,
                            r"Backward signal: RMS of $\partial L/\partial h^l$",
-                           "grad_preact_rms")),
+                           "grad_preact_rms"), theory=True),
     FigureSpec("saturation", "Saturation and dead units", captions.saturation,
                line_figure(plots.plot_saturation, "Saturated units (tanh, sigmoid) and "
                                                   "zero / dead units (ReLU)")),
     FigureSpec("act_hist", "Activation distributions", captions.act_hist, hist_figure,
-               lambda s, c: missing_histograms(s)),
-    FigureSpec("grad_heatmap", "Gradient heatmap", captions.grad_heatmap, heatmap_figure),
+               lambda s, c: missing_histograms(s), cost=3.0),
+    FigureSpec("grad_heatmap", "Gradient heatmap", captions.grad_heatmap, heatmap_figure,
+               cost=1.5),
     FigureSpec("grad_weight_ratio", "Relative weight gradient", captions.grad_weight_ratio,
                line_figure(plots.plot_grad_weight_ratio,
                            r"Relative weight gradient "
                            r"$\|\partial L/\partial W^l\|\,/\,\|W^l\|$")),
     FigureSpec("phase_diagram", "Order / chaos phase diagram", captions.phase_diagram,
-               phase_figure, phase_skip),
+               phase_figure, phase_skip, theory=True, cost=1.5),
     FigureSpec("jacobian", "Jacobian singular values", captions.jacobian, jacobian_figure,
-               jacobian_skip),
+               jacobian_skip, theory=True),
 )
 
 
@@ -95,30 +102,183 @@ class WrittenFigure:
     skipped: str | None = None
 
 
-def write_figures(sweep: SweepResult, out_dir: str | Path, names: list[str] | None = None,
-                  ctx: Context | None = None) -> list[WrittenFigure]:
-    """Write one PNG per figure into ``out_dir`` (atomically) and return what was written,
-    in the order of :data:`FIGURES`; figures that do not apply come back with the reason."""
+def render_figure(name: str, sweep: SweepResult, ctx: Context) -> tuple[bytes, tuple[int, int]]:
+    """Draw report figure ``name`` (:func:`draw_figure`) and return its PNG (:mod:`.png`) and its
+    pixel size."""
     import matplotlib.pyplot as plt
 
-    out_dir = Path(out_dir)
-    ctx = ctx or Context(sweep)
-    written = []
-    for spec in FIGURES:
-        if names is not None and spec.name not in names:
-            continue
-        reason = spec.skip(sweep, ctx)
-        if reason:
-            written.append(WrittenFigure(spec.name, None, spec.title, spec.caption(sweep, ctx),
-                                         None, reason))
-            continue
-        fig = draw_figure(spec.name, sweep, ctx=ctx)
+    fig = draw_figure(name, sweep, ctx=ctx)
+    try:
+        data = png_bytes(fig)
+        w, h = fig.get_size_inches()
+    finally:
+        plt.close(fig)
+    return data, (int(round(w * DPI)), int(round(h * DPI)))
+
+
+def write_figures(sweep: SweepResult, out_dir: str | Path, names: list[str] | None = None,
+                  ctx: Context | None = None, worker: Any = None) -> list[WrittenFigure]:
+    """Write one PNG per figure into ``out_dir`` (atomically) and return what was written,
+    in the order of :data:`FIGURES`; figures that do not apply come back with the reason.
+    ``worker``: a :class:`initdiag.report.worker.FigureWorker` to share the drawing with
+    (:class:`FigureWriter`)."""
+    writer = FigureWriter(sweep, out_dir, names=names, ctx=ctx, worker=worker)
+    writer.start()
+    return writer.finish()
+
+
+class FigureWriter:
+    """Writes the report's figures into ``out_dir``, in this process or shared with a
+    :class:`~initdiag.report.worker.FigureWorker` (``worker``; None: all here).
+
+    :meth:`start` sends the sweep to the worker and returns at once. :meth:`finish` then shares
+    the figures between the two processes, largest first (``cost``): the worker is kept at most
+    :data:`IN_FLIGHT` figures ahead, taking those that need no theory first, and this process
+    draws the next one whenever it is free, theory figures first. The worker has the theory when
+    it computed it (``theory_in_worker``: :func:`initdiag.report.beside.theory_task` for this
+    sweep) or once it is sent (``ctx.predictions`` and ``ctx.spectra``, computed here). If the
+    worker fails (exits, or a task raises), what it did not write is drawn here, so the result
+    does not depend on it: the same files, the same bytes. ``drawn_by_worker`` lists the names
+    it wrote, ``worker_seconds`` the time it spent drawing and writing them.
+    """
+
+    #: How many figures the worker is given ahead of the one it is drawing.
+    IN_FLIGHT = 2
+
+    def __init__(self, sweep: SweepResult, out_dir: str | Path, names: list[str] | None = None,
+                 ctx: Context | None = None, worker: Any = None,
+                 theory_in_worker: bool = False):
+        self.sweep = sweep
+        self.out_dir = Path(out_dir)
+        self.ctx = ctx or Context(sweep)
+        self.specs = [s for s in FIGURES if names is None or s.name in names]
+        self.worker = worker
+        self._theory_in_worker = theory_in_worker
+        self._tasks: dict[str, int] = {}  # figure name -> worker task id
+        self.drawn_by_worker: list[str] = []
+        self.worker_seconds = 0.0
+
+    def _worker_ok(self) -> bool:
+        return self.worker is not None and self.worker.alive
+
+    def start(self) -> None:
+        """Send the sweep (and the palette) to the worker; nothing without one."""
+        if not self._worker_ok():
+            return
+        from initdiag.report.worker import WorkerGone
+
         try:
-            data = png_bytes(fig)
-            w, h = fig.get_size_inches()
+            self.worker.submit(_load_sweep, self.sweep, self.ctx.palette, self._theory_in_worker)
+        except (WorkerGone, OSError, ValueError):
+            self.worker = None  # draw everything here
+
+    def _give(self, todo: list[FigureSpec]) -> None:
+        """Keep the worker :data:`IN_FLIGHT` figures ahead (largest first, no-theory first)."""
+        from initdiag.report.worker import WorkerGone
+
+        while todo and self._worker_ok() and self.worker.outstanding() < self.IN_FLIGHT:
+            spec = min(todo, key=lambda s: (s.theory, -s.cost))
+            try:
+                if spec.theory and not self._theory_in_worker:
+                    self.worker.submit(_load_theory, self.ctx.predictions, self.ctx.spectra)
+                    self._theory_in_worker = True
+                self._tasks[spec.name] = self.worker.submit(_draw_in_worker, spec.name,
+                                                            str(self.out_dir))
+            except (WorkerGone, OSError, ValueError):
+                self.worker = None
+                return
+            todo.remove(spec)
+
+    def finish(self) -> list[WrittenFigure]:
+        """Draw or collect every figure; returns them in :data:`FIGURES` order."""
+        done: dict[str, WrittenFigure] = {}
+        todo = []
+        for spec in self.specs:
+            reason = spec.skip(self.sweep, self.ctx)
+            if reason:
+                done[spec.name] = WrittenFigure(spec.name, None, spec.title,
+                                                spec.caption(self.sweep, self.ctx), None, reason)
+            else:
+                todo.append(spec)
+        todo.sort(key=lambda s: -s.cost)
+        while todo:
+            self._give(todo)
+            if todo:  # this process draws the next: theory figures first, largest first
+                spec = min(todo, key=lambda s: (not s.theory, -s.cost))
+                todo.remove(spec)
+                done[spec.name] = self._write_here(spec)
+        for spec in self.specs:
+            if spec.name not in self._tasks:
+                continue
+            answer = self._result(self._tasks[spec.name]) if self.worker is not None else None
+            if answer is not None:
+                self._took(spec, done, *answer)
+            else:  # the worker failed it: draw it here, the same bytes
+                done[spec.name] = self._write_here(spec)
+        return [done[s.name] for s in self.specs]
+
+    def _result(self, task: int) -> Any:
+        """The worker's answer to ``task`` (None if it failed)."""
+        from initdiag.report.worker import WorkerGone
+
+        try:
+            return self.worker.result(task)
+        except (WorkerGone, Exception):  # noqa: BLE001 - its figures are drawn here
+            if not self.worker.alive:
+                self.worker = None
+            return None
+
+    def _took(self, spec: FigureSpec, done: dict, path: str, size: tuple[int, int],
+              seconds: float) -> None:
+        self.drawn_by_worker.append(spec.name)
+        self.worker_seconds += seconds
+        done[spec.name] = WrittenFigure(spec.name, Path(path), spec.title,
+                                        spec.caption(self.sweep, self.ctx), size)
+
+    def _write_here(self, spec: FigureSpec) -> WrittenFigure:
+        data, size = render_figure(spec.name, self.sweep, self.ctx)
+        path = atomic_write_bytes(self.out_dir / f"{spec.name}.png", data)
+        return WrittenFigure(spec.name, path, spec.title, spec.caption(self.sweep, self.ctx),
+                             size)
+
+
+# --- tasks run in the figure worker (initdiag.report.worker: fn(state, *args)) -----------------
+
+def _load_sweep(state: dict, sweep: SweepResult, palette: dict, with_theory: bool) -> None:
+    state["sweep"], state["ctx"] = sweep, Context(sweep, palette)
+    if with_theory:  # the worker's own theory_task of this sweep (initdiag.report.beside)
+        _load_theory(state, state["theory"]["predictions"], state["theory"]["spectra"])
+
+
+def _load_theory(state: dict, predictions: dict, spectra: tuple) -> None:
+    # the Context's cached properties, computed by the main process
+    state["ctx"].__dict__.update(predictions=predictions, spectra=spectra)
+
+
+def _draw_in_worker(state: dict, name: str, out_dir: str
+                    ) -> tuple[str, tuple[int, int], float]:
+    import time
+
+    t = time.perf_counter()
+    data, size = render_figure(name, state["sweep"], state["ctx"])
+    path = atomic_write_bytes(Path(out_dir) / f"{name}.png", data)
+    return str(path), size, time.perf_counter() - t
+
+
+def warm_up(state: dict | None = None) -> None:
+    """Draw and render a small figure in the report's theme with text and mathtext, and drop it:
+    loads the fonts and the text layout caches that a process's first figure would otherwise pay
+    for (~0.5 s). A task for the figure worker (``state`` unused)."""
+    import matplotlib.pyplot as plt
+
+    from initdiag.report import layout
+
+    with style.theme():
+        fig, axes = layout.new_grid(1, 1, [1.0], [1.0])
+        axes[0, 0].plot([1, 10], [1e-3, 1.0])
+        axes[0, 0].set_yscale("log")
+        axes[0, 0].set_title(r"$x^l$ warm-up")
+        try:
+            png_bytes(fig)
         finally:
             plt.close(fig)
-        path = atomic_write_bytes(out_dir / f"{spec.name}.png", data)
-        written.append(WrittenFigure(spec.name, path, spec.title, spec.caption(sweep, ctx),
-                                     (int(round(w * DPI)), int(round(h * DPI)))))
-    return written

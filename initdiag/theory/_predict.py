@@ -61,6 +61,9 @@ class NotApplicable(ValueError):
         super().__init__(f"mean-field theory does not apply: {reason}")
         self.reason = reason
 
+    def __reduce__(self):  # pickled with its reason, not its message (which __init__ prefixes)
+        return (type(self), (self.reason,))
+
 
 @dataclasses.dataclass(frozen=True)
 class Prediction:
