@@ -207,7 +207,8 @@ def _result():
                                                "start-up + exit": 2.0}},
             "warm": {"returncodes": [0], "wall_s": 9.5, "wall_min_s": 9.0, "wall_max_s": 9.9,
                      "cpu_s": 12.0, "phases": {"sweep": 2.0, "total": 8.0,
-                                               "start-up + exit": 1.5}},
+                                               "start-up + exit": 1.5,
+                                               "predictions (worker, during the sweep)": 0.7}},
             "no cache": {"returncodes": [1]}}},
     }
 
@@ -236,6 +237,8 @@ def test_targets_pass_and_fail():
     # the report section: a column per mode that ran, a row per phase (a failed mode is left out)
     assert "| | cold | warm |" in md and "| wall s (min–max) | 16.0 (16.0–16.0) | 9.5 (9.0–9.9) |" in md
     assert "| start-up + exit s | 2.00 | 1.50 |" in md
+    # a phase only one mode has: shown, with a dash for the other
+    assert "| predictions (worker, during the sweep) s | – | 0.70 |" in md
     assert math.isclose(float(md.split("ratio ")[1].split(".\n")[0]), 1.4)
     # the interleaved fraction, median [min–max] over the rounds, is what the table shows
     assert "| 10.0 | 80 [70–90] | – |" in md
@@ -249,6 +252,20 @@ def test_targets_pass_and_fail():
     assert "3·L·configs dependent [B,W]×[W,W] products" in defs
     assert "median over the timed rounds i of t(ceiling, round i) / t(system, round i)" in defs
     assert "## Standalone matmul rooflines (measured once at the start; orientation only)" in md
+
+
+def test_report_phase_names_follow_the_reports_timings():
+    from _bench import report as bench_report
+    from initdiag.report.build import BESIDE_TIMINGS, FIGURES_TIMING, HTML_TIMING, TOTAL_TIMING
+
+    name = bench_report.phase_name
+    assert name("sweep (probing, incl. compilation)") == "sweep"
+    assert name(HTML_TIMING) == "page" and name(TOTAL_TIMING) == "total"
+    assert name(BESIDE_TIMINGS["predictions"]) == "predictions (worker, during the sweep)"
+    assert name(BESIDE_TIMINGS["spectra"]) == "Jacobian (worker, during the sweep)"
+    assert name(BESIDE_TIMINGS["diagnosis"]) == "diagnosis (worker, beside the figures)"
+    assert name(FIGURES_TIMING.format(n=3, of=8)) == bench_report.FIGURES_PHASE
+    assert name("figures") == "figures" and name("something else") is None
 
 
 def got_measured(res, name):

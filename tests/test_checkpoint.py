@@ -378,7 +378,7 @@ def _start_slow_report(out):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     return subprocess.Popen([sys.executable, "-c", SLOW_CLI, "report", *ARGS, "--out", str(out),
                              "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+                            text=True, env=env, start_new_session=True)  # its own group
 
 
 def _wait_for_a_record(proc, path, timeout=120):
@@ -439,6 +439,8 @@ def test_report_sigterm_exits_130_with_one_line(tmp_path):
                                 f"kept in {ckpt}; resume with: {command}"]
     assert sorted(p.name for p in out.iterdir()) == [".initdiag-work"]
     assert [p.name for p in ckpt.parent.iterdir()] == ["checkpoint.jsonl"]
+    with pytest.raises(ProcessLookupError):  # its figure worker was ended with it
+        os.killpg(proc.pid, 0)
 
 
 def test_an_interrupt_inside_a_finalizer_is_raised_after_the_next_probe():

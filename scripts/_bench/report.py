@@ -40,6 +40,28 @@ PHASES = {
     "training figures": "training figures",
     "total (until the page is written)": "total",
 }
+#: Short names of the phases the report's figure worker runs (initdiag.report.build.BESIDE_TIMINGS:
+#: its own time, overlapping the sweep or the figures) and of its figures row.
+WORKER_PHASES = {"predictions": "predictions (worker, during the sweep)",
+                 "spectra": "Jacobian (worker, during the sweep)",
+                 "diagnosis": "diagnosis (worker, beside the figures)"}
+FIGURES_PHASE = "figures (both processes, from the end of the sweep)"
+
+
+def phase_name(key: str) -> str | None:
+    """The table's name of a ``timings_s`` key (None: not shown)."""
+    from initdiag.report.build import BESIDE_TIMINGS, FIGURES_TIMING
+
+    if key in PHASES:
+        return PHASES[key]
+    for what, label in BESIDE_TIMINGS.items():
+        if key == label:
+            return WORKER_PHASES[what]
+    if key.startswith(FIGURES_TIMING.split("{")[0]):
+        return FIGURES_PHASE
+    return None
+
+
 #: Modes in the order each round runs them.
 MODES = ("cold", "warm", "no cache")
 #: Targets of issue 12 (seconds of wall time, a fresh process).
@@ -67,7 +89,7 @@ def _run_once(root: Path, cache: str | None, log: Callable[[str], None],
             log(f"initdiag report failed:\n{proc.stderr[-2000:]}")
             return {"returncode": proc.returncode, "wall_s": wall}
         meta = json.loads((Path(out) / "results.json").read_text())["meta"]["report"]
-    phases = {PHASES[k]: v for k, v in meta["timings_s"].items() if k in PHASES}
+    phases = {phase_name(k): v for k, v in meta["timings_s"].items() if phase_name(k)}
     phases["start-up + exit"] = wall - phases["total"]
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"returncode": 0, "wall_s": wall, "cpu_s": cpu, "phases": phases}
@@ -96,8 +118,9 @@ def run(root: Path, rounds: int, log: Callable[[str], None], extra: tuple[str, .
             walls = [r["wall_s"] for r in ok]
             rec.update(wall_s=statistics.median(walls), wall_min_s=min(walls),
                        wall_max_s=max(walls), cpu_s=statistics.median(r["cpu_s"] for r in ok),
-                       phases={p: statistics.median(r["phases"][p] for r in ok)
-                               for p in ok[0]["phases"]})
+                       phases={p: statistics.median(r["phases"].get(p, float("nan"))
+                                                    for r in ok)
+                               for p in dict.fromkeys(p for r in ok for p in r["phases"])})
         out["modes"][mode] = rec
     return out
 
@@ -131,7 +154,7 @@ def markdown(rep: dict[str, Any], title: str = "Default report") -> list[str]:
     if not modes:
         return [f"## {title}", "", "every run failed: "
                 + ", ".join(f"{m}: exit {rep['modes'][m]['returncodes']}" for m in rep["modes"])]
-    phases = list(rep["modes"][modes[0]]["phases"])
+    phases = list(dict.fromkeys(p for m in modes for p in rep["modes"][m]["phases"]))
     what = {"cold": "cold (an empty compilation cache)",
             "warm": "warm (the folder the cold run filled)", "no cache": "no cache (`--no-cache`)"}
     ran = [what[m] for m in MODES if m in rep["modes"]]
@@ -140,7 +163,10 @@ def markdown(rep: dict[str, Any], title: str = "Default report") -> list[str]:
              f"`{rep['command']}`, each a fresh process; {rep['rounds']} round(s) of "
              f"{ran_text}; medians. Phases from the report's own timings "
              "(`results.json`: `meta.report.timings_s`); start-up + exit = wall − the report's "
-             "total (interpreter, imports, exit).", "",
+             "total (interpreter, imports, exit). *worker*: computed by the report's second "
+             "process (`initdiag.report.worker`, forked before JAX starts) while the main process "
+             "probes or draws: its own time, overlapping the sweep or the figures, so the phases "
+             "add up to more than the total.", "",
              "| | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes),
              "| wall s (min–max) | " + " | ".join(
                  f"{rep['modes'][m]['wall_s']:.1f} ({rep['modes'][m]['wall_min_s']:.1f}–"
@@ -148,6 +174,7 @@ def markdown(rep: dict[str, Any], title: str = "Default report") -> list[str]:
              "| CPU s (user + system) | " + " | ".join(
                  f"{rep['modes'][m]['cpu_s']:.1f}" for m in modes) + " |"]
     for p in phases:
-        lines.append(f"| {p} s | " + " | ".join(f"{rep['modes'][m]['phases'][p]:.2f}"
-                                                 for m in modes) + " |")
+        lines.append(f"| {p} s | " + " | ".join(
+            f"{rep['modes'][m]['phases'].get(p, float('nan')):.2f}".replace("nan", "–")
+            for m in modes) + " |")
     return lines
