@@ -132,18 +132,16 @@ class FigureWriter:
     :class:`~initdiag.report.worker.FigureWorker` (``worker``; None: all here).
 
     :meth:`start` sends the sweep to the worker and returns at once. :meth:`finish` then shares
-    the figures between the two processes, largest first (``cost``): the worker is kept at most
-    :data:`IN_FLIGHT` figures ahead, taking those that need no theory first, and this process
-    draws the next one whenever it is free, theory figures first. The worker has the theory when
-    it computed it (``theory_in_worker``: :func:`initdiag.report.beside.theory_task` for this
-    sweep) or once it is sent (``ctx.predictions`` and ``ctx.spectra``, computed here). If the
-    worker fails (exits, or a task raises), what it did not write is drawn here, so the result
-    does not depend on it: the same files, the same bytes. ``drawn_by_worker`` lists the names
-    it wrote, ``worker_seconds`` the time it spent drawing and writing them.
+    the figures between the two processes, largest first (``cost``): a thread here hands the
+    worker its next figure the moment it answers the last, while this process draws whichever is
+    largest of those left. The worker has the theory when it computed it (``theory_in_worker``:
+    :func:`initdiag.report.beside.theory_task` for this sweep) or once it is sent
+    (``ctx.predictions`` and ``ctx.spectra``, computed here), before its first theory figure;
+    until then it takes the figures that need none. If the worker fails (exits, or a task
+    raises), what it did not write is drawn here, so the result does not depend on it: the same
+    files, the same bytes. ``drawn_by_worker`` lists the names it wrote, ``worker_seconds`` the
+    time it spent drawing and writing them.
     """
-
-    #: How many figures the worker is given ahead of the one it is drawing.
-    IN_FLIGHT = 2
 
     def __init__(self, sweep: SweepResult, out_dir: str | Path, names: list[str] | None = None,
                  ctx: Context | None = None, worker: Any = None,
@@ -154,16 +152,13 @@ class FigureWriter:
         self.specs = [s for s in FIGURES if names is None or s.name in names]
         self.worker = worker
         self._theory_in_worker = theory_in_worker
-        self._tasks: dict[str, int] = {}  # figure name -> worker task id
         self.drawn_by_worker: list[str] = []
         self.worker_seconds = 0.0
 
-    def _worker_ok(self) -> bool:
-        return self.worker is not None and self.worker.alive
-
     def start(self) -> None:
         """Send the sweep (and the palette) to the worker; nothing without one."""
-        if not self._worker_ok():
+        if self.worker is None or not self.worker.alive:
+            self.worker = None
             return
         from initdiag.report.worker import WorkerGone
 
@@ -172,25 +167,10 @@ class FigureWriter:
         except (WorkerGone, OSError, ValueError):
             self.worker = None  # draw everything here
 
-    def _give(self, todo: list[FigureSpec]) -> None:
-        """Keep the worker :data:`IN_FLIGHT` figures ahead (largest first, no-theory first)."""
-        from initdiag.report.worker import WorkerGone
-
-        while todo and self._worker_ok() and self.worker.outstanding() < self.IN_FLIGHT:
-            spec = min(todo, key=lambda s: (s.theory, -s.cost))
-            try:
-                if spec.theory and not self._theory_in_worker:
-                    self.worker.submit(_load_theory, self.ctx.predictions, self.ctx.spectra)
-                    self._theory_in_worker = True
-                self._tasks[spec.name] = self.worker.submit(_draw_in_worker, spec.name,
-                                                            str(self.out_dir))
-            except (WorkerGone, OSError, ValueError):
-                self.worker = None
-                return
-            todo.remove(spec)
-
     def finish(self) -> list[WrittenFigure]:
         """Draw or collect every figure; returns them in :data:`FIGURES` order."""
+        import threading
+
         done: dict[str, WrittenFigure] = {}
         todo = []
         for spec in self.specs:
@@ -201,39 +181,51 @@ class FigureWriter:
             else:
                 todo.append(spec)
         todo.sort(key=lambda s: -s.cost)
-        while todo:
-            self._give(todo)
-            if todo:  # this process draws the next: theory figures first, largest first
-                spec = min(todo, key=lambda s: (not s.theory, -s.cost))
-                todo.remove(spec)
-                done[spec.name] = self._write_here(spec)
-        for spec in self.specs:
-            if spec.name not in self._tasks:
-                continue
-            answer = self._result(self._tasks[spec.name]) if self.worker is not None else None
-            if answer is not None:
-                self._took(spec, done, *answer)
-            else:  # the worker failed it: draw it here, the same bytes
-                done[spec.name] = self._write_here(spec)
+        lock = threading.Lock()
+        failed: list[FigureSpec] = []
+        feeder = None
+        if self.worker is not None:
+            if not self._theory_in_worker:  # it needs the theory (computed here by now)
+                try:
+                    self.worker.submit(_load_theory, self.ctx.predictions, self.ctx.spectra)
+                    self._theory_in_worker = True
+                except Exception:  # noqa: BLE001 - it takes figures without theory only
+                    pass
+            feeder = threading.Thread(target=self._feed, args=(todo, lock, done, failed),
+                                      name="initdiag-figure-feeder", daemon=True)
+            feeder.start()
+        while True:  # this process: the largest figure left
+            with lock:
+                if not todo:
+                    break
+                spec = todo.pop(0)
+            done[spec.name] = self._write_here(spec)
+        if feeder is not None:
+            feeder.join()
+        for spec in failed:  # the worker failed them: drawn here, the same bytes
+            done[spec.name] = self._write_here(spec)
         return [done[s.name] for s in self.specs]
 
-    def _result(self, task: int) -> Any:
-        """The worker's answer to ``task`` (None if it failed)."""
-        from initdiag.report.worker import WorkerGone
-
-        try:
-            return self.worker.result(task)
-        except (WorkerGone, Exception):  # noqa: BLE001 - its figures are drawn here
-            if not self.worker.alive:
-                self.worker = None
-            return None
-
-    def _took(self, spec: FigureSpec, done: dict, path: str, size: tuple[int, int],
-              seconds: float) -> None:
-        self.drawn_by_worker.append(spec.name)
-        self.worker_seconds += seconds
-        done[spec.name] = WrittenFigure(spec.name, Path(path), spec.title,
-                                        spec.caption(self.sweep, self.ctx), size)
+    def _feed(self, todo: list[FigureSpec], lock: Any, done: dict, failed: list) -> None:
+        """The feeder thread: give the worker one figure at a time (the largest it can draw)
+        until none is left or it fails (what it failed goes to ``failed``)."""
+        while True:
+            with lock:
+                ok = [s for s in todo if self._theory_in_worker or not s.theory]
+                if not ok:
+                    return
+                spec = ok[0]
+                todo.remove(spec)
+            try:
+                path, size, seconds = self.worker.result(
+                    self.worker.submit(_draw_in_worker, spec.name, str(self.out_dir)))
+            except Exception:  # noqa: BLE001 - a dead worker, or a figure that failed there
+                failed.append(spec)
+                return
+            self.drawn_by_worker.append(spec.name)
+            self.worker_seconds += seconds
+            done[spec.name] = WrittenFigure(spec.name, Path(path), spec.title,
+                                            spec.caption(self.sweep, self.ctx), size)
 
     def _write_here(self, spec: FigureSpec) -> WrittenFigure:
         data, size = render_figure(spec.name, self.sweep, self.ctx)
