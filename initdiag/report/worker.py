@@ -117,22 +117,23 @@ class FigureWorker:
 
     @classmethod
     def start(cls) -> "FigureWorker | None":
-        """Fork the worker, or return None when that is not safe (:func:`fork_is_safe`) or
-        fails. Call it before anything runs on JAX (``initdiag report`` does so before
-        probing)."""
-        if not fork_is_safe():
+        """Fork the worker, or return None when that is not safe (:func:`fork_is_safe`), when
+        this process may run on one CPU only (a second process would only take turns with it),
+        or when the fork fails. Call it before anything runs on JAX (``initdiag report`` does so
+        before probing)."""
+        if not fork_is_safe() or len(os.sched_getaffinity(0)) < 2:
             return None
         import multiprocessing
 
-        mp = multiprocessing.get_context("fork")
-        tasks, results = mp.Queue(), mp.Queue()
-        process = mp.Process(target=_serve, args=(tasks, results, os.getpid()), daemon=True,
-                             name="initdiag-figures")
-        try:
+        try:  # the queues' locks need POSIX semaphores (/dev/shm), which some systems lack
+            mp = multiprocessing.get_context("fork")
+            tasks, results = mp.Queue(), mp.Queue()
+            process = mp.Process(target=_serve, args=(tasks, results, os.getpid()), daemon=True,
+                                 name="initdiag-figures")
             with warnings.catch_warnings():  # Python >= 3.12 warns of any thread (OpenBLAS's)
                 warnings.simplefilter("ignore", DeprecationWarning)
                 process.start()
-        except OSError:
+        except (OSError, ImportError, ValueError):
             return None
         return cls(process, tasks, results)
 
