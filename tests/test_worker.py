@@ -151,10 +151,11 @@ def test_a_worker_whose_main_process_is_killed_exits():
     raise AssertionError(f"the worker {pid} outlived its main process")
 
 
-#: Four reports of one sweep in one fresh process, three with a worker forked before anything ran
+#: Five reports of one sweep in one fresh process, four with a worker forked before anything ran
 #: on JAX: a plain one; one whose theory task fails in the worker (the main process computes the
-#: theory, then sends it for the theory figures); one whose worker dies at its first figure; and
-#: one without a worker (as from Python, or where a fork is not safe).
+#: theory, then sends it for the theory figures); one whose worker dies at its first figure; one
+#: whose diagnosis fails there; and one without a worker (as from Python, or where a fork is not
+#: safe).
 REPORTS = r"""
 import json, os, sys
 import initdiag
@@ -170,20 +171,26 @@ def failing_theory(state, plan):
 def dying_draw(state, name, out_dir):
     os._exit(5)
 
+def failing_diagnosis(state):
+    raise ValueError("diagnosis failed in the worker")
+
 kwargs = json.loads(sys.argv[1])
 out = sys.argv[2]
 initdiag.enable_cache()  # the later workers load what the first compiled
-workers = [FigureWorker.start() for _ in range(3)]
+workers = [FigureWorker.start() for _ in range(4)]
 assert all(w is not None for w in workers)
 for w in workers:
     w.submit(warm_up)
 used = {}
-for name, w in zip(["plain", "theory_fails", "worker_dies", "no_worker"], [*workers, None]):
-    theory_task, draw = beside.theory_task, figures._draw_in_worker
+names = ["plain", "theory_fails", "worker_dies", "diagnosis_fails", "no_worker"]
+for name, w in zip(names, [*workers, None]):
+    theory_task, draw, diag = beside.theory_task, figures._draw_in_worker, beside.diagnose_task
     if name == "theory_fails":
         beside.theory_task = failing_theory
     if name == "worker_dies":
         figures._draw_in_worker = dying_draw
+    if name == "diagnosis_fails":
+        beside.diagnose_task = failing_diagnosis
     try:
         if w is None:
             sweep, verdicts, paths = build_report(dict(kwargs), f"{out}/{name}")
@@ -191,7 +198,7 @@ for name, w in zip(["plain", "theory_fails", "worker_dies", "no_worker"], [*work
             with w:
                 sweep, verdicts, paths = build_report(dict(kwargs), f"{out}/{name}", worker=w)
     finally:
-        beside.theory_task, figures._draw_in_worker = theory_task, draw
+        beside.theory_task, figures._draw_in_worker, beside.diagnose_task = theory_task, draw, diag
     used[name] = sorted(sweep.meta["report"]["timings_s"])
 print(json.dumps(used))
 """
@@ -228,6 +235,9 @@ def test_reports_with_and_without_the_worker_are_the_same(tmp_path):
     # drawn here
     assert "figures" in used["worker_dies"]
     assert not any("drawn in the second process" in k for k in used["worker_dies"])
+    # a diagnosis that fails in the worker: made here
+    assert "diagnosis" in used["diagnosis_fails"]
+    assert "drawn in the second process" in " | ".join(used["diagnosis_fails"])
 
     assert used["no_worker"] == sorted(["sweep (probing, incl. compilation)", "diagnosis",
                                         "theory: mean-field predictions", "figures",
@@ -236,7 +246,7 @@ def test_reports_with_and_without_the_worker_are_the_same(tmp_path):
     expected = _png_bytes(tmp_path / "no_worker")
     assert len(expected) == len(figures.FIGURES)
     page = _verdict_text((tmp_path / "no_worker" / "index.html").read_text())
-    for name in ("plain", "theory_fails", "worker_dies"):
+    for name in ("plain", "theory_fails", "worker_dies", "diagnosis_fails"):
         folder = tmp_path / name
         assert _png_bytes(folder) == expected, name
         assert _verdict_text((folder / "index.html").read_text()) == page, name

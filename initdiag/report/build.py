@@ -333,10 +333,13 @@ def _write_sweep_files(sweep: Any, folder: ReportFolder, *, title: str | None,
         t = time.perf_counter()
     figs = writer.finish()
     if theory is not None:
-        verdicts, seconds = (beside.result(diagnosis, lambda: (diagnose(sweep), None))
-                             if diagnosis is not None else (diagnose(sweep), None))
-        timings[BESIDE_TIMINGS["diagnosis"] if seconds is not None else "diagnosis"] = (
-            seconds if seconds is not None else time.perf_counter() - t)
+        answer = beside.result(diagnosis, lambda: None) if diagnosis is not None else None
+        if answer is not None:
+            verdicts, timings[BESIDE_TIMINGS["diagnosis"]] = answer
+        else:  # the worker failed: here
+            t_d = time.perf_counter()
+            verdicts = diagnose(sweep)
+            timings["diagnosis"] = time.perf_counter() - t_d
     timings["figures" if not writer.drawn_by_worker else
             FIGURES_TIMING.format(n=len(writer.drawn_by_worker),
                                   of=sum(f.path is not None for f in figs))] = \
