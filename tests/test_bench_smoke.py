@@ -256,7 +256,8 @@ def test_targets_pass_and_fail():
 
 def test_report_phase_names_follow_the_reports_timings():
     from _bench import report as bench_report
-    from initdiag.report.build import BESIDE_TIMINGS, FIGURES_TIMING, HTML_TIMING, TOTAL_TIMING
+    from initdiag.report.build import (BESIDE_TIMINGS, FIGURES_TIMING, HTML_TIMING,
+                                       SHARED_FIGURES_TIMING, TOTAL_TIMING)
 
     name = bench_report.phase_name
     assert name("sweep (probing, incl. compilation)") == "sweep"
@@ -265,6 +266,7 @@ def test_report_phase_names_follow_the_reports_timings():
     assert name(BESIDE_TIMINGS["spectra"]) == "Jacobian (worker, during the sweep)"
     assert name(BESIDE_TIMINGS["diagnosis"]) == "diagnosis (worker, beside the figures)"
     assert name(FIGURES_TIMING.format(n=3, of=8)) == bench_report.FIGURES_PHASE
+    assert name(SHARED_FIGURES_TIMING.format(n=2, of=8)) == "figures (shared)"
     assert name("figures") == "figures" and name("something else") is None
 
 

@@ -66,6 +66,9 @@ def odd(state):
 def die(state):
     os._exit(3)
 
+def unpicklable_answer(state):
+    return lambda: 1
+
 assert fork_is_safe()
 w = FigureWorker.start()
 assert w is not None and w.alive and w.pid != os.getpid()
@@ -83,6 +86,17 @@ try:
 except RuntimeError as e:
     assert str(e) == "Odd: 1/2", e
 assert w.outstanding() == 0
+try:
+    w.submit(add, lambda: 1, 2)  # an argument that does not pickle: refused at once
+    raise AssertionError("no error")
+except Exception as e:
+    assert "pickle" in str(e).lower(), e
+try:
+    w.result(w.submit(unpicklable_answer))  # an answer that does not pickle: its error, no hang
+    raise AssertionError("no error")
+except Exception as e:
+    assert "pickle" in str(e).lower(), e
+assert w.result(w.submit(get)) == 3  # still serving
 t5 = w.submit(die)
 try:
     w.result(t5)
@@ -101,7 +115,7 @@ w = FigureWorker.start()
 w.submit(add, 2, 2)
 pid = w.pid
 w.close()  # asks it to exit, then waits
-assert not w.alive
+assert not w.alive and w.exitcode == 0, w.exitcode  # it exited by itself
 try:
     os.kill(pid, 0)
     raise AssertionError("still running")
@@ -122,15 +136,21 @@ def test_worker_tasks_errors_and_a_worker_that_dies():
 
 
 ORPHAN = r"""
-import os, sys
+import os, sys, time
 from initdiag.report.worker import FigureWorker
+
+def busy(state):
+    time.sleep(120)
+
 w = FigureWorker.start()
+w.submit(busy)  # the worker is busy (not reading) when this process dies
+time.sleep(0.5)
 print(w.pid, flush=True)
 os.kill(os.getpid(), 9)  # killed: no close(), no exit handlers
 """
 
 
-def test_a_worker_whose_main_process_is_killed_exits():
+def test_a_busy_worker_whose_main_process_is_killed_exits():
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, "-c", ORPHAN], capture_output=True, text=True,
                           env=env, timeout=120)
@@ -233,8 +253,8 @@ def test_reports_with_and_without_the_worker_are_the_same(tmp_path):
     assert "diagnosis" in used["theory_fails"] and "drawn in the second process" in fails
     # a worker that dies at its first figure (after the theory and the diagnosis): every figure
     # drawn here
-    assert "figures" in used["worker_dies"]
-    assert not any("drawn in the second process" in k for k in used["worker_dies"])
+    assert "figures (0 of 8 drawn in the second process; from the end of the sweep)" in used[
+        "worker_dies"]
     # a diagnosis that fails in the worker: made here
     assert "diagnosis" in used["diagnosis_fails"]
     assert "drawn in the second process" in " | ".join(used["diagnosis_fails"])

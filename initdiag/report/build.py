@@ -193,9 +193,11 @@ BESIDE_TIMINGS = {
     "predictions": "theory: mean-field predictions (in a second process, during the sweep)",
     "spectra": "theory: Jacobian spectra (in a second process, during the sweep)",
     "diagnosis": "diagnosis (in the second process, beside the figures)"}
-#: Row of the timings table for the figures when the worker drew some: the time from the end of
-#: the sweep until all are written (the diagnosis's fallback included, if it ran here).
+#: Row of the timings table for the figures when the worker computed the theory: the time from
+#: the end of the sweep until all are written (a diagnosis made here after a failure included).
 FIGURES_TIMING = "figures ({n} of {of} drawn in the second process; from the end of the sweep)"
+#: The figures row when the theory was computed here and the worker drew some figures.
+SHARED_FIGURES_TIMING = "figures ({n} of {of} drawn in the second process)"
 #: Row of the timings table for the whole run.
 TOTAL_TIMING = "total (until the page is written)"
 
@@ -340,10 +342,14 @@ def _write_sweep_files(sweep: Any, folder: ReportFolder, *, title: str | None,
             t_d = time.perf_counter()
             verdicts = diagnose(sweep)
             timings["diagnosis"] = time.perf_counter() - t_d
-    timings["figures" if not writer.drawn_by_worker else
-            FIGURES_TIMING.format(n=len(writer.drawn_by_worker),
-                                  of=sum(f.path is not None for f in figs))] = \
-        time.perf_counter() - t
+    drawn = sum(f.path is not None for f in figs)
+    if theory is not None:  # t: the end of the sweep
+        key = FIGURES_TIMING.format(n=len(writer.drawn_by_worker), of=drawn)
+    elif writer.drawn_by_worker:  # t: the end of the theory computed here
+        key = SHARED_FIGURES_TIMING.format(n=len(writer.drawn_by_worker), of=drawn)
+    else:
+        key = "figures"
+    timings[key] = time.perf_counter() - t
     t = time.perf_counter()
     render_html(sweep, verdicts, figs, title=title, timings=timings, command=command,
                 train=train)
@@ -398,7 +404,11 @@ class _Beside:
         (:func:`~initdiag.report.beside.plan_matches`), else None."""
         from initdiag.report.beside import plan_matches
 
-        if self.theory_task is None or not plan_matches(self.plan, sweep):
+        if self.theory_task is None:
+            return None
+        if not plan_matches(self.plan, sweep):  # it would only compute what is not needed
+            self.worker.terminate()
+            self.worker = None
             return None
         return self.result(self.theory_task, lambda: None)
 

@@ -182,7 +182,7 @@ class FigureWriter:
                 todo.append(spec)
         todo.sort(key=lambda s: -s.cost)
         lock = threading.Lock()
-        failed: list[FigureSpec] = []
+        failed: list[FigureSpec] = []  # (read by tests; any name missing from done is redrawn)
         feeder = None
         if self.worker is not None:
             if not self._theory_in_worker:  # it needs the theory (computed here by now)
@@ -202,13 +202,18 @@ class FigureWriter:
             done[spec.name] = self._write_here(spec)
         if feeder is not None:
             feeder.join()
-        for spec in failed:  # the worker failed them: drawn here, the same bytes
-            done[spec.name] = self._write_here(spec)
+        for spec in self.specs:  # what the worker failed: drawn here, the same bytes
+            if spec.name not in done:
+                done[spec.name] = self._write_here(spec)
         return [done[s.name] for s in self.specs]
 
     def _feed(self, todo: list[FigureSpec], lock: Any, done: dict, failed: list) -> None:
         """The feeder thread: give the worker one figure at a time (the largest it can draw)
-        until none is left or it fails (what it failed goes to ``failed``)."""
+        until none is left or it fails (what it failed goes to ``failed``). A figure that raised
+        there is drawn (and raises) here; on any other failure the worker is stopped first, so it
+        writes nothing after the feeder has given up on it."""
+        from initdiag.report.worker import WorkerTraceback
+
         while True:
             with lock:
                 ok = [s for s in todo if self._theory_in_worker or not s.theory]
@@ -219,13 +224,16 @@ class FigureWriter:
             try:
                 path, size, seconds = self.worker.result(
                     self.worker.submit(_draw_in_worker, spec.name, str(self.out_dir)))
-            except Exception:  # noqa: BLE001 - a dead worker, or a figure that failed there
+                written = WrittenFigure(spec.name, Path(path), spec.title,
+                                        spec.caption(self.sweep, self.ctx), size)
+            except BaseException as e:  # noqa: BLE001 - drawn here instead
+                if not isinstance(e.__cause__, WorkerTraceback):  # not the figure's own error
+                    self.worker.terminate()
                 failed.append(spec)
                 return
             self.drawn_by_worker.append(spec.name)
             self.worker_seconds += seconds
-            done[spec.name] = WrittenFigure(spec.name, Path(path), spec.title,
-                                            spec.caption(self.sweep, self.ctx), size)
+            done[spec.name] = written
 
     def _write_here(self, spec: FigureSpec) -> WrittenFigure:
         data, size = render_figure(spec.name, self.sweep, self.ctx)

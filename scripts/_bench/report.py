@@ -57,8 +57,8 @@ def phase_name(key: str) -> str | None:
     for what, label in BESIDE_TIMINGS.items():
         if key == label:
             return WORKER_PHASES[what]
-    if key.startswith(FIGURES_TIMING.split("{")[0]):
-        return FIGURES_PHASE
+    if key.startswith(FIGURES_TIMING.split("{")[0]):  # and SHARED_FIGURES_TIMING
+        return FIGURES_PHASE if key.endswith("the end of the sweep)") else "figures (shared)"
     return None
 
 
@@ -118,8 +118,8 @@ def run(root: Path, rounds: int, log: Callable[[str], None], extra: tuple[str, .
             walls = [r["wall_s"] for r in ok]
             rec.update(wall_s=statistics.median(walls), wall_min_s=min(walls),
                        wall_max_s=max(walls), cpu_s=statistics.median(r["cpu_s"] for r in ok),
-                       phases={p: statistics.median(r["phases"].get(p, float("nan"))
-                                                    for r in ok)
+                       phases={p: statistics.median(r["phases"][p] for r in ok
+                                                    if p in r["phases"])
                                for p in dict.fromkeys(p for r in ok for p in r["phases"])})
         out["modes"][mode] = rec
     return out
