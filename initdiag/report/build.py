@@ -220,9 +220,10 @@ def build_report(kwargs: dict[str, Any], out: Path, *, title: str | None = None,
     predictions, Jacobian spectra), the figures, the page itself (the page is rendered twice:
     the second rendering shows how long the first took) and the total; the same timings are in
     ``sweep.meta["report"]["timings_s"]`` (seconds, in results.json). ``worker``: a
-    :class:`initdiag.report.worker.FigureWorker` (started before anything ran on JAX) that draws
-    figures while this process computes the theory (:class:`initdiag.report.figures.FigureWriter`:
-    the same files either way).
+    :class:`initdiag.report.worker.FigureWorker` (started before anything ran on JAX) that
+    computes the theory of the planned configurations while this process probes, then diagnoses
+    while both draw the figures (:class:`_Beside`, :class:`initdiag.report.figures.FigureWriter`:
+    the same files either way; it is terminated here after an error).
 
     Returns:
       (sweep, verdicts, paths): the SweepResult, its verdicts and {"html", "results", figure
