@@ -160,12 +160,10 @@ class FigureWriter:
         if self.worker is None or not self.worker.alive:
             self.worker = None
             return
-        from initdiag.report.worker import WorkerGone
-
         try:
             self.worker.submit(_load_sweep, self.sweep, self.ctx.palette, self._theory_in_worker)
-        except (WorkerGone, OSError, ValueError):
-            self.worker = None  # draw everything here
+        except Exception:  # noqa: BLE001 - gone, or a sweep that does not pickle: all here
+            self.worker = None
 
     def finish(self) -> list[WrittenFigure]:
         """Draw or collect every figure; returns them in :data:`FIGURES` order."""
@@ -182,7 +180,6 @@ class FigureWriter:
                 todo.append(spec)
         todo.sort(key=lambda s: -s.cost)
         lock = threading.Lock()
-        failed: list[FigureSpec] = []  # (read by tests; any name missing from done is redrawn)
         feeder = None
         if self.worker is not None:
             if not self._theory_in_worker:  # it needs the theory (computed here by now)
@@ -191,7 +188,7 @@ class FigureWriter:
                     self._theory_in_worker = True
                 except Exception:  # noqa: BLE001 - it takes figures without theory only
                     pass
-            feeder = threading.Thread(target=self._feed, args=(todo, lock, done, failed),
+            feeder = threading.Thread(target=self._feed, args=(todo, lock, done),
                                       name="initdiag-figure-feeder", daemon=True)
             feeder.start()
         while True:  # this process: the largest figure left
@@ -207,11 +204,12 @@ class FigureWriter:
                 done[spec.name] = self._write_here(spec)
         return [done[s.name] for s in self.specs]
 
-    def _feed(self, todo: list[FigureSpec], lock: Any, done: dict, failed: list) -> None:
+    def _feed(self, todo: list[FigureSpec], lock: Any, done: dict) -> None:
         """The feeder thread: give the worker one figure at a time (the largest it can draw)
-        until none is left or it fails (what it failed goes to ``failed``). A figure that raised
-        there is drawn (and raises) here; on any other failure the worker is stopped first, so it
-        writes nothing after the feeder has given up on it."""
+        until none is left or it fails (what it failed is missing from ``done``: drawn here by
+        :meth:`finish`, and a figure that raised there raises here); on any failure other than
+        the figure's own the worker is stopped first, so it writes nothing after the feeder has
+        given up on it."""
         from initdiag.report.worker import WorkerTraceback
 
         while True:
@@ -229,7 +227,6 @@ class FigureWriter:
             except BaseException as e:  # noqa: BLE001 - drawn here instead
                 if not isinstance(e.__cause__, WorkerTraceback):  # not the figure's own error
                     self.worker.terminate()
-                failed.append(spec)
                 return
             self.drawn_by_worker.append(spec.name)
             self.worker_seconds += seconds
