@@ -24,7 +24,8 @@ size``. Everything else (integers, PRNG keys, Flax collections other than ``para
 
 Each leaf is drawn in its own dtype (16-bit floats: drawn in float32, then rounded to it).
 
-Random keys: ``key = jax.random.key(seed)`` (or ``seed`` itself when it is a key); leaf number
+Random keys: ``key = jax.random.key(seed)`` (or ``seed`` itself when it is a key; as a key of
+:data:`initdiag.nn.prng.THREEFRY`, which draws the same numbers faster); leaf number
 ``i`` of ``jax.tree_util.tree_leaves(params)`` is drawn from ``jax.random.fold_in(key, i)``; the
 layers of a stacked leaf from ``jax.random.split`` of that key, one key per slice. The same seed
 gives the same numbers.
@@ -39,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from initdiag.base import check_seed
+from initdiag.nn import prng
 from initdiag.nn.initializers import AnyInitializer, DataDependentError
 from initdiag.nn.initializers import initializer as resolve_initializer
 from initdiag.model.layout import LeafPlan, leaf_paths as leaf_paths, plan
@@ -74,14 +75,6 @@ def reinit_plan(params: Any, layout: str = "auto"):
     return frame
 
 
-def _key(seed: Any) -> jax.Array:
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_)):
-        return jax.random.key(check_seed(seed))
-    if isinstance(seed, jax.Array) and jnp.issubdtype(seed.dtype, jax.dtypes.prng_key):
-        return seed
-    if isinstance(seed, jax.Array) and seed.dtype == jnp.uint32 and seed.shape == (2,):
-        return jax.random.wrap_key_data(seed)  # a raw (legacy) PRNGKey
-    raise ValueError(f"seed must be an integer or a jax PRNG key; got {seed!r}")
 
 
 def _resolve(init: Any, what: str) -> AnyInitializer:
@@ -159,7 +152,7 @@ def reinit(params: Any, init: Any, *, seed: Any = 0, bias_init: Any = "zeros",
     """
     init = _resolve(init, "init")
     bias_init = _resolve(bias_init, "bias_init")
-    key = _key(seed)
+    key = prng.as_key(seed)
     _, rows, treedef = plan(params, layout)
     rows = [usage[i] if usage and i in usage and row.role == "unchanged" else row
             for i, row in enumerate(rows)]
