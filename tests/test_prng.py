@@ -74,6 +74,9 @@ def test_2_to_the_32_elements_or_more_use_jax_own_function():
     lambda k: jax.random.key_data(jax.random.split(k, 5)),
     lambda k: jax.random.key_data(jax.random.fold_in(k, 123)),
     lambda k: jax.random.normal(jax.random.fold_in(jax.random.split(k, 3)[1], 7), (9,)),
+    lambda k: jax.vmap(lambda kk: jax.random.normal(kk, (4, 6)))(jax.random.split(k, 5)),
+    lambda k: jax.lax.map(lambda i: jax.random.uniform(jax.random.fold_in(k, i), (8,)),
+                          jnp.arange(3)),
 ])
 def test_jax_random_and_initializers_draw_the_same_numbers(draw):
     for seed in (0, 42):
