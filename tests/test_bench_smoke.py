@@ -264,6 +264,7 @@ def test_report_phase_names_follow_the_reports_timings():
     assert name(HTML_TIMING) == "page" and name(TOTAL_TIMING) == "total"
     assert name(BESIDE_TIMINGS["predictions"]) == "predictions (worker, during the sweep)"
     assert name(BESIDE_TIMINGS["spectra"]) == "Jacobian (worker, during the sweep)"
+    assert name(BESIDE_TIMINGS["phase"]) == "phase planes (worker, during the sweep)"
     assert name(BESIDE_TIMINGS["diagnosis"]) == "diagnosis (worker, beside the figures)"
     assert name(FIGURES_TIMING.format(n=3, of=8)) == bench_report.FIGURES_PHASE
     assert name(SHARED_FIGURES_TIMING.format(n=2, of=8)) == "figures (shared)"

@@ -362,3 +362,48 @@ def test_theory_of_the_plan_is_the_sweeps():
         if isinstance(p, Exception):
             assert str(back["predictions"][key]) == str(p)
             assert back["predictions"][key].reason == p.reason
+
+
+def test_theory_task_stores_the_phase_planes_the_phase_diagram_then_loads(tmp_path, monkeypatch):
+    """With the cache on, the worker's theory task computes the phase diagram's planes during
+    the sweep; drawn from the finished sweep, the figure finds every one in the cache folder
+    (nothing computed again, nothing written) and gets the same numbers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from initdiag import theory
+    from initdiag.engine import cache
+    from initdiag.report.context import Context
+    from initdiag.report.figures_theory import phase_figure
+    from initdiag.report.theory_data import phase_planes
+
+    kw = dict(activations=["tanh", "relu"], inits=["glorot_normal", "he_normal", "orthogonal"],
+              depths=[4], widths=[16], batch=8)
+    plan = beside.planned(planned_records(**kw, histograms=True))
+    monkeypatch.setattr(cache, "active_dir", lambda: None)  # off: nothing stored
+    assert beside.theory_task({}, plan)["phase_s"] is None and not any(tmp_path.iterdir())
+
+    monkeypatch.setattr(cache, "active_dir", lambda: tmp_path)
+    out = beside.theory_task({}, plan)
+    assert out["phase_s"] is not None and out["phase_s"] >= 0
+    stored = {f.name: f.stat().st_mtime_ns for f in (tmp_path / "initdiag-arrays").iterdir()}
+    # a grid per activation, and the edge of chaos of each activation that has one
+    assert sum(n.startswith("phase_grid-") for n in stored) == 2
+    expected = phase_planes(plan, out["predictions"])
+
+    def computed(*args, **kwargs):
+        raise AssertionError("computed again instead of loaded from the cache folder")
+
+    monkeypatch.setattr(theory, "phase_grid", computed)
+    monkeypatch.setattr(theory, "edge_of_chaos", computed)
+    sweep = initdiag.sweep(**kw, histograms=True)
+    ctx = Context(sweep)
+    phase_figure(sweep, ctx)
+    again = phase_planes(sweep, ctx.predictions)
+    assert {f.name: f.stat().st_mtime_ns
+            for f in (tmp_path / "initdiag-arrays").iterdir()} == stored
+    assert list(again) == list(expected) == ["tanh", "relu"]
+    for act in expected:
+        for field in dataclasses.fields(expected[act]):
+            np.testing.assert_array_equal(getattr(again[act], field.name),
+                                          getattr(expected[act], field.name))

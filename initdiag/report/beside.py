@@ -48,16 +48,29 @@ def plan_matches(plan: Sequence[Planned], sweep: Any) -> bool:
 def theory_task(state: dict, plan: Sequence[Planned]) -> dict[str, Any]:
     """Compute the report's theory of ``plan`` (:func:`.theory_data.predictions`,
     :func:`.theory_data.report_spectra`), keep it in ``state["theory"]`` and return it with the
-    seconds each took: ``{"predictions", "spectra", "predictions_s", "spectra_s"}``."""
-    from initdiag.report.theory_data import predictions, report_spectra
+    seconds each took: ``{"predictions", "spectra", "predictions_s", "spectra_s", "phase_s"}``.
+
+    With the cache on (:func:`initdiag.engine.cache.active_dir`) it then computes the phase
+    diagram's planes (:func:`.theory_data.phase_planes`), which stores them in the cache folder:
+    whichever process draws the phase diagram loads them from there instead of computing them
+    after the sweep (about a second when the cache is cold; ``phase_s`` None when off)."""
+    from initdiag.engine import cache
+    from initdiag.report.theory_data import phase_planes, predictions, report_spectra
 
     t = time.perf_counter()
     preds = predictions(plan)
     t_pred = time.perf_counter() - t
     t = time.perf_counter()
     spectra = report_spectra(plan)
+    t_spectra = time.perf_counter() - t
     state["theory"] = {"predictions": preds, "spectra": spectra}
-    return {**state["theory"], "predictions_s": t_pred, "spectra_s": time.perf_counter() - t}
+    t_phase = None
+    if cache.active_dir() is not None:
+        t = time.perf_counter()
+        phase_planes(plan, preds)
+        t_phase = time.perf_counter() - t
+    return {**state["theory"], "predictions_s": t_pred, "spectra_s": t_spectra,
+            "phase_s": t_phase}
 
 
 def diagnose_task(state: dict) -> tuple[list, float]:

@@ -192,6 +192,7 @@ HTML_TIMING = "page (render + embed the PNGs; measured on a first rendering)"
 BESIDE_TIMINGS = {
     "predictions": "theory: mean-field predictions (in a second process, during the sweep)",
     "spectra": "theory: Jacobian spectra (in a second process, during the sweep)",
+    "phase": "theory: phase diagram planes (in a second process, during the sweep; cache on)",
     "diagnosis": "diagnosis (in the second process, beside the figures)"}
 #: Row of the timings table for the figures when the worker computed the theory: the time from
 #: the end of the sweep until all are written (a diagnosis made here after a failure included).
@@ -324,6 +325,8 @@ def _write_sweep_files(sweep: Any, folder: ReportFolder, *, title: str | None,
         ctx.__dict__.update(predictions=theory["predictions"], spectra=theory["spectra"])
         timings[BESIDE_TIMINGS["predictions"]] = theory["predictions_s"]
         timings[BESIDE_TIMINGS["spectra"]] = theory["spectra_s"]
+        if theory.get("phase_s") is not None:
+            timings[BESIDE_TIMINGS["phase"]] = theory["phase_s"]
     else:
         ctx.predictions  # noqa: B018 (computed once, shared by the figures and the diagnosis)
         timings["theory: mean-field predictions"] = time.perf_counter() - t

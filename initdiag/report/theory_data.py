@@ -192,6 +192,19 @@ def phase_skip_reason(sweep: Any, preds: Mapping[str, Any]) -> str | None:
         f" ({'; '.join(reasons)})" if reasons else "")
 
 
+def phase_planes(sweep: Any, preds: Mapping[str, Any]) -> dict[str, PhasePlane]:
+    """The plane of each activation the phase diagram shows (:func:`phase_activations`), as its
+    figure computes it: :func:`phase_plane` of the activation with its initializers' points
+    (:func:`phase_points`) and the default ranges and grid. With the cache on, computing them
+    stores them there, where the figure then finds them (the report's second process does this
+    during the sweep)."""
+    planes = {}
+    for act in phase_activations(sweep, preds):
+        pts, _ = phase_points(theory_configs(sweep, preds, act)[0])
+        planes[act] = phase_plane(act, pts)
+    return planes
+
+
 def phase_points(ok: Sequence[tuple[dict, Any]]
                  ) -> tuple[list[tuple[str, float, float]], dict[str, str]]:
     """``(label, sigma_w^2, sigma_b^2)`` per initializer of one activation (from its

@@ -44,6 +44,7 @@ PHASES = {
 #: its own time, overlapping the sweep or the figures) and of its figures row.
 WORKER_PHASES = {"predictions": "predictions (worker, during the sweep)",
                  "spectra": "Jacobian (worker, during the sweep)",
+                 "phase": "phase planes (worker, during the sweep)",
                  "diagnosis": "diagnosis (worker, beside the figures)"}
 FIGURES_PHASE = "figures (both processes, from the end of the sweep)"
 
