@@ -384,6 +384,15 @@ def test_theory_task_stores_the_phase_planes_the_phase_diagram_then_loads(tmp_pa
     assert beside.theory_task({}, plan)["phase_s"] is None and not any(tmp_path.iterdir())
 
     monkeypatch.setattr(cache, "active_dir", lambda: tmp_path)
+    from initdiag.report import theory_data
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("planes")
+
+    with monkeypatch.context() as m:  # a failure there costs the planes, not the theory
+        m.setattr(theory_data, "phase_planes", fails)
+        failed = beside.theory_task({}, plan)
+    assert failed["phase_s"] is None and len(failed["predictions"]) == len(plan)
     out = beside.theory_task({}, plan)
     assert out["phase_s"] is not None and out["phase_s"] >= 0
     stored = {f.name: f.stat().st_mtime_ns for f in (tmp_path / "initdiag-arrays").iterdir()}

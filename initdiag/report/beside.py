@@ -53,7 +53,8 @@ def theory_task(state: dict, plan: Sequence[Planned]) -> dict[str, Any]:
     With the cache on (:func:`initdiag.engine.cache.active_dir`) it then computes the phase
     diagram's planes (:func:`.theory_data.phase_planes`), which stores them in the cache folder:
     whichever process draws the phase diagram loads them from there instead of computing them
-    after the sweep (about a second when the cache is cold; ``phase_s`` None when off)."""
+    after the sweep (about two seconds when the cache is cold; ``phase_s`` None when off, or
+    when that fails: the figure then computes them, or says why it cannot, itself)."""
     from initdiag.engine import cache
     from initdiag.report.theory_data import phase_planes, predictions, report_spectra
 
@@ -67,8 +68,11 @@ def theory_task(state: dict, plan: Sequence[Planned]) -> dict[str, Any]:
     t_phase = None
     if cache.active_dir() is not None:
         t = time.perf_counter()
-        phase_planes(plan, preds)
-        t_phase = time.perf_counter() - t
+        try:
+            phase_planes(plan, preds)
+            t_phase = time.perf_counter() - t
+        except Exception:  # noqa: BLE001 - the figure computes them (or says why not) itself
+            pass
     return {**state["theory"], "predictions_s": t_pred, "spectra_s": t_spectra,
             "phase_s": t_phase}
 
