@@ -93,6 +93,18 @@ def test_as_key_accepts_seeds_and_keys_and_names_a_bad_one():
         np.testing.assert_array_equal(jax.random.key_data(k), ref)
     rbg = jax.random.key(7, impl="rbg")  # another implementation is kept as it is
     assert prng.as_key(rbg) is rbg
+    assert prng.as_key(prng.key(7)) is not None
+    np.testing.assert_array_equal(jax.random.key_data(prng.as_key(prng.key(7))), ref)
+    # a user who made another implementation jax's default gets it for an integer seed
+    default = jax.config.jax_default_prng_impl
+    try:
+        jax.config.update("jax_default_prng_impl", "rbg")
+        np.testing.assert_array_equal(jax.random.key_data(prng.as_key(7)),
+                                      jax.random.key_data(jax.random.key(7)))
+        assert jax.random.key_impl(prng.as_key(7)) == jax.random.key_impl(rbg)
+    finally:
+        jax.config.update("jax_default_prng_impl", default)
+    assert prng.as_key(rbg) is rbg
     for bad in (True, np.bool_(True), -1, 2 ** 32, 1.5, "7", jnp.zeros(3, jnp.uint32)):
         with pytest.raises(ValueError, match="seed must be an integer"):
             prng.as_key(bad)

@@ -75,8 +75,6 @@ def reinit_plan(params: Any, layout: str = "auto"):
     return frame
 
 
-
-
 def _resolve(init: Any, what: str) -> AnyInitializer:
     init = resolve_initializer(init)
     if getattr(init, "data_dependent", False):

@@ -24,6 +24,7 @@ own ``random_bits`` when that flag is off, or when the shape has 2**32 elements 
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -62,6 +63,7 @@ def threefry2x32(k1: jax.Array, k2: jax.Array, x1: jax.Array,
     return x0, x1
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2), inline=True)
 def random_bits(key_data: jax.Array, bit_width: int, shape: tuple[int, ...]) -> jax.Array:
     """Uniform random bits of ``shape`` from raw threefry key data (``uint32[2]``): exactly
     ``jax.random.bits`` of the threefry key with that data (see the module docstring)."""
@@ -85,7 +87,10 @@ THREEFRY = jex.define_prng_impl(key_shape=_JAX.key_shape, seed=_JAX.seed, split=
 
 
 def key(seed: int) -> jax.Array:
-    """``jax.random.key(seed)``'s key data as a key of :data:`THREEFRY`."""
+    """``jax.random.key(seed)``'s key data as a key of :data:`THREEFRY`; ``jax.random.key(seed)``
+    itself when jax's default implementation is set to another (``jax_default_prng_impl``)."""
+    if jax.config.jax_default_prng_impl != "threefry2x32":
+        return jax.random.key(seed)
     return jax.random.key(seed, impl=THREEFRY)
 
 

@@ -118,10 +118,17 @@ def _edge_of_chaos(act: Any, bias_vars: Sequence[float]) -> float:
                          compute)["edge"])
 
 
+#: The phase plane's default sigma_b^2 range and (sigma_w^2, sigma_b^2) grid size, shared by
+#: :func:`phase_plane` and :func:`initdiag.report.theory_figures.phase_diagram` (so the planes
+#: :func:`phase_planes` stores are those the figure loads).
+PHASE_BIAS_VAR_RANGE = (0.0, 0.5)
+PHASE_GRID = (60, 40)
+
+
 def phase_plane(activation: Any, points: Sequence[tuple[str, float, float]] = (),
                 weight_var_range: tuple[float, float] | None = None,
-                bias_var_range: tuple[float, float] = (0.0, 0.5),
-                grid: tuple[int, int] = (60, 40)) -> PhasePlane:
+                bias_var_range: tuple[float, float] = PHASE_BIAS_VAR_RANGE,
+                grid: tuple[int, int] = PHASE_GRID) -> PhasePlane:
     """The mean-field phase plane of ``activation`` (:func:`initdiag.theory.phase_grid`) over
     ``weight_var_range`` (log spaced; default (0.25, 8) widened to hold the points and the edge
     of chaos over the bias range) x ``bias_var_range`` (widened to hold the points)."""

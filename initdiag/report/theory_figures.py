@@ -15,7 +15,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from initdiag.nn.activations import activation as resolve_activation
-from initdiag.report.theory_data import (RESOLUTION, init_points, phase_plane, predictions,
+from initdiag.report.theory_data import (PHASE_BIAS_VAR_RANGE, PHASE_GRID, RESOLUTION,
+                                         init_points, phase_plane, predictions,
                                          spectrum_densities, theory_lines)
 
 #: Depth-scale contour levels (layers) drawn on the phase diagram.
@@ -32,8 +33,8 @@ def _ax(ax):
 def phase_diagram(activation: Any, *, inits: Iterable[Any] = (),
                   points: Iterable[tuple[str, float, float]] | None = None,
                   weight_var_range: tuple[float, float] | None = None,
-                  bias_var_range: tuple[float, float] = (0.0, 0.5), width: int = 256,
-                  bias_init: Any = "zeros", grid: tuple[int, int] = (60, 40),
+                  bias_var_range: tuple[float, float] = PHASE_BIAS_VAR_RANGE, width: int = 256,
+                  bias_init: Any = "zeros", grid: tuple[int, int] = PHASE_GRID,
                   palette: Mapping[str, Any] | None = None, colorbar: bool = True,
                   skipped: Iterable[str] = (), title: str | None = None, ax=None):
     """The (sigma_w^2, sigma_b^2) plane of a fully connected stack with activation phi.
