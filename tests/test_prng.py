@@ -85,6 +85,15 @@ def test_jax_random_and_initializers_draw_the_same_numbers(draw):
         np.testing.assert_array_equal(jax.jit(draw)(prng.key(seed)), draw(jax.random.key(seed)))
 
 
+def test_keys_pickle_and_draw_the_same_after():
+    import pickle
+
+    k = pickle.loads(pickle.dumps(prng.key(3)))
+    assert jax.random.key_impl(k) == jax.random.key_impl(prng.key(3))
+    np.testing.assert_array_equal(jax.random.normal(k, (5,)),
+                                  jax.random.normal(jax.random.key(3), (5,)))
+
+
 def test_as_key_accepts_seeds_and_keys_and_names_a_bad_one():
     ref = jax.random.key_data(jax.random.key(7))
     for seed in (7, np.int64(7), jax.random.key(7), jax.random.PRNGKey(7)):

@@ -63,10 +63,17 @@ def threefry2x32(k1: jax.Array, k2: jax.Array, x1: jax.Array,
     return x0, x1
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2), inline=True)
 def random_bits(key_data: jax.Array, bit_width: int, shape: tuple[int, ...]) -> jax.Array:
     """Uniform random bits of ``shape`` from raw threefry key data (``uint32[2]``): exactly
-    ``jax.random.bits`` of the threefry key with that data (see the module docstring)."""
+    ``jax.random.bits`` of the threefry key with that data (see the module docstring).
+
+    Compiled (inlined into a caller's jit), so an eager call does not run the 20 rounds op by
+    op; a plain function itself, so the implementation (and its keys) pickle by name."""
+    return _random_bits(key_data, bit_width, tuple(shape))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2), inline=True)
+def _random_bits(key_data: jax.Array, bit_width: int, shape: tuple[int, ...]) -> jax.Array:
     size = math.prod(shape)
     if (not jax.config.jax_threefry_partitionable or size >= 2 ** 32
             or bit_width not in (8, 16, 32, 64)):
