@@ -1,6 +1,7 @@
 """jax's default PRNG (threefry2x32), with its random bits computed 3x faster on CPU.
 
-initdiag draws every weight, input and readout from keys of :data:`THREEFRY`, a PRNG
+initdiag draws every weight, input and readout from keys of :data:`THREEFRY` (unless a user
+set jax's default implementation to another: then from that one, :func:`key`), a PRNG
 implementation (``jax.extend.random.define_prng_impl``) that is jax's ``threefry2x32`` in all
 but how one function is compiled: the same key data, the same ``seed``, ``split`` and
 ``fold_in`` (jax's own functions), and ``random_bits`` that return **the same bits** as jax's
