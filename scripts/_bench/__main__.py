@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _bench import measure, render, systems
+from _bench import floor, measure, render, systems
 from _bench.workloads import STANDARD_INITIALIZERS, flat_depths, workloads
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,8 +66,9 @@ def _skips(key: str, wl, naive_c_s: float | None) -> dict[str, str]:
 
 #: Order of the runners in each round: each matmul ceiling runner right after the system it is
 #: compared with most (jnp.dot after initdiag, torch.mm before torch), so the times paired in a
-#: round's ratio are close in time.
-ROUND_ORDER = ("initdiag", "jnp.dot", "torch.mm", "torch", "naive-jax")
+#: round's ratio are close in time; the floors (:mod:`_bench.floor`) right after jnp.dot.
+ROUND_ORDER = ("initdiag", "jnp.dot", "floor + draw", "floor", "torch.mm", "torch", "naive-jax")
+FLOORS = ("floor + draw", "floor")
 #: How "% jnp.dot" / "% torch.mm" are computed from the rounds (stored in bench.json).
 RATIO_METHOD = ("median over the timed rounds i of t(ceiling runner, round i) / t(system, "
                 "round i); both do the workload's FLOPs (3 L configs [B,W]x[W,W] products)")
@@ -89,6 +90,15 @@ def matmul_runners(wl) -> tuple[dict[str, measure.MatmulChain], dict[str, str]]:
     return runners, skipped
 
 
+def _floor_skip(key: str, wl) -> str | None:
+    """Why the floors are not run on a workload, or None."""
+    if wl.remat:
+        gib = wl.depth * wl.width * wl.width * 4 / 2**30
+        return (f"the floor keeps every layer's weights and inputs ({gib:.1f} GiB of weights): "
+                "not the remat workload's memory regime")
+    return None
+
+
 def bench_workload(key: str, wl, args, roof: dict, naive_c_s: float | None) -> dict:
     skip = _skips(key, wl, naive_c_s)
     if key == "c" and naive_c_s is not None and naive_c_s > NAIVE_LIMIT_S:
@@ -99,6 +109,11 @@ def bench_workload(key: str, wl, args, roof: dict, naive_c_s: float | None) -> d
     mm, mm_skip = matmul_runners(wl)
     runners = {s: (lambda s=s: systems.run(s, wl)) for s in run_systems}
     runners.update(mm)
+    floor_skip = _floor_skip(key, wl)
+    fl = None
+    if floor_skip is None:
+        fl = floor.Floor(wl)
+        runners.update({"floor + draw": fl.with_draw, "floor": fl.floor})
     runners = {name: runners[name] for name in ROUND_ORDER if name in runners}
     timed = measure.interleaved(
         runners, args.warmup, args.reps,
@@ -106,7 +121,23 @@ def bench_workload(key: str, wl, args, roof: dict, naive_c_s: float | None) -> d
                                      f"{dt:.3f} s"))
     out = {"title": wl.title, "shape": wl.shape(), "configs": len(wl.configs),
            "depth": wl.depth, "width": wl.width, "batch": wl.batch, "flops": wl.flops,
-           "remat": wl.remat, "round_order": list(runners), "systems": {}, "matmul": {}}
+           "remat": wl.remat, "round_order": list(runners), "systems": {}, "matmul": {},
+           "floor": {}}
+    for name in FLOORS:
+        if fl is None:
+            out["floor"][name] = {"status": "skipped", "reason": floor_skip}
+            continue
+        t = timed[name]
+        r = measure.round_ratios(timed["jnp.dot"]["times"], t["times"])
+        out["floor"][name] = {"status": "ok", "median_s": t["median"], "min_s": t["min"],
+                              "max_s": t["max"], "times": t["times"], "first_s": t["first"],
+                              "compile_s": fl.compile_s, "gflops": wl.flops / t["median"] / 1e9,
+                              "frac_jnp_dot": r["median"], "frac_jnp_dot_min": r["min"],
+                              "frac_jnp_dot_max": r["max"], "frac_jnp_dot_rounds": r["rounds"]}
+        if "torch.mm" in mm:
+            r = measure.round_ratios(timed["torch.mm"]["times"], t["times"])
+            out["floor"][name].update(frac_torch_mm=r["median"], frac_torch_mm_min=r["min"],
+                                      frac_torch_mm_max=r["max"])
     for name in ("jnp.dot", "torch.mm"):
         if name in mm_skip:
             out["matmul"][name] = {"status": "skipped", "reason": mm_skip[name]}

@@ -19,6 +19,11 @@ def _sys(res: dict, key: str, system: str) -> dict | None:
     return rec if rec and rec.get("status") == "ok" else None
 
 
+def _floor(res: dict, key: str, name: str) -> dict | None:
+    rec = res.get("workloads", {}).get(key, {}).get("floor", {}).get(name)
+    return rec if rec and rec.get("status") == "ok" else None
+
+
 #: Steady-state fraction of the jnp.dot ceiling each workload should reach (issue 12).
 STEADY_TARGETS = {"a": 0.75, "b": 0.75, "c": 0.50}
 
@@ -38,8 +43,11 @@ def targets(res: dict) -> list[dict[str, Any]]:
                       f"{100 * ours['frac_jnp_dot_max']:.0f}%)"
                       if ours.get("frac_jnp_dot_min") is not None else "")
             need = STEADY_TARGETS[key]
+            fl = _floor(res, key, "floor + draw")
+            floor = (f"; the floor with its weight draw: {100 * fl['frac_jnp_dot']:.0f}%"
+                     if fl is not None else "")
             out.append(_target(f"({key}) steady state >= {100 * need:.0f}% of jnp.dot throughput",
-                               f"{100 * f:.0f}%{spread}", f >= need))
+                               f"{100 * f:.0f}%{spread}{floor}", f >= need))
     for key in ("b", "c"):
         ours, theirs = _sys(res, key, "initdiag"), _sys(res, key, "torch")
         if ours and theirs:
@@ -128,7 +136,47 @@ def _workload_rows(res: dict) -> list[str]:
                 f"| {label} | {what} | {rec['median_s']:.3f} [{rec['min_s']:.3f}–"
                 f"{rec['max_s']:.3f}] | {rec['first_s']:.2f} | {_f(rec.get('compile_s'))} | – | "
                 f"{rec['gflops']:.1f} | | | – | |")
+        for name, rec in wl.get("floor", {}).items():
+            if rec.get("status") != "ok":
+                rows.append(f"| {label} | {name} | skipped: {rec.get('reason', '')} "
+                            "| | | | | | | | |")
+                continue
+            rows.append(
+                f"| {label} | {name} | {rec['median_s']:.3f} [{rec['min_s']:.3f}–"
+                f"{rec['max_s']:.3f}] | {rec['first_s']:.2f} | {_f(rec.get('compile_s'))} | – | "
+                f"{rec['gflops']:.1f} | {_pct(rec, 'frac_jnp_dot')} | "
+                f"{_pct(rec, 'frac_torch_mm')} | – | |")
     return rows
+
+
+def _floor_section(res: dict) -> list[str]:
+    """The floors against the steady-state targets: what any system doing the same minimum
+    reaches, and initdiag's time as a fraction of it."""
+    rows = []
+    for key, need in STEADY_TARGETS.items():
+        fd, fp, ours = (_floor(res, key, "floor + draw"), _floor(res, key, "floor"),
+                        _sys(res, key, "initdiag"))
+        if fd is None or fp is None or ours is None or ours.get("frac_jnp_dot") is None:
+            continue
+        rows.append(f"| ({key}) | {100 * need:.0f}% | {100 * fp['frac_jnp_dot']:.0f}% | "
+                    f"{100 * fd['frac_jnp_dot']:.0f}% | {100 * ours['frac_jnp_dot']:.0f}% | "
+                    f"{100 * fd['median_s'] / ours['median_s']:.0f}% |")
+    if not rows:
+        return []
+    return ["", "## Floors", "",
+            "What any system must do for a workload's statistics from the weights initdiag draws "
+            "(`scripts/_bench/floor.py`): per configuration, the three matmuls of each layer "
+            "and φ, nothing else (forward h = x·W, x = φ(h); backward g_h = φ'(h)∘g, g ← g_h·Wᵀ, "
+            "‖xᵀg_h‖²; no bias, no statistic, no rescaling; one jitted scan per activation, "
+            "compiled before timing). *floor*: over weights drawn once before timing; *floor "
+            "+ draw*: each call first draws every initializer's weights (the bits of "
+            "`jax.nn.initializers`, by `initdiag.nn.stacks.init_stack`, one draw per "
+            "initializer shared by the activations, as `initdiag.sweep` does). Both timed in the "
+            "same rounds as jnp.dot; % as in the table above. A steady-state target above "
+            "*floor + draw* cannot be met by any system that draws those weights and computes "
+            "those matmuls.", "",
+            "| workload | target | floor % jnp.dot | floor + draw % jnp.dot | initdiag % jnp.dot "
+            "| initdiag's speed as % of floor + draw |", "|---|---|---|---|---|---|", *rows]
 
 
 def _definitions(res: dict) -> str:
@@ -140,13 +188,16 @@ def _definitions(res: dict) -> str:
         f"Steady state: median of {st['reps']} timed rounds after {st['warmup']} warm-up "
         f"round(s), in one process; in every round each runner runs once, in the order "
         f"{', '.join(order)} (skipped ones left out). First call: a fresh process's first call "
-        "(compilation included); for the ceiling rows, the warm-up call. Compile = first call − "
-        "steady median (for jnp.dot: the ahead-of-time compile of its chain, before timing). "
+        "(compilation included); for the ceiling and floor rows, the warm-up call. Compile = "
+        "first call − steady median (for jnp.dot and the floors: the ahead-of-time compile, "
+        "before timing). "
         "End to end: a fresh process, import + first call. GFLOP/s counts 6·L·W²·B per "
         "configuration (forward + backward matmuls, no recomputation), over the steady median. "
         "Ceiling rows (jnp.dot, torch.mm): the matmul ceiling measured side by side with the "
         "workload, in the same rounds: exactly the workload's matmul FLOPs, as 3·L·configs "
         "dependent [B,W]×[W,W] products x ← x·Q (float32, Q orthogonal so values stay O(1)); "
+        "floor rows: the least work any probe of the workload does (section Floors below), "
+        "timed in the same rounds; "
         "jnp.dot: one jitted `lax.fori_loop` over `jnp.dot`, compiled before timing; torch.mm: "
         f"a Python loop of `torch.matmul` under `no_grad` with the peer's {threads} thread(s). "
         "% jnp.dot (% torch.mm): the median over the timed rounds i of t(ceiling, round i) / "
@@ -179,6 +230,7 @@ def markdown(res: dict) -> str:
     for t in res.get("targets", []):
         verdict = {True: "PASS", False: "**FAIL**", None: "–"}[t["pass"]]
         lines.append(f"| {t['target']} | {t['measured']} | {verdict} |")
+    lines += _floor_section(res)
     if res.get("memory"):
         lines += ["", "## Memory estimate vs measured peak RSS", "",
                   "Predicted = RSS just before the probe + `result.meta[\"memory\"][\"estimate\"]`; "
