@@ -244,9 +244,10 @@ def _result():
         "rooflines": {"4x4": {"batch": 4, "width": 4, "jnp_dot": 1.0, "torch_mm": None}},
         "workloads": {
             "a": {**wl({"initdiag": {**rec(1.0, 2.0, 100, 0.8), "e2e_cold_s": 3.5,
-                                     "e2e_warm_s": 2.0},
+                                     "e2e_warm_s": 2.0, "times": [1.0, 2.0, 1.2]},
                         "torch": rec(3.0, 7.0, 100, 0.3)}),
-                  "floor": {"floor + draw": rec(0.625, 0.7, 0, 0.72),
+                  "floor": {"floor + draw": {**rec(0.625, 0.7, 0, 0.72),
+                                             "times": [0.9, 1.0, 0.6]},
                             "floor": rec(0.5, 0.6, 0, 0.9)}},
             "b": wl({"initdiag": rec(1.0, 2.0, 100, 0.7), "torch": rec(0.9, 1.0, 100, 0.3)}),
             "d": wl({"initdiag": rec(1.0, 2.0, 3 * 2**30, 0.5),
@@ -304,7 +305,8 @@ def test_targets_pass_and_fail():
         "70% (rounds 60–80%)"  # no floor measured: nothing said of one
     assert "| (a) L=2, W=4, B=4, 1 config | floor + draw | 0.625 [0.625–0.625] | 0.70 |" in md
     floors = md.split("## Floors")[1]
-    assert "| (a) | 75% | 90% | 72% | 80% | 62% |" in floors  # 0.625 s / 1.0 s
+    # per round: 0.9 / 1.0, 1.0 / 2.0, 0.6 / 1.2 -> median 0.5 (not 0.625 s / 1.0 s)
+    assert "| (a) | 75% | 90% | 72% | 80% | 50% |" in floors
     assert "(b)" not in floors.split("|---|")[-1]
     assert "| jnp.dot ceiling (6 dots) | 0.500 [0.400–0.600] | 0.70 | 0.10 | – | 20.0 |" in md
     assert "| torch.mm ceiling | skipped: torch not installed |" in md
@@ -318,8 +320,9 @@ def test_targets_pass_and_fail():
 
 def test_report_phase_names_follow_the_reports_timings():
     from _bench import report as bench_report
-    from initdiag.report.build import (BESIDE_TIMINGS, FIGURES_TIMING, HTML_TIMING,
-                                       SHARED_FIGURES_TIMING, TOTAL_TIMING)
+    from initdiag.report.build import (BESIDE_TIMINGS, FIGURES_AFTER_TRAINING_TIMING,
+                                       FIGURES_TIMING, HTML_TIMING, SHARED_FIGURES_TIMING,
+                                       TOTAL_TIMING)
 
     name = bench_report.phase_name
     assert name("sweep (probing, incl. compilation)") == "sweep"
@@ -329,6 +332,8 @@ def test_report_phase_names_follow_the_reports_timings():
     assert name(BESIDE_TIMINGS["phase"]) == "phase planes (worker, during the sweep)"
     assert name(BESIDE_TIMINGS["diagnosis"]) == "diagnosis (worker, beside the figures)"
     assert name(FIGURES_TIMING.format(n=3, of=8)) == bench_report.FIGURES_PHASE
+    assert name(FIGURES_AFTER_TRAINING_TIMING.format(n=3, of=8)) == \
+        bench_report.FIGURES_AFTER_TRAINING_PHASE
     assert name(SHARED_FIGURES_TIMING.format(n=2, of=8)) == "figures (shared)"
     assert name("figures") == "figures" and name("something else") is None
 

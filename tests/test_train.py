@@ -418,6 +418,14 @@ def test_cli_report_train_end_to_end(tmp_path, capsys, xavier):
     for name in TRAIN_FIGURES:
         assert re.search(rf'<figure id="fig-{name}">\s*<h3>T\d\. .*?<img src="data:image/png',
                          page, re.S), name
+    # the figures' timing starts after the training runs, and says so
+    timings = json.loads((out / "results.json").read_text())["meta"]["report"]["timings_s"]
+    assert "training (incl. compilation and the probe at the snapshots)" in timings
+    assert not [k for k in timings if "end of the sweep" in k], list(timings)
+    figures = [k for k in timings if k.startswith("figures")]
+    assert len(figures) == 1 and (figures[0] in ("figures", "figures (0 of 8 drawn in the second "
+                                                 "process)") or figures[0].endswith(
+        "drawn in the second process; from the end of the training runs)")), figures
     assert cli.main(["report", "--train", "0", "--out", str(tmp_path / "x")]) == 2
     assert "--train must be >= 1; got 0" in capsys.readouterr().err
 

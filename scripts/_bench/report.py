@@ -47,6 +47,7 @@ WORKER_PHASES = {"predictions": "predictions (worker, during the sweep)",
                  "phase": "phase planes (worker, during the sweep)",
                  "diagnosis": "diagnosis (worker, beside the figures)"}
 FIGURES_PHASE = "figures (both processes, from the end of the sweep)"
+FIGURES_AFTER_TRAINING_PHASE = "figures (both processes, from the end of the training runs)"
 
 
 def phase_name(key: str) -> str | None:
@@ -58,8 +59,12 @@ def phase_name(key: str) -> str | None:
     for what, label in BESIDE_TIMINGS.items():
         if key == label:
             return WORKER_PHASES[what]
-    if key.startswith(FIGURES_TIMING.split("{")[0]):  # and SHARED_FIGURES_TIMING
-        return FIGURES_PHASE if key.endswith("the end of the sweep)") else "figures (shared)"
+    if key.startswith(FIGURES_TIMING.split("{")[0]):  # and the others below
+        if key.endswith("the end of the sweep)"):
+            return FIGURES_PHASE
+        if key.endswith("the end of the training runs)"):
+            return FIGURES_AFTER_TRAINING_PHASE
+        return "figures (shared)"  # SHARED_FIGURES_TIMING
     return None
 
 
