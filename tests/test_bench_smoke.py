@@ -187,6 +187,22 @@ def test_floor_draws_initdiags_weights_once_per_initializer():
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+def test_draw_options_part_runs_and_renders():
+    from _bench import draws
+
+    rec = draws.bench(quick=True, reps=1, log=lambda msg: None)
+    assert list(rec["impls"]) == list(draws.IMPLS)
+    assert all(t > 0 for t in rec["impls"].values())
+    assert set(rec["share"]["times"]) == {"every initializer", "one per family"}
+    assert set(rec["share"]["families"]) <= set(rec["share"]["inits"])
+    md = "\n".join(draws.markdown(rec))
+    assert "| initdiag's written-out threefry (default) |" in md and "| rbg |" in md
+    assert "1.00x |" in md and "could save at most" in md
+    # the flag is restored after compiling the non-partitionable runner
+    import jax
+    assert jax.config.jax_threefry_partitionable
+
+
 def test_reps_rule():
     assert bench_main.parse([]).reps == 5
     assert bench_main.parse(["--quick"]).reps == 2

@@ -23,7 +23,7 @@ from _bench import floor, measure, render, systems
 from _bench.workloads import STANDARD_INITIALIZERS, flat_depths, workloads
 
 ROOT = Path(__file__).resolve().parents[2]
-PARTS = ("a", "b", "c", "d", "flat", "report", "models", "train")
+PARTS = ("a", "b", "c", "d", "flat", "draw", "report", "models", "train")
 #: Issue 5: "median of >= 5 after warm-up"; fewer repetitions only with --quick.
 MIN_REPS = 5
 #: The naive loop is skipped where it would take longer than this (issue: "> 2 min").
@@ -309,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
         l_ = _worker("compile", str(large), str(w), str(b))
         res["compile_flatness"] = {"small": s, "large": l_,
                                    "ratio": l_["compile_s"] / s["compile_s"]}
+    if "draw" in args.parts:
+        from _bench import draws
+        res["draws"] = draws.bench(args.quick, args.reps, log)
     if "models" in args.parts:
         from _bench import models
         res["models"] = models.bench(args.quick, args.warmup, args.reps, log)

@@ -256,6 +256,9 @@ def markdown(res: dict) -> str:
                   f"process (first call − median of 3 more): L={s['depth']}: "
                   f"{s['compile_s']:.2f} s, L={l['depth']}: {l['compile_s']:.2f} s, ratio "
                   f"{flat['ratio']:.2f}."]
+    if res.get("draws"):
+        from _bench import draws
+        lines += ["", *draws.markdown(res["draws"])]
     if res.get("models"):
         from _bench import models
         lines += ["", *models.markdown(res["models"])]
