@@ -197,9 +197,10 @@ BESIDE_TIMINGS = {
 #: Row of the timings table for the figures when the worker computed the theory: the time from
 #: the end of the sweep until all are written (a diagnosis made here after a failure included).
 FIGURES_TIMING = "figures ({n} of {of} drawn in the second process; from the end of the sweep)"
-#: The same with ``train=``: the figures start after the training runs, not after the sweep.
+#: The same with ``train=``: the figures start after the training runs and their figures
+#: (:func:`initdiag.report.train_section.train_section`), not after the sweep.
 FIGURES_AFTER_TRAINING_TIMING = ("figures ({n} of {of} drawn in the second process; from the end "
-                                 "of the training runs)")
+                                 "of the training figures)")
 #: The figures row when the theory was computed here and the worker drew some figures.
 SHARED_FIGURES_TIMING = "figures ({n} of {of} drawn in the second process)"
 #: Row of the timings table for the whole run.
@@ -350,7 +351,7 @@ def _write_sweep_files(sweep: Any, folder: ReportFolder, *, title: str | None,
             verdicts = diagnose(sweep)
             timings["diagnosis"] = time.perf_counter() - t_d
     drawn = sum(f.path is not None for f in figs)
-    if theory is not None:  # t: the end of the sweep, or of the training runs after it
+    if theory is not None:  # t: the end of the sweep, or of the training section after it
         key = (FIGURES_TIMING if train is None else FIGURES_AFTER_TRAINING_TIMING).format(
             n=len(writer.drawn_by_worker), of=drawn)
     elif writer.drawn_by_worker:  # t: the end of the theory computed here

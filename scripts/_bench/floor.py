@@ -5,20 +5,22 @@ computes, for each configuration, at least:
 
 * the weights: one draw per initializer (a sweep's activations share it, as
   :func:`initdiag.sweep` shares it), the bits ``jax.nn.initializers`` gives, drawn by
-  :func:`initdiag.nn.stacks.init_stack` (initdiag's fastest way to those bits: 1.6x faster than
+  :func:`initdiag.nn.stacks.init_stack` (initdiag's fastest way to those bits: 1.7x faster than
   jax's own threefry on this CPU, whose ``rbg`` and ``unsafe_rbg`` keys are no faster);
 * the three matmuls of each layer and phi: forward ``h = x W``, ``x = phi(h)`` (every layer's
   input kept); backward ``g_h = phi'(h) * g`` (``jax.vjp`` of phi), ``g <- g_h W^T`` and
   ``||x^T g_h||^2`` (so the third product is computed, not removed as dead code).
 
 Nothing else: no bias, no statistic, no rescaling. The pass is one jitted function per
-activation, compiled ahead of time, before any timing (like the ``jnp.dot`` ceiling).
+activation, compiled ahead of time, before any timing (like the ``jnp.dot`` ceiling). It is a
+reference minimal implementation, not a proven lower bound: it draws, then computes (a system
+could overlap the two), and it computes layer 1's ``g_h W^T``, which no statistic needs (one of
+the ``3 L`` products).
 
 Two runners: ``floor`` (the pass over weights drawn once, before timing) and ``floor + draw``
 (each call draws the weights, then runs the pass). Timed in the same rounds as the ``jnp.dot``
-ceiling, their fraction of it bounds what any such system can reach on this machine: a
-steady-state target above ``floor + draw``'s fraction is out of reach without other weights or
-fewer FLOPs.
+ceiling, their fraction of it says what a probe doing only this reaches on this machine: a
+steady-state target above ``floor + draw``'s fraction asks more than this minimal pass does.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ WORKER_PHASES = {"predictions": "predictions (worker, during the sweep)",
                  "phase": "phase planes (worker, during the sweep)",
                  "diagnosis": "diagnosis (worker, beside the figures)"}
 FIGURES_PHASE = "figures (both processes, from the end of the sweep)"
-FIGURES_AFTER_TRAINING_PHASE = "figures (both processes, from the end of the training runs)"
+FIGURES_AFTER_TRAINING_PHASE = "figures (both processes, from the end of the training figures)"
 
 
 def phase_name(key: str) -> str | None:
@@ -62,7 +62,7 @@ def phase_name(key: str) -> str | None:
     if key.startswith(FIGURES_TIMING.split("{")[0]):  # and the others below
         if key.endswith("the end of the sweep)"):
             return FIGURES_PHASE
-        if key.endswith("the end of the training runs)"):
+        if key.endswith("the end of the training figures)"):
             return FIGURES_AFTER_TRAINING_PHASE
         return "figures (shared)"  # SHARED_FIGURES_TIMING
     return None
