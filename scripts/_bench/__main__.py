@@ -90,13 +90,27 @@ def matmul_runners(wl) -> tuple[dict[str, measure.MatmulChain], dict[str, str]]:
     return runners, skipped
 
 
-def _floor_skip(key: str, wl) -> str | None:
+def _floor_skip(wl) -> str | None:
     """Why the floors are not run on a workload, or None."""
     if wl.remat:
         gib = wl.depth * wl.width * wl.width * 4 / 2**30
         return (f"the floor keeps every layer's weights and inputs ({gib:.1f} GiB of weights): "
                 "not the remat workload's memory regime")
     return None
+
+
+def _ceiling_fractions(timed: dict, mm: dict, times: list[float]) -> dict:
+    """A runner's fraction of each matmul ceiling timed beside it (interleaved: the per-round
+    ratio t(ceiling)_i / t(runner)_i, its median, min, max and rounds); None without it."""
+    out: dict = {}
+    for name, field in (("jnp.dot", "frac_jnp_dot"), ("torch.mm", "frac_torch_mm")):
+        if name in mm:
+            r = measure.round_ratios(timed[name]["times"], times)
+            out.update({field: r["median"], field + "_min": r["min"], field + "_max": r["max"],
+                        field + "_rounds": r["rounds"]})
+        else:
+            out[field] = None
+    return out
 
 
 def bench_workload(key: str, wl, args, roof: dict, naive_c_s: float | None) -> dict:
@@ -109,7 +123,7 @@ def bench_workload(key: str, wl, args, roof: dict, naive_c_s: float | None) -> d
     mm, mm_skip = matmul_runners(wl)
     runners = {s: (lambda s=s: systems.run(s, wl)) for s in run_systems}
     runners.update(mm)
-    floor_skip = _floor_skip(key, wl)
+    floor_skip = _floor_skip(wl)
     fl = None
     if floor_skip is None:
         fl = floor.Floor(wl)
@@ -128,16 +142,10 @@ def bench_workload(key: str, wl, args, roof: dict, naive_c_s: float | None) -> d
             out["floor"][name] = {"status": "skipped", "reason": floor_skip}
             continue
         t = timed[name]
-        r = measure.round_ratios(timed["jnp.dot"]["times"], t["times"])
         out["floor"][name] = {"status": "ok", "median_s": t["median"], "min_s": t["min"],
                               "max_s": t["max"], "times": t["times"], "first_s": t["first"],
                               "compile_s": fl.compile_s, "gflops": wl.flops / t["median"] / 1e9,
-                              "frac_jnp_dot": r["median"], "frac_jnp_dot_min": r["min"],
-                              "frac_jnp_dot_max": r["max"], "frac_jnp_dot_rounds": r["rounds"]}
-        if "torch.mm" in mm:
-            r = measure.round_ratios(timed["torch.mm"]["times"], t["times"])
-            out["floor"][name].update(frac_torch_mm=r["median"], frac_torch_mm_min=r["min"],
-                                      frac_torch_mm_max=r["max"])
+                              **_ceiling_fractions(timed, mm, t["times"])}
     for name in ("jnp.dot", "torch.mm"):
         if name in mm_skip:
             out["matmul"][name] = {"status": "skipped", "reason": mm_skip[name]}
@@ -164,14 +172,7 @@ def bench_workload(key: str, wl, args, roof: dict, naive_c_s: float | None) -> d
                "frac_jnp_dot_standalone": gflops / roof["jnp_dot"],
                "frac_torch_mm_standalone":
                    gflops / roof["torch_mm"] if roof.get("torch_mm") else None}
-        for name, field in (("jnp.dot", "frac_jnp_dot"), ("torch.mm", "frac_torch_mm")):
-            if name in mm:  # interleaved: per-round ratio, median over the rounds
-                r = measure.round_ratios(timed[name]["times"], t["times"])
-                rec[field], rec[field + "_min"], rec[field + "_max"] = \
-                    r["median"], r["min"], r["max"]
-                rec[field + "_rounds"] = r["rounds"]
-            else:
-                rec[field] = None
+        rec.update(_ceiling_fractions(timed, mm, t["times"]))
         if "memory" in w:
             rec["memory"] = w["memory"]
         if s == "initdiag" and wl.sweep:

@@ -127,27 +127,23 @@ def _workload_rows(res: dict) -> list[str]:
                 f"{_f(rec.get('e2e_s'))} | {rec['gflops']:.1f} | "
                 f"{_pct(rec, 'frac_jnp_dot')} | {_pct(rec, 'frac_torch_mm')} | "
                 f"{_f(rec.get('peak_rss') and rec['peak_rss'] / MIB, '.0f')} | {speed} |")
-        for name, rec in wl.get("matmul", {}).items():
-            what = f"{name} ceiling ({rec.get('dots', '?')} dots)"
-            if rec.get("status") != "ok":
-                rows.append(f"| {label} | {name} ceiling | skipped: {rec.get('reason', '')} "
-                            "| | | | | | | | |")
-                continue
-            rows.append(
-                f"| {label} | {what} | {rec['median_s']:.3f} [{rec['min_s']:.3f}–"
-                f"{rec['max_s']:.3f}] | {rec['first_s']:.2f} | {_f(rec.get('compile_s'))} | – | "
-                f"{rec['gflops']:.1f} | | | – | |")
+        for name, rec in wl.get("matmul", {}).items():  # no fraction of themselves
+            rows.append(_reference_row(label, f"{name} ceiling", rec, " | ",
+                                       f" ({rec.get('dots', '?')} dots)"))
         for name, rec in wl.get("floor", {}).items():
-            if rec.get("status") != "ok":
-                rows.append(f"| {label} | {name} | skipped: {rec.get('reason', '')} "
-                            "| | | | | | | | |")
-                continue
-            rows.append(
-                f"| {label} | {name} | {rec['median_s']:.3f} [{rec['min_s']:.3f}–"
-                f"{rec['max_s']:.3f}] | {rec['first_s']:.2f} | {_f(rec.get('compile_s'))} | – | "
-                f"{rec['gflops']:.1f} | {_pct(rec, 'frac_jnp_dot')} | "
-                f"{_pct(rec, 'frac_torch_mm')} | – | |")
+            rows.append(_reference_row(label, name, rec, f" {_pct(rec, 'frac_jnp_dot')} | "
+                                                         f"{_pct(rec, 'frac_torch_mm')} "))
     return rows
+
+
+def _reference_row(label: str, name: str, rec: dict, pct_cells: str, detail: str = "") -> str:
+    """A row of a runner that is not a system (a ceiling, a floor): no end to end, no peak RSS;
+    ``pct_cells`` fills the two % columns."""
+    if rec.get("status") != "ok":
+        return f"| {label} | {name} | skipped: {rec.get('reason', '')} | | | | | | | | |"
+    return (f"| {label} | {name}{detail} | {rec['median_s']:.3f} [{rec['min_s']:.3f}–"
+            f"{rec['max_s']:.3f}] | {rec['first_s']:.2f} | {_f(rec.get('compile_s'))} | – | "
+            f"{rec['gflops']:.1f} |{pct_cells}| – | |")
 
 
 def _floor_section(res: dict) -> list[str]:
