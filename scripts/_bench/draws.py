@@ -14,9 +14,9 @@
 
 from __future__ import annotations
 
-import statistics
-import time
 from typing import Any, Callable
+
+from _bench.measure import interleaved
 
 #: Keys compared, in the table's order: label -> (impl for jax.random.key or "initdiag",
 #: jax_threefry_partitionable).
@@ -29,14 +29,9 @@ IMPLS = {"initdiag's written-out threefry (default)": ("initdiag", True),
 FAMILIES = ("zeros", "uniform", "normal", "glorot_uniform", "glorot_normal", "orthogonal")
 
 
-def _round_robin(runners: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {k: [] for k in runners}
-    for _ in range(reps):
-        for k, f in runners.items():
-            t0 = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+def _medians(runners: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
+    """Median seconds of each runner over ``reps`` round-robin rounds after one warm-up round."""
+    return {k: v["median"] for k, v in interleaved(runners, warmup=1, reps=reps).items()}
 
 
 def _impl_runner(impl: str, partitionable: bool, depth: int, width: int) -> Callable[[], Any]:
@@ -74,9 +69,7 @@ def bench(quick: bool = False, reps: int = 5, log: Callable[[str], None] = print
     log(f"weight draw: {depth} layers of {width}x{width} glorot_normal per PRNG implementation")
     runners = {label: _impl_runner(impl, part, depth, width)
                for label, (impl, part) in IMPLS.items()}
-    for f in runners.values():
-        f()
-    impls = _round_robin(runners, reps)
+    impls = _medians(runners, reps)
 
     s_depth, s_width = (10, 64) if quick else (50, 256)
     inits = list(initdiag.STANDARD_INITIALIZERS)
@@ -91,9 +84,7 @@ def bench(quick: bool = False, reps: int = 5, log: Callable[[str], None] = print
     log(f"weight draw: the default sweep's {len(inits)} initializers vs one per family "
         f"({s_depth} layers of {s_width}x{s_width})")
     share = {"every initializer": lambda: draw(inits), "one per family": lambda: draw(FAMILIES)}
-    for f in share.values():
-        f()
-    shared = _round_robin(share, reps)
+    shared = _medians(share, reps)
     return {"reps": reps, "depth": depth, "width": width, "impls": impls,
             "share": {"depth": s_depth, "width": s_width, "inits": inits,
                       "families": list(FAMILIES), "times": shared}}

@@ -28,22 +28,15 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-PHI_NAMES = ("tanh", "sigmoid", "relu")
-
-
-def _phi(name: str):
-    import jax
-
-    return {"tanh": jax.numpy.tanh, "sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu}[name]
-
-
 def minimal_pass(activation: str) -> Callable:
     """``f(ws [L, W, W], x0 [B, W], g0 [B, W]) -> ||x^T g_h||^2 [L]``: the pass of the module
     docstring for ``activation``, not yet jitted."""
     import jax
     import jax.numpy as jnp
 
-    phi = _phi(activation)
+    from _bench.naive import PHI
+
+    phi = PHI[activation]
 
     def run(ws, x0, g0):
         def forward(x, w):
